@@ -1,0 +1,75 @@
+"""dramatiq's RedisBroker, with idle consumers that wake on enqueue instead of polling.
+
+dramatiq's Redis consumer sleeps with a growing backoff when its queue is empty (about 12 ms
+and more between fetches). Our submit script pushes a token on ``{ns}:wake:{queue}`` with
+every message; an idle consumer blocks on that list (BLPOP) and fetches the moment one
+arrives. We reuse dramatiq's own fetch/ack/requeue and keep its message layout.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import redis
+from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
+from dramatiq.errors import ConnectionClosed
+
+from storage.keys import BROKER_NAMESPACE, wake_key
+
+__all__ = ["WakingRedisBroker"]
+
+
+class _WakingConsumer(_RedisConsumer):
+    def __init__(self, broker: RedisBroker, queue_name: str, prefetch: int, timeout: int) -> None:
+        # timeout=0 turns dramatiq's own backoff sleep into sleep(0): we do the waiting here.
+        super().__init__(broker, queue_name, prefetch, 0)
+        self.idle_s = max(timeout, 100) / 1000
+        self._wake = None if queue_name.endswith(".DQ") else wake_key(queue_name)
+        self._freed = threading.Condition()
+
+    def _notify(self) -> None:
+        with self._freed:
+            self._freed.notify_all()
+
+    def ack(self, message):  # type: ignore[no-untyped-def]
+        try:
+            super().ack(message)
+        finally:
+            self._notify()
+
+    def nack(self, message):  # type: ignore[no-untyped-def]
+        try:
+            super().nack(message)
+        finally:
+            self._notify()
+
+    def __next__(self):  # type: ignore[no-untyped-def]
+        message = super().__next__()
+        if message is not None:
+            return message
+        if self.outstanding_message_count >= self.prefetch:
+            # Every slot is busy: wait for an ack instead of spinning.
+            with self._freed:
+                if self.outstanding_message_count >= self.prefetch:
+                    self._freed.wait(self.idle_s)
+        elif self._wake is not None:
+            try:
+                self.broker.client.blpop([self._wake], timeout=self.idle_s)
+            except redis.ConnectionError as exc:
+                raise ConnectionClosed(exc) from None
+        else:  # delay queues are not used by jobcord: idle quietly
+            with self._freed:
+                self._freed.wait(self.idle_s)
+        return None
+
+
+class WakingRedisBroker(RedisBroker):
+    """RedisBroker in jobcord's namespace, with no default middleware (jobcord does retries,
+    time limits and age limits itself, in the request record)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url=url, namespace=BROKER_NAMESPACE, middleware=[])
+
+    @property
+    def consumer_class(self):  # type: ignore[no-untyped-def]
+        return _WakingConsumer

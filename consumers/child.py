@@ -1,0 +1,118 @@
+"""The child process that runs job bodies: pinned, warm, and killable.
+
+It is started with the ``spawn`` method (never fork after CUDA init), sets its device
+environment before importing the app, runs the startup hooks once, then executes one task at a
+time sent by its parent over a pipe. The parent kills it to enforce timeouts and cancels.
+
+Messages child -> parent: ("ready", pid) | ("startup_failed", text) | ("progress", f, msg) |
+("ok", content_type, data) | ("error", type, message, traceback, retryable).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import threading
+import traceback
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Task", "child_main"]
+
+
+@dataclass(frozen=True)
+class Task:
+    request_id: str
+    attempt: int
+    job: str
+    input: dict[str, Any]
+    output_dir: str
+
+
+def _die_with_parent() -> None:
+    """SIGKILL us when the parent dies, so a dead consumer never leaves a GPU held."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:  # not Linux: the parent's atexit handler still stops us
+        pass
+
+
+def child_main(app_ref: str, conn: Connection, env: dict[str, str], log_format: str) -> None:
+    parent = os.getppid()
+    _die_with_parent()
+    if os.getppid() != parent:
+        os._exit(1)
+    os.environ.update(env)  # CUDA_VISIBLE_DEVICES & co. before anything can import CUDA
+
+    from scheduler.context import JobContext
+    from scheduler.errors import InputValidationError, UnknownJob
+    from scheduler.outputs import encode_output
+    from storage.logs import configure_logging
+
+    from .loader import load_app
+
+    configure_logging(log_format)
+    send_lock = threading.Lock()
+
+    def send(*msg: Any) -> None:
+        with send_lock:
+            conn.send(msg)
+
+    current: list[JobContext] = []
+
+    def on_sigterm(_sig: int, _frame: Any) -> None:
+        # A stop is coming (cancel or timeout): let cooperative jobs see ctx.cancelled.
+        for ctx in current:
+            ctx._cancelled.set()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the parent, which drains
+
+    try:
+        app = load_app(app_ref)
+        state = {hook.name: hook.fn() for hook in app.startup_hooks}
+    except BaseException:
+        send("startup_failed", traceback.format_exc())
+        return
+    send("ready", os.getpid())
+
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            break
+        if msg[0] == "stop":
+            break
+        task: Task = msg[1]
+        ctx = JobContext(
+            request_id=task.request_id,
+            attempt=task.attempt,
+            app=app.name,
+            job=task.job,
+            output_dir=Path(task.output_dir),
+            state=state,
+            devices=os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+            _report=lambda f, m: send("progress", f, m),
+        )
+        current[:] = [ctx]
+        try:
+            spec = app.spec(task.job)
+            kwargs = spec.signature.typed_kwargs(task.input)
+            if spec.signature.context_param:
+                kwargs[spec.signature.context_param] = ctx
+            encoded = encode_output(spec.signature, spec.fn(**kwargs))
+            send("ok", encoded.content_type, encoded.data)
+        except BaseException as exc:  # the job's failure is data for the parent
+            retryable = not isinstance(exc, InputValidationError | UnknownJob)
+            send("error", type(exc).__name__, str(exc), traceback.format_exc(), retryable)
+        finally:
+            current.clear()
+
+    for hook in app.shutdown_hooks:
+        try:
+            hook.fn()
+        except Exception:
+            traceback.print_exc()

@@ -1,0 +1,104 @@
+"""Device discovery through NVML (nvidia-ml-py), with a CPU fallback.
+
+NVML ignores ``CUDA_VISIBLE_DEVICES`` and may order devices differently from CUDA, so jobcord
+pins processes by UUID. ``JOBCORD_FAKE_GPUS`` (JSON list of {name, memory_gb}) replaces NVML
+at this one hardware boundary for tests on machines without a GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+from scheduler.gpu_classes import classify_gpu_name
+
+__all__ = ["Device", "discover_devices", "pinning_env", "select_devices"]
+
+
+@dataclass(frozen=True)
+class Device:
+    index: int
+    uuid: str
+    name: str
+    memory_bytes: int
+    mig_mode: bool
+    gpu_class: str | None
+
+    @property
+    def memory_gb(self) -> float:
+        return round(self.memory_bytes / 2**30, 1)
+
+
+def _fake_devices(spec: str) -> list[Device]:
+    out = []
+    for i, d in enumerate(json.loads(spec)):
+        mem = int(float(d.get("memory_gb", 80)) * 2**30)
+        name = d.get("name", "NVIDIA H100 80GB HBM3")
+        uuid = d.get("uuid", f"GPU-fake-{i:04d}")
+        out.append(
+            Device(i, uuid, name, mem, bool(d.get("mig", False)), classify_gpu_name(name, mem))
+        )
+    return out
+
+
+def discover_devices() -> list[Device]:
+    """The machine's GPUs; an empty list when there is no NVIDIA driver."""
+    fake = os.environ.get("JOBCORD_FAKE_GPUS")
+    if fake:
+        return _fake_devices(fake)
+    try:
+        import pynvml
+    except ImportError:
+        return []
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError:
+        return []
+    try:
+        devices = []
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            h = pynvml.nvmlDeviceGetHandleByIndex(i)
+            name = pynvml.nvmlDeviceGetName(h)
+            name = name.decode() if isinstance(name, bytes) else name
+            uuid = pynvml.nvmlDeviceGetUUID(h)
+            uuid = uuid.decode() if isinstance(uuid, bytes) else uuid
+            mem = int(pynvml.nvmlDeviceGetMemoryInfo(h).total)
+            try:
+                mig = bool(pynvml.nvmlDeviceGetMigMode(h)[0])
+            except pynvml.NVMLError:
+                mig = False
+            devices.append(Device(i, uuid, name, mem, mig, classify_gpu_name(name, mem)))
+        return devices
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def select_devices(spec: str, devices: list[Device]) -> list[Device]:
+    """``--gpus`` value -> devices: ``none``, ``all`` or comma-separated NVML indexes."""
+    spec = spec.strip().lower()
+    if spec == "none":
+        return []
+    if spec == "all":
+        return devices
+    try:
+        wanted = [int(x) for x in spec.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(
+            f"--gpus must be 'all', 'none' or indexes like '0,1', got {spec!r}"
+        ) from None
+    by_index = {d.index: d for d in devices}
+    missing = [i for i in wanted if i not in by_index]
+    if missing:
+        raise ValueError(f"no GPU with index {missing}; this machine has {sorted(by_index)}")
+    return [by_index[i] for i in wanted]
+
+
+def pinning_env(devices: list[Device]) -> dict[str, str]:
+    """The environment that pins a child process to exactly these devices."""
+    if not devices:
+        return {"CUDA_VISIBLE_DEVICES": ""}
+    return {
+        "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+        "CUDA_VISIBLE_DEVICES": ",".join(d.uuid for d in devices),
+    }

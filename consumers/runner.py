@@ -1,0 +1,205 @@
+"""The body of the one dramatiq actor: run attempt N of a request in a warm child slot.
+
+claim (atomic: QUEUED -> IN_PROGRESS with a lease) -> run in a child with the job's timeout
+-> store the result -> finish (SUCCEEDED | FAILED | TIMED_OUT | CANCELED) or requeue a retry.
+A stale message (the request moved on, e.g. redelivered by dramatiq after we recovered it)
+is acknowledged and ignored: that is what makes redelivery safe.
+"""
+
+from __future__ import annotations
+
+import queue
+import shutil
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import redis
+import structlog
+from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from scheduler.jobspec import AppRegistry
+from storage.errors import ResultStoreError
+from storage.records import RequestRecord
+from storage.requests import RequestStore
+from storage.results import ResultStore
+from storage.settings import Settings
+from storage.statuses import Status
+
+from .child import Task
+from .leases import LeaseKeeper, Running
+from .metrics import JOB_SECONDS, JOBS_FINISHED, JOBS_RUNNING
+from .results import store_result
+from .slots import ChildSlot, Outcome
+
+__all__ = ["Runner"]
+
+log = structlog.get_logger("jobcord.runner")
+
+# Redis blips must not lose a finished attempt: keep trying the final write for a while.
+_persist = retry(
+    retry=retry_if_exception_type(redis.ConnectionError),
+    stop=stop_after_delay(60),
+    wait=wait_exponential(multiplier=0.1, max=5),
+    reraise=True,
+)
+
+
+class Runner:
+    def __init__(
+        self,
+        app: AppRegistry,
+        store: RequestStore,
+        results: ResultStore,
+        leases: LeaseKeeper,
+        slots: list[ChildSlot],
+        settings: Settings,
+        worker_id: str,
+        device: str,
+    ) -> None:
+        self.app = app
+        self.store = store
+        self.results = results
+        self.leases = leases
+        self.settings = settings
+        self.worker_id = worker_id
+        self.device = device
+        self._idle: queue.Queue[ChildSlot] = queue.Queue()
+        for slot in slots:
+            self._idle.put(slot)
+
+    def execute(self, request_id: str, attempt: int) -> None:
+        token = uuid.uuid4().hex
+        outcome, record = self.store.claim(request_id, attempt, self.worker_id, token)
+        if record is None:
+            log.info("message skipped", request_id=request_id, attempt=attempt, reason=outcome)
+            return
+        log.info("request started", request_id=request_id, job=record.job, attempt=attempt)
+        slot = self._idle.get()
+        self.leases.add(request_id, Running(token, slot.stop_current))
+        output_dir = Path(tempfile.mkdtemp(prefix=f"jobcord-{request_id}-"))
+        JOBS_RUNNING.labels(record.app, record.job).inc()
+        started = time.monotonic()
+        try:
+            result = self._run(slot, record, output_dir)
+            self._record(record, token, result, output_dir)
+        finally:
+            JOBS_RUNNING.labels(record.app, record.job).dec()
+            JOB_SECONDS.labels(record.app, record.job).observe(time.monotonic() - started)
+            self.leases.remove(request_id)
+            shutil.rmtree(output_dir, ignore_errors=True)
+            try:
+                slot.ensure_running()
+            finally:
+                self._idle.put(slot)
+
+    def _run(self, slot: ChildSlot, record: RequestRecord, output_dir: Path) -> Outcome:
+        spec = self.app.jobs.get(record.job)
+        if spec is None:
+            return Outcome(
+                "error",
+                error_type="UnknownJob",
+                message=f"this consumer's app {self.app.name!r} has no job {record.job!r}",
+                retryable=False,
+            )
+        if self.device:
+            self.store.set_fields(record.request_id, device=self.device)
+        task = Task(record.request_id, record.attempt, record.job, record.input, str(output_dir))
+        timeout = record.timeout_s if record.timeout_s is not None else spec.timeout_s
+        return slot.run(
+            task,
+            timeout,
+            lambda f, m: self.store.report_progress(record.request_id, record.attempt, f, m),
+        )
+
+    @_persist
+    def _record(self, record: RequestRecord, token: str, result: Outcome, output_dir: Path) -> None:
+        rid = record.request_id
+        if result.kind == "ok":
+            spec = self.app.jobs[record.job]
+            try:
+                fields = store_result(
+                    self.results,
+                    record,
+                    result.content_type,
+                    result.data,
+                    output_dir,
+                    upload_files=spec.upload,
+                    inline_max_bytes=self.settings.inline_output_max_bytes,
+                )
+            except ResultStoreError as exc:
+                result = Outcome("error", error_type="ResultStoreError", message=str(exc))
+            else:
+                self._finish(rid, token, Status.SUCCEEDED, record, **fields, progress=1.0)
+                return
+        if result.kind == "error":
+            self._failed(record, token, result)
+        elif result.kind == "timeout":
+            self._finish(rid, token, Status.TIMED_OUT, record, error=_error("Timeout", result))
+        elif result.kind == "crashed":
+            self._worker_lost(record, token, result)
+        elif result.stop_reason == "cancel":
+            err = {"type": "Canceled", "message": "canceled while running"}
+            self._finish(rid, token, Status.CANCELED, record, error=err)
+        elif result.stop_reason == "shutdown":
+            # The consumer is stopping: hand the request back, not counted against it.
+            self.store.retry(
+                rid,
+                token,
+                delay_s=0,
+                counter="preemptions",
+                error=_error("Preempted", result),
+                reason="consumer shut down",
+            )
+        elif result.stop_reason == "lost":
+            log.warning("lease lost; attempt abandoned", request_id=rid, attempt=record.attempt)
+
+    def _failed(self, record: RequestRecord, token: str, result: Outcome) -> None:
+        spec = self.app.jobs.get(record.job)
+        failures = record.failures + 1
+        error = _error(result.error_type, result)
+        if spec is not None and result.retryable and spec.retry.should_retry(failures):
+            delay = spec.retry.delay_s(failures)
+            nxt = self.store.retry(
+                record.request_id,
+                token,
+                delay_s=delay,
+                counter="failures",
+                error=error,
+                reason=f"retry after {result.error_type}",
+            )
+            log.info("request will retry", request_id=record.request_id, next=nxt, delay_s=delay)
+            JOBS_FINISHED.labels(record.app, record.job, "RETRY").inc()
+        else:
+            self._finish(record.request_id, token, Status.FAILED, record, error=error)
+
+    def _worker_lost(self, record: RequestRecord, token: str, result: Outcome) -> None:
+        """The job's own process died (segfault, OOM kill): count it, requeue or give up."""
+        error = _error("WorkerLost", result)
+        if record.worker_losses + 1 >= self.settings.max_worker_losses:
+            self.store.set_fields(record.request_id, worker_losses=record.worker_losses + 1)
+            self._finish(record.request_id, token, Status.FAILED, record, error=error)
+        else:
+            self.store.retry(
+                record.request_id,
+                token,
+                delay_s=0,
+                counter="worker_losses",
+                error=error,
+                reason="job process died",
+            )
+
+    def _finish(
+        self, rid: str, token: str, status: Status, record: RequestRecord, **fields: Any
+    ) -> None:
+        if self.store.finish(rid, token, status, **fields):
+            log.info("request finished", request_id=rid, status=status.value)
+            JOBS_FINISHED.labels(record.app, record.job, status.value).inc()
+        else:
+            log.warning("finish ignored: lease no longer ours", request_id=rid)
+
+
+def _error(kind: str, result: Outcome) -> dict[str, Any]:
+    return {"type": kind, "message": result.message, "traceback": result.traceback}

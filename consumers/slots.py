@@ -1,0 +1,194 @@
+"""A slot: one warm child process and the means to stop it for real.
+
+``run`` sends a task and waits on the pipe *and* a wake-up socket at once (no polling), so a
+timeout, a cancel or a lost lease ends the wait at once; the child is then terminated
+(SIGTERM, SIGKILL after the grace period) and a fresh one started, running startup again.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import wait
+from typing import Any
+
+import structlog
+
+from storage.errors import JobcordError
+
+from .child import Task, child_main
+from .metrics import CHILD_RESTARTS
+
+__all__ = ["ChildSlot", "Outcome", "StartupFailed"]
+
+log = structlog.get_logger("jobcord.slot")
+_spawn = multiprocessing.get_context("spawn")
+
+
+class StartupFailed(JobcordError):
+    pass
+
+
+@dataclass
+class Outcome:
+    kind: str  # ok | error | timeout | stopped | crashed
+    content_type: str = ""
+    data: bytes = b""
+    error_type: str = ""
+    message: str = ""
+    traceback: str | None = None
+    retryable: bool = True
+    stop_reason: str = ""  # with kind == "stopped": cancel | lost | shutdown
+
+
+class ChildSlot:
+    def __init__(
+        self,
+        app_ref: str,
+        *,
+        name: str,
+        env: dict[str, str] | None = None,
+        kill_grace_s: float = 3.0,
+        startup_timeout_s: float = 600.0,
+        log_format: str = "json",
+    ) -> None:
+        self.app_ref = app_ref
+        self.name = name
+        self.env = env or {}
+        self.kill_grace_s = kill_grace_s
+        self.startup_timeout_s = startup_timeout_s
+        self.log_format = log_format
+        self.process: Any = None
+        self.conn: Any = None
+        self.restarts = 0
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._stop_reason: str | None = None
+        self._retired = False
+        # Set when a task was abandoned (timeout, cancel, crash): the outcome is recorded
+        # first and the child killed afterwards, in ensure_running, so callers learn fast.
+        self._doomed = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        parent_conn, child_conn = _spawn.Pipe(duplex=True)
+        self.process = _spawn.Process(
+            target=child_main,
+            args=(self.app_ref, child_conn, self.env, self.log_format),
+            name=f"jobcord-{self.name}",
+        )
+        self.process.start()
+        child_conn.close()
+        self.conn = parent_conn
+        if not parent_conn.poll(self.startup_timeout_s):
+            self.kill()
+            raise StartupFailed(f"{self.name}: startup took longer than {self.startup_timeout_s} s")
+        try:
+            msg = parent_conn.recv()
+        except EOFError:
+            msg = ("startup_failed", f"child exited with code {self.process.exitcode}")
+        if msg[0] != "ready":
+            self.kill()
+            raise StartupFailed(f"{self.name}: on_startup failed:\n{msg[1]}")
+        log.info("child ready", slot=self.name, pid=msg[1], env=self.env or None)
+
+    def ensure_running(self) -> None:
+        """Replace a child that was killed or died (its startup hooks run again)."""
+        if self.process is not None and self.process.is_alive() and not self._doomed:
+            return
+        if self._retired:  # the consumer is shutting down: kill, do not replace
+            self.kill()
+            return
+        started = time.monotonic()
+        self.kill()
+        self.restarts += 1
+        CHILD_RESTARTS.labels(self.name).inc()
+        self.start()
+        log.info("child replaced", slot=self.name, seconds=round(time.monotonic() - started, 3))
+
+    def kill(self) -> None:
+        """SIGTERM, then SIGKILL after the grace period; always reaps the process."""
+        proc = self.process
+        if proc is None:
+            return
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(self.kill_grace_s)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        if self.conn is not None:
+            self.conn.close()
+        self.process = self.conn = None
+        self._doomed = False
+
+    def close(self) -> None:
+        """Ask the child to run its shutdown hooks and exit; kill it if it does not."""
+        if self.process is not None and self.process.is_alive() and self.conn is not None:
+            try:
+                self.conn.send(("stop",))
+                self.process.join(self.kill_grace_s)
+            except (OSError, BrokenPipeError):
+                pass
+        self.kill()
+
+    # -- work ------------------------------------------------------------------------------
+    def stop_current(self, reason: str) -> None:
+        """From any thread: end the running task now (cancel | lost | shutdown)."""
+        if reason == "shutdown":
+            self._retired = True
+        self._stop_reason = reason
+        self._wake_w.send(b"x")
+
+    def run(
+        self,
+        task: Task,
+        timeout_s: float | None,
+        on_progress: Callable[[float, str | None], None],
+    ) -> Outcome:
+        self.ensure_running()
+        self._drain_wake()
+        self._stop_reason = None
+        self.conn.send(("run", task))
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                self._doomed = True
+                return Outcome("timeout", message=f"exceeded its timeout of {timeout_s} s")
+            ready = wait([self.conn, self._wake_r], remaining)
+            if self._wake_r in ready and self._stop_reason:
+                self._doomed = True
+                return Outcome("stopped", stop_reason=self._stop_reason)
+            if self.conn in ready:
+                try:
+                    msg = self.conn.recv()
+                except (EOFError, OSError):
+                    self.process.join(self.kill_grace_s)
+                    code = self.process.exitcode
+                    self.kill()
+                    return Outcome("crashed", message=f"job process died (exit code {code})")
+                if msg[0] == "progress":
+                    on_progress(msg[1], msg[2])
+                elif msg[0] == "ok":
+                    return Outcome("ok", content_type=msg[1], data=msg[2])
+                elif msg[0] == "error":
+                    return Outcome(
+                        "error",
+                        error_type=msg[1],
+                        message=msg[2],
+                        traceback=msg[3],
+                        retryable=msg[4],
+                    )
+
+    def _drain_wake(self) -> None:
+        self._wake_r.setblocking(False)
+        try:
+            while self._wake_r.recv(64):
+                pass
+        except BlockingIOError:
+            pass
+        finally:
+            self._wake_r.setblocking(True)

@@ -1,0 +1,173 @@
+"""The ``jobcord`` command line. Errors print one clear line (no traceback) and exit 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from storage.errors import JobcordError
+from storage.logs import configure_logging
+from storage.settings import Settings, load_settings
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    settings = load_settings()
+    configure_logging(settings.log_format, settings.log_level)
+    return settings
+
+
+@app.command()
+def worker(
+    app_ref: Annotated[str, typer.Argument(metavar="MODULE:APP")],
+    gpus: Annotated[str, typer.Option(help="all | none | indexes like 0,1")] = "none",
+    concurrency: Annotated[int, typer.Option(min=1, help="Job processes per device")] = 1,
+    drain: Annotated[float, typer.Option(help="Seconds to let running jobs finish on stop")] = 30.0,
+) -> None:
+    """Consume the app's queues that this machine's devices can serve."""
+    from consumers.devices import discover_devices, select_devices
+    from consumers.worker import ConsumerConfig, run_consumer
+
+    settings = _settings()
+    devices = select_devices(gpus, discover_devices())
+    run_consumer(ConsumerConfig(app_ref, concurrency, devices, drain), settings)
+
+
+@app.command()
+def scheduler() -> None:
+    """Run maintenance alone: recover requests of dead workers, promote due retries."""
+    import signal
+
+    from scheduler.maintenance import MaintenanceLoop
+    from storage.connection import connect
+    from storage.requests import RequestStore
+
+    settings = _settings()
+    loop = MaintenanceLoop(
+        RequestStore(connect(settings), settings), settings.maintenance_interval_s
+    )
+    signal.signal(signal.SIGTERM, lambda *_: loop.stop())
+    loop.start()
+    try:
+        while loop.is_alive():
+            loop.join(1.0)
+    except KeyboardInterrupt:
+        loop.stop()
+
+
+@app.command()
+def devices() -> None:
+    """List this machine's GPUs (NVML) and the GPU class jobcord gives each."""
+    from consumers.devices import discover_devices
+
+    found = discover_devices()
+    table = Table("index", "uuid", "name", "memory (GiB)", "MIG", "class")
+    for d in found:
+        table.add_row(
+            str(d.index),
+            d.uuid,
+            d.name,
+            f"{d.memory_gb}",
+            "on" if d.mig_mode else "off",
+            d.gpu_class or "unknown",
+        )
+    if not found:
+        table.add_row("-", "-", "no NVIDIA GPU found", "-", "-", "cpu")
+    console.print(table)
+
+
+@app.command()
+def submit(
+    app_ref: Annotated[str, typer.Argument(metavar="MODULE:APP")],
+    job: Annotated[str, typer.Argument()],
+    input_json: Annotated[str, typer.Option("--input", help="JSON object of inputs")] = "{}",
+    idempotency_key: Annotated[str | None, typer.Option()] = None,
+    max_time_in_queue: Annotated[float | None, typer.Option()] = None,
+    wait: Annotated[bool, typer.Option(help="Follow it to the end with a progress bar")] = False,
+) -> None:
+    """Queue a request for JOB and print its id (or follow it with --wait)."""
+    from consumers.loader import load_app
+    from producers import RemoteFunction
+
+    from .follow import follow_request
+
+    _settings()
+    registry = load_app(app_ref)
+    try:
+        payload = json.loads(input_json)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"--input is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise typer.BadParameter("--input must be a JSON object of the job's parameters")
+    fn = RemoteFunction(registry, registry.spec(job))  # type: ignore[arg-type]
+    handle = fn.async_run_remote(
+        idempotency_key=idempotency_key, max_time_in_queue_seconds=max_time_in_queue, **payload
+    )
+    console.print(handle.request_id if handle.created else f"{handle.request_id} (existing)")
+    if wait:
+        follow_request(handle.request_id)
+
+
+@app.command()
+def status(
+    request_id: Annotated[str, typer.Argument()],
+    watch: Annotated[bool, typer.Option(help="Follow it to a terminal status")] = False,
+) -> None:
+    """Show a request: status, times, attempts, output or error."""
+    from producers.client import default_client
+
+    from .follow import follow_request, print_record
+
+    _settings()
+    if watch:
+        follow_request(request_id)
+    else:
+        print_record(default_client().get(request_id))
+
+
+@app.command()
+def dev(
+    app_ref: Annotated[str, typer.Argument(metavar="MODULE:APP")] = "examples.demo:app",
+    serve: Annotated[bool, typer.Option(help="Keep the consumer running after the demo")] = False,
+    concurrency: Annotated[int, typer.Option(min=1)] = 2,
+) -> None:
+    """Everything on embedded defaults: Redis, local results, a consumer, and a demo run."""
+    from .dev import run_dev
+
+    os.environ.setdefault("JOBCORD_LOG_FORMAT", "console")
+    run_dev(_settings(), app_ref, serve=serve, concurrency=concurrency)
+
+
+def main(argv: list[str] | None = None) -> Any:
+    try:
+        return app(argv, standalone_mode=False)
+    except JobcordError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        sys.exit(2)
+    except (ValueError, OSError) as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        sys.exit(2)
+    except (typer.Abort, KeyboardInterrupt):
+        sys.exit(130)
+    except Exception as exc:  # click usage errors carry their own message and exit code
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

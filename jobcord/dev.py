@@ -1,0 +1,109 @@
+"""``jobcord dev``: embedded Redis, local results, a consumer, and a tour of the demo app."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from storage.connection import redis_url
+from storage.settings import Settings
+
+__all__ = ["run_dev"]
+
+console = Console()
+
+
+def _start_worker(app_ref: str, concurrency: int, env: dict[str, str]) -> subprocess.Popen:
+    cmd = [
+        sys.executable,
+        "-m",
+        "jobcord.cli",
+        "worker",
+        app_ref,
+        "--concurrency",
+        str(concurrency),
+    ]
+    return subprocess.Popen(cmd, env=env)
+
+
+def _demo_requests() -> list[tuple[str, object]]:
+    from consumers.loader import load_app
+
+    load_app("examples.demo:app")  # puts the current directory on sys.path, like the worker
+    demo = sys.modules["examples.demo"]
+
+    handles = [
+        ("add(2, 3)", demo.add.async_run_remote(2, 3)),
+        ("scale([1, 2, 3]) with progress", demo.scale.async_run_remote([1.0, 2.0, 3.0])),
+        ("render('hello', copies=2) -> files", demo.render.async_run_remote("hello", copies=2)),
+        ("flaky(fail_times=1) -> retried", demo.flaky.async_run_remote(fail_times=1)),
+        ("stuck(10) in C, timeout 1.5 s", demo.stuck.async_run_remote(10)),
+        ("noise(100000) -> bytes in store", demo.noise.async_run_remote(100_000)),
+    ]
+    key = f"dev-{int(time.time())}"
+    first = demo.add.async_run_remote(40, 2, idempotency_key=key)
+    again = demo.add.async_run_remote(40, 2, idempotency_key=key)
+    handles.append((f"add(40, 2) key={key}", first))
+    handles.append(("  same key again -> same request" if not again.created else "?!", again))
+    cancel_me = demo.sleepy.async_run_remote(30)
+    handles.append(("sleepy(30), then canceled", cancel_me))
+    threading.Timer(2.0, cancel_me.cancel).start()
+    return handles
+
+
+def _table(rows: list[tuple[str, object]]) -> Table:
+    table = Table("request", "id", "status", "attempt", "progress", "output / error")
+    for label, handle in rows:
+        rec = handle.status()  # type: ignore[attr-defined]
+        if rec.error is not None and rec.status.value != "SUCCEEDED":
+            detail = f"[red]{rec.error.type}[/red]: {rec.error.message[:60]}"
+        elif rec.output is not None:
+            detail = str(rec.output)[:60]
+        elif rec.result is not None or rec.files:
+            names = [f.name for f in ([rec.result] if rec.result else []) + rec.files]
+            detail = "stored: " + ", ".join(names)
+        else:
+            detail = ""
+        progress = f"{rec.progress:.0%}" if rec.progress is not None else ""
+        table.add_row(
+            label, rec.request_id[:8], rec.status.value, str(rec.attempt), progress, detail
+        )
+    return table
+
+
+def run_dev(settings: Settings, app_ref: str, *, serve: bool, concurrency: int) -> None:
+    url = redis_url(settings)  # starts the embedded redis-server when no URL is configured
+    env = {**os.environ, "JOBCORD_REDIS_URL": url, "JOBCORD_DATA_DIR": str(settings.data_dir)}
+    os.environ.update({"JOBCORD_REDIS_URL": url})
+    where = settings.s3_bucket and f"s3://{settings.s3_bucket}" or settings.data_dir / "results"
+    console.print(f"[bold]jobcord dev[/bold]: redis at {url}, results in {where}")
+    worker = _start_worker(app_ref, concurrency, env)
+    try:
+        if app_ref == "examples.demo:app":
+            rows = _demo_requests()
+            with Live(_table(rows), console=console, refresh_per_second=8) as live:
+                while not all(h.status().is_terminal for _, h in rows):  # type: ignore[attr-defined]
+                    time.sleep(0.15)
+                    live.update(_table(rows))
+                live.update(_table(rows))
+            for label, handle in rows:
+                rec = handle.status()  # type: ignore[attr-defined]
+                for f in ([rec.result] if rec.result else []) + rec.files:
+                    console.print(f"  {label}: {f.name} -> {f.url}")
+        if serve or app_ref != "examples.demo:app":
+            console.print("consumer running; Ctrl-C to stop")
+            worker.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(60)

@@ -1,0 +1,81 @@
+"""Show requests in the terminal: a record table, and a live progress bar to the end."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from storage.records import RequestRecord
+
+__all__ = ["print_record", "follow_request"]
+
+console = Console()
+_COLORS = {
+    "SUCCEEDED": "green",
+    "FAILED": "red",
+    "TIMED_OUT": "red",
+    "CANCELED": "yellow",
+    "EXPIRED": "yellow",
+    "IN_PROGRESS": "cyan",
+    "QUEUED": "blue",
+}
+
+
+def _when(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S.%f")[:-3] if ts else "-"
+
+
+def print_record(record: RequestRecord) -> None:
+    table = Table(show_header=False, box=None)
+    color = _COLORS.get(record.status.value, "white")
+    table.add_row("request", record.request_id)
+    table.add_row("job", f"{record.app}.{record.job} on {record.queue}")
+    table.add_row("status", f"[{color}]{record.status.value}[/{color}]")
+    table.add_row("attempt", str(record.attempt))
+    table.add_row(
+        "created / started / finished",
+        f"{_when(record.created_at)} / {_when(record.started_at)} / {_when(record.finished_at)}",
+    )
+    if record.output is not None:
+        table.add_row("output", json.dumps(record.output)[:500])
+    if record.result is not None:
+        table.add_row("result", record.result.url or record.result.key)
+    for f in record.files:
+        table.add_row("file", f"{f.name} ({f.size} B) {f.url or f.key}")
+    if record.error is not None:
+        table.add_row("error", f"[red]{record.error.type}: {record.error.message}[/red]")
+    console.print(table)
+
+
+def follow_request(request_id: str, *, timeout_s: float | None = None) -> RequestRecord:
+    """Stream the request's events (blocking reads) with a progress bar until it ends."""
+    from producers.client import default_client
+
+    client = default_client()
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[state]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task(request_id[:12], total=1.0, state="...")
+        for event in client.store.follow(request_id, timeout_s=timeout_s):
+            record = client.get(request_id)
+            progress.update(
+                task,
+                completed=record.progress or 0.0,
+                state=f"{event.status.value} (attempt {event.attempt})",
+            )
+        final = client.get(request_id)
+        progress.update(
+            task,
+            completed=1.0 if final.status.value == "SUCCEEDED" else (final.progress or 0.0),
+            state=final.status.value,
+        )
+    print_record(final)
+    return final

@@ -1,0 +1,35 @@
+"""How work enters: the App registry with @job, the client, request handles."""
+
+from scheduler.context import JobContext
+from scheduler.gpu_classes import NodeSelector
+
+from .app import App
+from .client import RedisClient, SubmitOptions, default_client, set_default_client
+from .errors import (
+    JobCanceled,
+    JobExpired,
+    JobFailed,
+    JobTimedOut,
+    RemoteError,
+    ResultTimeout,
+)
+from .functions import RemoteFunction
+from .handle import RequestHandle
+
+__all__ = [
+    "App",
+    "JobCanceled",
+    "JobContext",
+    "JobExpired",
+    "JobFailed",
+    "JobTimedOut",
+    "NodeSelector",
+    "RedisClient",
+    "RemoteError",
+    "RemoteFunction",
+    "RequestHandle",
+    "ResultTimeout",
+    "SubmitOptions",
+    "default_client",
+    "set_default_client",
+]

@@ -1,0 +1,80 @@
+"""App: the registry of an app's jobs, with the @job / @cord / lifecycle decorators."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from scheduler.gpu_classes import NodeSelector
+from scheduler.jobspec import AppRegistry, Hook, JobSpec
+from scheduler.retry_policy import RetryPolicy
+from scheduler.signatures import analyse
+
+from .client import RedisClient
+from .functions import RemoteFunction
+
+__all__ = ["App"]
+
+
+class App(AppRegistry):
+    """``app = App("demo")``; decorate jobs with ``@app.job(...)``."""
+
+    def __init__(self, name: str, *, client: RedisClient | None = None) -> None:
+        super().__init__(name)
+        self.client = client
+
+    def job(
+        self,
+        *,
+        node_selector: NodeSelector | None = None,
+        timeout: float | None = None,
+        retries: int = 0,
+        retry_initial_delay_s: float = 1.0,
+        retry_max_delay_s: float = 60.0,
+        upload: bool = False,
+        name: str | None = None,
+    ) -> Callable[[Callable[..., Any]], RemoteFunction]:
+        """Declare a job. ``timeout`` (s) is a hard limit: the process running it is killed."""
+        if timeout is not None and timeout <= 0:
+            raise ValueError("timeout must be positive seconds")
+        policy = RetryPolicy(
+            retries=retries, initial_delay_s=retry_initial_delay_s, max_delay_s=retry_max_delay_s
+        )
+
+        def decorate(fn: Callable[..., Any]) -> RemoteFunction:
+            job_name = name or fn.__name__
+            if job_name in self.jobs:
+                raise ValueError(f"app {self.name!r} already has a job named {job_name!r}")
+            spec = JobSpec(
+                app=self.name,
+                name=job_name,
+                fn=fn,
+                signature=analyse(fn, job_name),
+                node_selector=node_selector,
+                timeout_s=timeout,
+                retry=policy,
+                upload=upload,
+            )
+            self.jobs[job_name] = spec
+            return RemoteFunction(self, spec)
+
+        return decorate
+
+    def on_startup(self) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Run once per consumer process, on its device; the return value is kept in
+        ``ctx.state[<function name>]`` for every job of that process."""
+
+        def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+            self.startup_hooks.append(Hook(fn.__name__, fn))
+            return fn
+
+        return decorate
+
+    def on_shutdown(self) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Run once when a consumer process stops cleanly."""
+
+        def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+            self.shutdown_hooks.append(Hook(fn.__name__, fn))
+            return fn
+
+        return decorate

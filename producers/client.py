@@ -1,0 +1,126 @@
+"""The client that talks to Redis directly (same network as the queue).
+
+Created lazily on first use, so importing an app module reads no settings and opens no
+connection. An HTTP client for remote gateways comes with the gateway.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from scheduler.jobspec import JobSpec
+from scheduler.signatures import input_hash
+from storage.connection import connect
+from storage.records import RequestRecord
+from storage.requests import NewRequest, RequestStore, Submission
+from storage.results import ResultStore, open_result_store
+from storage.settings import Settings, load_settings
+from storage.statuses import Status
+
+from .errors import ResultTimeout
+
+__all__ = ["SubmitOptions", "RedisClient", "default_client", "set_default_client"]
+
+
+@dataclass(frozen=True)
+class SubmitOptions:
+    idempotency_key: str | None = None
+    webhook_endpoint: str | None = None
+    priority: int | None = None
+    max_time_in_queue_seconds: float | None = None
+    metadata: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.priority is not None and self.priority not in (0, 1, 2):
+            raise ValueError(f"priority must be 0 (highest), 1 or 2, got {self.priority!r}")
+        if self.max_time_in_queue_seconds is not None and not (
+            0 < self.max_time_in_queue_seconds <= 72 * 3600
+        ):
+            raise ValueError("max_time_in_queue_seconds must be within (0, 259200]")
+        if self.idempotency_key is not None and not 0 < len(self.idempotency_key) <= 256:
+            raise ValueError("idempotency_key must be 1 to 256 characters")
+
+
+class RedisClient:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or load_settings()
+        self.redis = connect(self.settings)
+        self.store = RequestStore(self.redis, self.settings)
+        self._results: ResultStore | None = None
+
+    @property
+    def results(self) -> ResultStore:
+        if self._results is None:  # boto3 only when a result is actually read
+            self._results = open_result_store(self.settings)
+        return self._results
+
+    def submit(self, spec: JobSpec, input_json: dict[str, Any], opts: SubmitOptions) -> Submission:
+        return self.store.submit(
+            NewRequest(
+                request_id=uuid.uuid4().hex,
+                app=spec.app,
+                job=spec.name,
+                queue=spec.queue,
+                input_json=json.dumps(input_json),
+                input_hash=input_hash(spec.name, input_json),
+                priority=1 if opts.priority is None else opts.priority,
+                timeout_s=spec.timeout_s,
+                max_retries=spec.retry.retries,
+                max_queue_s=opts.max_time_in_queue_seconds,
+                idempotency_key=opts.idempotency_key,
+                webhook_endpoint=opts.webhook_endpoint,
+                metadata=opts.metadata,
+            )
+        )
+
+    def get(self, request_id: str) -> RequestRecord:
+        """The record, with fresh download URLs (presigned on S3) for stored results."""
+        record = self.store.get(request_id)
+        if record.result is None and not record.files:
+            return record
+        url = self.results.url
+        return record.model_copy(
+            update={
+                "result": record.result
+                and record.result.model_copy(update={"url": url(record.result.key)}),
+                "files": [f.model_copy(update={"url": url(f.key)}) for f in record.files],
+            }
+        )
+
+    def cancel(self, request_id: str) -> Status:
+        return self.store.cancel(request_id)
+
+    def wait(self, request_id: str, timeout_s: float | None) -> RequestRecord:
+        """Block on the request's event stream (no polling) until it is terminal."""
+        last = None
+        for event in self.store.follow(request_id, timeout_s=timeout_s):
+            last = event.status
+        if last is None or not last.is_terminal:
+            raise ResultTimeout(request_id, timeout_s, last)
+        return self.store.get(request_id)
+
+    def fetch(self, key: str) -> bytes:
+        return self.results.get_bytes(key)
+
+
+_default: RedisClient | None = None
+_lock = threading.Lock()
+
+
+def default_client() -> RedisClient:
+    global _default
+    with _lock:
+        if _default is None:
+            _default = RedisClient()
+        return _default
+
+
+def set_default_client(client: RedisClient | None) -> None:
+    """Point every App without its own client at ``client`` (tests, embedding)."""
+    global _default
+    with _lock:
+        _default = client

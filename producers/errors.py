@@ -1,0 +1,80 @@
+"""What the caller sees when a remote request did not succeed."""
+
+from __future__ import annotations
+
+from storage.errors import JobcordError
+from storage.records import RequestRecord
+from storage.statuses import Status
+
+__all__ = [
+    "RemoteError",
+    "JobFailed",
+    "JobTimedOut",
+    "JobCanceled",
+    "JobExpired",
+    "ResultTimeout",
+    "remote_error",
+]
+
+
+class RemoteError(JobcordError):
+    """The request ended without a result; ``record`` holds everything jobcord knows."""
+
+    http_status = 500
+
+    def __init__(self, record: RequestRecord) -> None:
+        self.record = record
+        err = record.error
+        what = f"{err.type}: {err.message}" if err else "no error recorded"
+        text = (
+            f"request {record.request_id} ({record.app}.{record.job}) ended {record.status.value} "
+            f"after {record.attempt} attempt(s): {what}"
+        )
+        if err and err.traceback:
+            text += f"\n--- remote traceback ---\n{err.traceback.rstrip()}"
+        super().__init__(text)
+
+    @property
+    def request_id(self) -> str:
+        return self.record.request_id
+
+
+class JobFailed(RemoteError):
+    pass
+
+
+class JobTimedOut(RemoteError):
+    pass
+
+
+class JobCanceled(RemoteError):
+    pass
+
+
+class JobExpired(RemoteError):
+    pass
+
+
+class ResultTimeout(JobcordError, TimeoutError):
+    """Waiting for a result took longer than the caller allowed; the request goes on."""
+
+    http_status = 504
+
+    def __init__(self, request_id: str, timeout_s: float | None, status: Status | None) -> None:
+        super().__init__(
+            f"request {request_id} not finished after {timeout_s} s (status {status}); "
+            "it keeps running: poll it or wait again"
+        )
+        self.request_id = request_id
+
+
+_BY_STATUS = {
+    Status.FAILED: JobFailed,
+    Status.TIMED_OUT: JobTimedOut,
+    Status.CANCELED: JobCanceled,
+    Status.EXPIRED: JobExpired,
+}
+
+
+def remote_error(record: RequestRecord) -> RemoteError:
+    return _BY_STATUS.get(record.status, RemoteError)(record)

@@ -1,0 +1,55 @@
+"""RequestHandle: follow one request (status, result, cancel)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from scheduler.outputs import decode_output
+from scheduler.signatures import JobSignature
+from storage.records import RequestRecord
+from storage.statuses import Status
+
+from .errors import remote_error
+
+if TYPE_CHECKING:
+    from .client import RedisClient
+
+__all__ = ["RequestHandle"]
+
+
+class RequestHandle:
+    def __init__(
+        self,
+        request_id: str,
+        client: RedisClient,
+        signature: JobSignature | None = None,
+        *,
+        created: bool = True,
+    ) -> None:
+        self.request_id = request_id
+        #: False when an idempotency key matched an earlier request with the same input.
+        self.created = created
+        self._client = client
+        self._signature = signature
+
+    def __repr__(self) -> str:
+        return f"RequestHandle({self.request_id!r})"
+
+    def status(self) -> RequestRecord:
+        """The request now: status, times, attempts, error, result references."""
+        return self._client.get(self.request_id)
+
+    def wait(self, timeout: float | None = None) -> RequestRecord:
+        """Block until the request is terminal (raises ResultTimeout after ``timeout`` s)."""
+        return self._client.wait(self.request_id, timeout)
+
+    def result(self, timeout: float | None = None) -> Any:
+        """The typed output; raises JobFailed/JobTimedOut/JobCanceled/JobExpired otherwise."""
+        record = self.wait(timeout)
+        if record.status is not Status.SUCCEEDED:
+            raise remote_error(record)
+        return decode_output(self._signature, record, self._client.fetch)
+
+    def cancel(self) -> Status:
+        """Cancel: a queued request never runs; a running one is stopped by its worker."""
+        return self._client.cancel(self.request_id)

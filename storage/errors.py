@@ -1,0 +1,51 @@
+"""The root exception and the storage layer's errors.
+
+Every jobcord error subclasses :class:`JobcordError`; the HTTP gateway maps each class to one
+status code (``http_status``) so that a user always gets a clear, named 4xx.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "JobcordError",
+    "ConfigurationError",
+    "RequestNotFound",
+    "IdempotencyConflict",
+    "ResultStoreError",
+]
+
+
+class JobcordError(Exception):
+    """Root of every error jobcord raises on purpose."""
+
+    http_status = 500
+
+
+class ConfigurationError(JobcordError):
+    http_status = 500
+
+
+class RequestNotFound(JobcordError):
+    http_status = 404
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__(f"no request with id {request_id!r}")
+        self.request_id = request_id
+
+
+class IdempotencyConflict(JobcordError):
+    """The idempotency key was used before with a different input."""
+
+    http_status = 422
+
+    def __init__(self, key: str, request_id: str) -> None:
+        super().__init__(
+            f"idempotency key {key!r} was already used for request {request_id} "
+            "with a different input; use a new key for a new input"
+        )
+        self.key = key
+        self.request_id = request_id
+
+
+class ResultStoreError(JobcordError):
+    http_status = 502

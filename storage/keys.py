@@ -1,0 +1,62 @@
+"""The Redis key schema: every key jobcord writes, documented in this one place.
+
+``{ns}`` is the namespace (``jobcord``); ``{dq}`` is dramatiq's broker namespace
+(``jobcord.dq``), whose layout we write directly so that a submission is one atomic script.
+
+| key                              | type   | what                                              |
+|----------------------------------|--------|---------------------------------------------------|
+| ``{ns}:req:{id}``                | hash   | the request record (source of truth)              |
+| ``{ns}:req:{id}:events``         | stream | status changes of the request, in order           |
+| ``{ns}:idem:{app}:{key}``        | string | ``{request_id}|{input_hash}``, expires (24 h)     |
+| ``{ns}:running``                 | zset   | running request ids scored by lease expiry (s)    |
+| ``{ns}:delayed``                 | zset   | queued request ids waiting for a retry, by eta (s)|
+| ``{ns}:wake:{queue}``            | list   | wake-up tokens for idle consumers (capped at 64)  |
+| ``{ns}:msgseq``                  | string | counter for unique broker message ids             |
+| ``{ns}:cancels``                 | pubsub | request ids whose cancel was asked while running  |
+| ``{dq}:{queue}``                 | list   | dramatiq: message ids waiting on a queue          |
+| ``{dq}:{queue}.msgs``            | hash   | dramatiq: message id -> encoded message           |
+
+Records and event streams of finished requests expire after ``record_retention_s``.
+All multi-key changes happen inside the Lua scripts of ``storage/lua``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "NAMESPACE",
+    "BROKER_NAMESPACE",
+    "ACTOR_NAME",
+    "record_key",
+    "events_key",
+    "idempotency_key",
+    "wake_key",
+    "RUNNING_KEY",
+    "DELAYED_KEY",
+    "CANCELS_CHANNEL",
+]
+
+NAMESPACE = "jobcord"
+#: dramatiq's RedisBroker namespace for our queues (kept apart from other dramatiq users).
+BROKER_NAMESPACE = "jobcord.dq"
+#: The one dramatiq actor every message is addressed to; its args are (request_id, attempt).
+ACTOR_NAME = "jobcord_execute"
+
+RUNNING_KEY = f"{NAMESPACE}:running"
+DELAYED_KEY = f"{NAMESPACE}:delayed"
+CANCELS_CHANNEL = f"{NAMESPACE}:cancels"
+
+
+def record_key(request_id: str) -> str:
+    return f"{NAMESPACE}:req:{request_id}"
+
+
+def events_key(request_id: str) -> str:
+    return f"{NAMESPACE}:req:{request_id}:events"
+
+
+def idempotency_key(app: str, key: str) -> str:
+    return f"{NAMESPACE}:idem:{app}:{key}"
+
+
+def wake_key(queue: str) -> str:
+    return f"{NAMESPACE}:wake:{queue}"

@@ -1,0 +1,70 @@
+-- Shared helpers, prepended to every jobcord script. ARGV[1] is always the namespace and
+-- ARGV[2] dramatiq's broker namespace; the time comes from Redis so that leases written by
+-- one host and read by another agree.
+pcall(redis.replicate_commands)
+local ns = ARGV[1]
+local dq = ARGV[2]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local now_s = string.format('%.6f', now)
+
+local function rec_key(rid) return ns .. ':req:' .. rid end
+local function ev_key(rid) return ns .. ':req:' .. rid .. ':events' end
+
+-- Append a status change to the request's event stream.
+local function event(rid, status, attempt, extra_k, extra_v)
+  if extra_k then
+    redis.call('XADD', ev_key(rid), 'MAXLEN', '~', 1000, '*',
+      'status', status, 'at', now_s, 'attempt', attempt, extra_k, extra_v)
+  else
+    redis.call('XADD', ev_key(rid), 'MAXLEN', '~', 1000, '*',
+      'status', status, 'at', now_s, 'attempt', attempt)
+  end
+end
+
+-- Put a message for (rid, attempt) on a dramatiq queue, in dramatiq's own layout, and wake
+-- one idle consumer of that queue.
+local function enqueue(queue, rid, attempt)
+  local seq = redis.call('INCR', ns .. ':msgseq')
+  local mid = rid .. '.' .. attempt .. '.' .. seq
+  local data = cjson.encode({
+    queue_name = queue, actor_name = 'jobcord_execute', args = {rid, tonumber(attempt)},
+    kwargs = {}, options = {redis_message_id = mid}, message_id = mid,
+    message_timestamp = math.floor(now * 1000)})
+  redis.call('HSET', dq .. ':' .. queue .. '.msgs', mid, data)
+  redis.call('RPUSH', dq .. ':' .. queue, mid)
+  local wake = ns .. ':wake:' .. queue
+  redis.call('LPUSH', wake, '1')
+  redis.call('LTRIM', wake, 0, 63)
+end
+
+-- Move a request to a terminal status (fields: a flat list of extra field/value pairs).
+local function terminate(rid, status, attempt, retention, fields)
+  local rk = rec_key(rid)
+  redis.call('HSET', rk, 'status', status, 'finished_at', now_s)
+  if #fields > 0 then redis.call('HSET', rk, unpack(fields)) end
+  redis.call('HDEL', rk, 'lease')
+  redis.call('ZREM', ns .. ':running', rid)
+  redis.call('ZREM', ns .. ':delayed', rid)
+  event(rid, status, attempt)
+  redis.call('EXPIRE', rk, retention)
+  redis.call('EXPIRE', ev_key(rid), retention)
+end
+
+-- Put a request back on its queue as a new attempt, now or at eta (seconds since the epoch).
+local function requeue(rid, attempt, eta, reason)
+  local rk = rec_key(rid)
+  local next_attempt = tonumber(attempt) + 1
+  redis.call('HSET', rk, 'status', 'QUEUED', 'attempt', next_attempt)
+  redis.call('HDEL', rk, 'lease', 'started_at', 'worker', 'device')
+  redis.call('ZREM', ns .. ':running', rid)
+  event(rid, 'QUEUED', next_attempt, 'reason', reason)
+  if eta > now then
+    redis.call('HSET', rk, 'retry_at', string.format('%.6f', eta))
+    redis.call('ZADD', ns .. ':delayed', eta, rid)
+  else
+    redis.call('HDEL', rk, 'retry_at')
+    enqueue(redis.call('HGET', rk, 'queue'), rid, next_attempt)
+  end
+  return next_attempt
+end

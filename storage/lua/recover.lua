@@ -1,0 +1,43 @@
+-- recover(ns, dq, max_worker_losses, retention_s, batch)
+-- Requeues running requests whose lease ran out (their worker died), counting the loss; a
+-- request that lost its worker max_worker_losses times ends FAILED; a running request whose
+-- cancel was asked ends CANCELED. Then moves due retries from the delayed set to their
+-- queues. Returns {rid, outcome, ...}.
+local max_losses, retention, batch = tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+local out = {}
+local expired = redis.call('ZRANGEBYSCORE', ns .. ':running', '-inf', now, 'LIMIT', 0, batch)
+for _, rid in ipairs(expired) do
+  local rk = rec_key(rid)
+  local cur = redis.call('HMGET', rk, 'status', 'attempt', 'cancel_requested')
+  redis.call('ZREM', ns .. ':running', rid)
+  if cur[1] == 'IN_PROGRESS' then
+    if cur[3] == '1' then
+      terminate(rid, 'CANCELED', cur[2], retention,
+        {'error', cjson.encode({type = 'Canceled', message = 'canceled while running'})})
+      out[#out + 1] = rid; out[#out + 1] = 'canceled'
+    else
+      local losses = redis.call('HINCRBY', rk, 'worker_losses', 1)
+      local err = cjson.encode({type = 'WorkerLost',
+        message = 'the worker running attempt ' .. cur[2] .. ' stopped renewing its lease'})
+      if losses >= max_losses then
+        terminate(rid, 'FAILED', cur[2], retention, {'error', err})
+        out[#out + 1] = rid; out[#out + 1] = 'failed'
+      else
+        redis.call('HSET', rk, 'error', err)
+        requeue(rid, cur[2], 0, 'worker lost')
+        out[#out + 1] = rid; out[#out + 1] = 'requeued'
+      end
+    end
+  end
+end
+local due = redis.call('ZRANGEBYSCORE', ns .. ':delayed', '-inf', now, 'LIMIT', 0, batch)
+for _, rid in ipairs(due) do
+  redis.call('ZREM', ns .. ':delayed', rid)
+  local cur = redis.call('HMGET', rec_key(rid), 'status', 'attempt', 'queue')
+  if cur[1] == 'QUEUED' then
+    redis.call('HDEL', rec_key(rid), 'retry_at')
+    enqueue(cur[3], rid, cur[2])
+    out[#out + 1] = rid; out[#out + 1] = 'promoted'
+  end
+end
+return out

@@ -1,0 +1,84 @@
+"""The request record: the Redis hash parsed into a typed model, and its public view."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from .statuses import Status, WebhookStatus
+
+__all__ = ["RequestRecord", "ResultFile", "RequestError"]
+
+
+#: Record fields stored as JSON text in the Redis hash.
+JSON_FIELDS = ("input", "output", "result", "files", "error", "metadata")
+
+
+class RequestError(BaseModel):
+    """Why a request did not succeed, as the consumer saw it."""
+
+    type: str
+    message: str
+    traceback: str | None = None
+
+
+class ResultFile(BaseModel):
+    """One stored object of a result: the output blob or a file the job wrote."""
+
+    name: str
+    key: str
+    size: int
+    content_type: str = "application/octet-stream"
+    url: str | None = None
+
+
+class RequestRecord(BaseModel):
+    request_id: str
+    app: str
+    job: str
+    queue: str
+    status: Status
+    attempt: int = 1
+    failures: int = 0
+    worker_losses: int = 0
+    priority: int = 1
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    retry_at: float | None = None
+    timeout_s: float | None = None
+    queue_deadline: float | None = None
+    idempotency_key: str | None = None
+    input: Any = None
+    output: Any = None
+    result: ResultFile | None = Field(default=None, description="The output when stored apart.")
+    files: list[ResultFile] = Field(default_factory=list)
+    error: RequestError | None = None
+    worker: str | None = None
+    device: str | None = None
+    cancel_requested: bool = False
+    webhook_endpoint: str | None = None
+    webhook_status: WebhookStatus = WebhookStatus.NONE
+    metadata: dict[str, Any] | None = None
+    progress: float | None = None
+    progress_message: str | None = None
+
+    @classmethod
+    def from_hash(cls, raw: dict[str, str]) -> RequestRecord:
+        data: dict[str, Any] = {k: v for k, v in raw.items() if v != ""}
+        data["request_id"] = data.pop("id")
+        for name in JSON_FIELDS:
+            if name in data:
+                data[name] = json.loads(data[name])
+        data["cancel_requested"] = data.get("cancel_requested") == "1"
+        return cls.model_validate(data)
+
+    def public(self) -> dict[str, Any]:
+        """The request as clients see it (status calls, webhooks): no internal lease state."""
+        return self.model_dump(mode="json", exclude={"input"})
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status.is_terminal

@@ -1,0 +1,238 @@
+"""RequestStore: every change to a request record, each one atomic Lua script.
+
+The record (``storage.keys``) is the source of truth; a broker message carries only the
+request id and attempt, and is written by the same script that changes the record, so a
+request can never be QUEUED without a message, nor have a message without a record.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib.resources import files
+from typing import Any
+
+import redis
+
+from . import keys
+from .errors import IdempotencyConflict, RequestNotFound
+from .records import RequestRecord
+from .settings import Settings
+from .statuses import TERMINAL_STATUSES, Status
+
+__all__ = ["RequestStore", "NewRequest", "Submission", "StatusEvent"]
+
+_SCRIPT_NAMES = ("submit", "claim", "renew", "finish", "retry", "cancel", "recover")
+
+
+def _load_scripts(client: redis.Redis) -> dict[str, Any]:
+    lua = files("storage") / "lua"
+    prelude = (lua / "prelude.lua").read_text()
+    return {
+        name: client.register_script(prelude + "\n" + (lua / f"{name}.lua").read_text())
+        for name in _SCRIPT_NAMES
+    }
+
+
+@dataclass(frozen=True)
+class NewRequest:
+    """What a producer submits (input already validated and JSON-encoded)."""
+
+    request_id: str
+    app: str
+    job: str
+    queue: str
+    input_json: str
+    input_hash: str
+    priority: int = 1
+    timeout_s: float | None = None
+    max_retries: int = 0
+    max_queue_s: float | None = None
+    idempotency_key: str | None = None
+    webhook_endpoint: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Submission:
+    request_id: str
+    created: bool  # False: an earlier request with the same idempotency key and input
+
+
+@dataclass(frozen=True)
+class StatusEvent:
+    stream_id: str
+    status: Status
+    at: float
+    attempt: int
+    fields: dict[str, str]
+
+
+class RequestStore:
+    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+        self.client = client
+        self.settings = settings
+        self._scripts = _load_scripts(client)
+        self._retention = int(settings.record_retention_s)
+
+    def _run(self, name: str, *args: Any) -> Any:
+        return self._scripts[name](args=[keys.NAMESPACE, keys.BROKER_NAMESPACE, *args])
+
+    # -- producers -----------------------------------------------------------------------
+    def submit(self, req: NewRequest) -> Submission:
+        fields: dict[str, Any] = {
+            "app": req.app,
+            "job": req.job,
+            "input": req.input_json,
+            "input_hash": req.input_hash,
+            "priority": req.priority,
+            "max_retries": req.max_retries,
+            "webhook_status": "PENDING" if req.webhook_endpoint else "NONE",
+        }
+        optional = {
+            "timeout_s": req.timeout_s,
+            "idempotency_key": req.idempotency_key,
+            "webhook_endpoint": req.webhook_endpoint,
+            "metadata": json.dumps(req.metadata) if req.metadata is not None else None,
+        }
+        fields.update({k: v for k, v in optional.items() if v is not None})
+        idem = keys.idempotency_key(req.app, req.idempotency_key) if req.idempotency_key else ""
+        flat = [x for pair in fields.items() for x in pair]
+        outcome, request_id = self._run(
+            "submit",
+            req.request_id,
+            idem,
+            req.input_hash,
+            int(self.settings.idempotency_retention_s),
+            req.queue,
+            req.max_queue_s or 0,
+            *flat,
+        )
+        if outcome == "conflict":
+            raise IdempotencyConflict(req.idempotency_key or "", request_id)
+        return Submission(request_id=request_id, created=outcome == "created")
+
+    def cancel(self, request_id: str) -> Status:
+        """Cancel a queued request now, or ask its worker to stop a running one."""
+        outcome, status = self._run("cancel", request_id, self._retention)
+        if outcome == "missing":
+            raise RequestNotFound(request_id)
+        return Status(status)
+
+    def get(self, request_id: str) -> RequestRecord:
+        raw = self.client.hgetall(keys.record_key(request_id))
+        if not raw:
+            raise RequestNotFound(request_id)
+        return RequestRecord.from_hash(raw)
+
+    def events(
+        self, request_id: str, *, after: str = "0-0", block_s: float | None = None
+    ) -> list[StatusEvent]:
+        """Status events after stream id ``after``; waits up to ``block_s`` for a first one."""
+        block = None if block_s is None else max(1, int(block_s * 1000))
+        reply = self.client.xread({keys.events_key(request_id): after}, block=block)
+        out: list[StatusEvent] = []
+        for _stream, entries in reply or []:
+            for stream_id, data in entries:
+                out.append(
+                    StatusEvent(
+                        stream_id=stream_id,
+                        status=Status(data["status"]),
+                        at=float(data["at"]),
+                        attempt=int(data["attempt"]),
+                        fields=data,
+                    )
+                )
+        return out
+
+    def follow(self, request_id: str, *, timeout_s: float | None) -> Iterator[StatusEvent]:
+        """Yield status events as they happen (blocking reads, no polling) until terminal."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        after = "0-0"
+        while True:
+            if deadline is None:
+                block = 5.0
+            else:
+                block = deadline - time.monotonic()
+                if block <= 0:
+                    return
+            batch = self.events(request_id, after=after, block_s=min(block, 5.0))
+            for ev in batch:
+                after = ev.stream_id
+                yield ev
+                if ev.status in TERMINAL_STATUSES:
+                    return
+            if not batch and not self.client.exists(keys.record_key(request_id)):
+                raise RequestNotFound(request_id)
+
+    # -- consumers -----------------------------------------------------------------------
+    def claim(
+        self, request_id: str, attempt: int, worker: str, token: str
+    ) -> tuple[str, RequestRecord | None]:
+        """Start an attempt. Returns ("claimed", record) | ("expired"|"stale"|"missing", None)."""
+        reply = self._run(
+            "claim", request_id, attempt, worker, token, self.settings.lease_ttl_s, self._retention
+        )
+        if reply[0] != "claimed":
+            return reply[0], None
+        flat = reply[1:]
+        return "claimed", RequestRecord.from_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
+
+    def renew(self, leases: dict[str, str]) -> dict[str, str]:
+        """Extend leases {request_id: token}; returns {request_id: 'ok'|'cancel'|'lost'}."""
+        if not leases:
+            return {}
+        flat = [x for pair in leases.items() for x in pair]
+        return dict(zip(leases, self._run("renew", self.settings.lease_ttl_s, *flat), strict=True))
+
+    def finish(self, request_id: str, token: str, status: Status, **fields: Any) -> bool:
+        flat = [x for k, v in fields.items() if v is not None for x in (k, _encode(v))]
+        return self._run("finish", request_id, token, status.value, self._retention, *flat) == "ok"
+
+    def retry(
+        self, request_id: str, token: str, *, delay_s: float, counter: str, error: dict, reason: str
+    ) -> int | str:
+        """Requeue after a failure; returns the next attempt, 'canceled' or 'stale'."""
+        return self._run(
+            "retry",
+            request_id,
+            token,
+            delay_s,
+            counter,
+            json.dumps(error),
+            reason,
+            self._retention,
+        )
+
+    def recover(self, *, batch: int = 100) -> list[tuple[str, str]]:
+        """Requeue requests of dead workers and promote due retries (safe to run anywhere)."""
+        flat = self._run("recover", self.settings.max_worker_losses, self._retention, batch)
+        return list(zip(flat[::2], flat[1::2], strict=True))
+
+    def report_progress(
+        self, request_id: str, attempt: int, fraction: float, message: str | None
+    ) -> None:
+        """Progress goes on the record and, as an IN_PROGRESS event, on the stream."""
+        fields = {"progress": fraction, "progress_message": message or ""}
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(keys.record_key(request_id), mapping=fields)
+        pipe.xadd(
+            keys.events_key(request_id),
+            {"status": Status.IN_PROGRESS.value, "at": time.time(), "attempt": attempt, **fields},
+            maxlen=1000,
+            approximate=True,
+        )
+        pipe.execute()
+
+    def set_fields(self, request_id: str, **fields: Any) -> None:
+        self.client.hset(
+            keys.record_key(request_id), mapping={k: _encode(v) for k, v in fields.items()}
+        )
+
+
+def _encode(value: Any) -> str | int | float:
+    if isinstance(value, str | int | float):
+        return value
+    return json.dumps(value)

@@ -1,0 +1,124 @@
+"""The S3 result store (boto3), for AWS S3, MinIO, moto and other S3-compatible stores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from tenacity import (
+    retry,
+    retry_if_exception,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from .errors import ResultStoreError
+from .records import ResultFile
+from .settings import Settings
+
+__all__ = ["S3ResultStore", "s3_client"]
+
+# Codes that mean "the request itself is wrong": retrying cannot help.
+_PERMANENT_CODES = {
+    "NoSuchBucket",
+    "NoSuchKey",
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "InvalidBucketName",
+    "404",
+    "403",
+    "400",
+}
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, ClientError):
+        return exc.response.get("Error", {}).get("Code", "") not in _PERMANENT_CODES
+    return isinstance(exc, BotoCoreError)
+
+
+def s3_client(settings: Settings) -> Any:
+    # boto3 >= 1.36 sends checksums that several S3-compatible stores reject.
+    config = Config(
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+        retries={"mode": "standard", "max_attempts": 3},
+        connect_timeout=5,
+        read_timeout=60,
+        signature_version="s3v4",
+    )
+    return boto3.client(
+        "s3",
+        endpoint_url=settings.s3_endpoint_url,
+        region_name=settings.s3_region,
+        config=config,
+    )
+
+
+class S3ResultStore:
+    def __init__(self, settings: Settings) -> None:
+        if not settings.s3_bucket:
+            raise ResultStoreError("JOBCORD_S3_BUCKET is not set")
+        self.bucket = settings.s3_bucket
+        self.prefix = settings.s3_prefix.strip("/")
+        self.presign_expiry_s = settings.presign_expiry_s
+        self.client = s3_client(settings)
+        self._transfer = TransferConfig(multipart_threshold=64 * 1024 * 1024)
+        self._retrying = retry(
+            retry=retry_if_exception(_is_transient),
+            stop=stop_after_delay(settings.upload_retry_s),
+            wait=wait_exponential_jitter(initial=0.2, max=5.0),
+            reraise=True,
+        )
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _call(self, what: str, fn, *args: Any, **kwargs: Any) -> Any:  # type: ignore[no-untyped-def]
+        try:
+            return self._retrying(fn)(*args, **kwargs)
+        except (BotoCoreError, ClientError) as exc:
+            raise ResultStoreError(f"S3 {what} failed for bucket {self.bucket!r}: {exc}") from exc
+
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> ResultFile:
+        self._call(
+            "upload",
+            self.client.put_object,
+            Bucket=self.bucket,
+            Key=self._key(key),
+            Body=data,
+            ContentType=content_type,
+        )
+        return ResultFile(name=Path(key).name, key=key, size=len(data), content_type=content_type)
+
+    def put_file(self, key: str, path: Path, content_type: str) -> ResultFile:
+        self._call(
+            "upload",
+            self.client.upload_file,
+            str(path),
+            self.bucket,
+            self._key(key),
+            ExtraArgs={"ContentType": content_type},
+            Config=self._transfer,
+        )
+        return ResultFile(
+            name=Path(key).name, key=key, size=path.stat().st_size, content_type=content_type
+        )
+
+    def get_bytes(self, key: str) -> bytes:
+        reply = self._call(
+            "download", self.client.get_object, Bucket=self.bucket, Key=self._key(key)
+        )
+        return reply["Body"].read()
+
+    def url(self, key: str) -> str:
+        return self.client.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": self.bucket, "Key": self._key(key)},
+            ExpiresIn=int(self.presign_expiry_s),
+        )

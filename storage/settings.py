@@ -1,0 +1,58 @@
+"""Configuration: ``JOBCORD_*`` environment variables, read once at start-up.
+
+Nothing reads the environment at import time; processes call :func:`load_settings` when they
+start and pass the object down.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "load_settings"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="JOBCORD_", extra="ignore")
+
+    redis_url: str | None = Field(
+        default=None, description="Redis URL; unset: an embedded redis-server under data_dir."
+    )
+    data_dir: Path = Field(
+        default=Path(".jobcord-data"),
+        description="Embedded Redis data and local results when no S3 bucket is set.",
+    )
+    s3_endpoint_url: str | None = Field(default=None, description="S3-compatible endpoint URL.")
+    s3_bucket: str | None = Field(default=None, description="Bucket; unset: local result dir.")
+    s3_prefix: str = Field(default="jobcord", description="Key prefix inside the bucket.")
+    s3_region: str | None = Field(default=None, description="Region for the S3 client.")
+    presign_expiry_s: float = Field(default=3600.0, gt=0)
+    inline_output_max_bytes: int = Field(
+        default=64 * 1024, ge=0, description="JSON outputs up to this size stay on the record."
+    )
+    idempotency_retention_s: float = Field(default=24 * 3600.0, gt=0)
+    record_retention_s: float = Field(
+        default=7 * 24 * 3600.0, gt=0, description="How long a finished request is kept."
+    )
+    lease_ttl_s: float = Field(
+        default=5.0, gt=0, description="A running request whose lease is older is recovered."
+    )
+    maintenance_interval_s: float = Field(default=0.5, gt=0)
+    kill_grace_s: float = Field(
+        default=3.0, ge=0, description="SIGTERM to SIGKILL grace when stopping a job's process."
+    )
+    max_worker_losses: int = Field(
+        default=3, ge=1, description="A request whose worker died this often ends FAILED."
+    )
+    upload_retry_s: float = Field(default=30.0, gt=0, description="Budget for S3 upload retries.")
+    log_format: str = Field(default="json", pattern="^(json|console)$")
+    log_level: str = Field(default="INFO")
+    webhook_secret: str | None = None
+    webhook_allowed_networks: str = ""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment now (never at import time); ``overrides`` win over it."""
+    return Settings(**overrides)  # type: ignore[arg-type]
