@@ -10,6 +10,7 @@ Messages child -> parent: ("ready", pid) | ("startup_failed", text) | ("progress
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -34,10 +35,9 @@ class Task:
 
 def _die_with_parent() -> None:
     """SIGKILL us when the parent dies, so a dead consumer never leaves a GPU held."""
-    try:
+    # Not Linux: no prctl, and the parent's exit handling still stops us.
+    with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:  # not Linux: the parent's atexit handler still stops us
-        pass
 
 
 def child_main(app_ref: str, conn: Connection, env: dict[str, str], log_format: str) -> None:

@@ -111,8 +111,8 @@ class Consumer:
             ",".join(d.uuid for d in self.config.devices),
         )
         broker = WakingRedisBroker(url)
-        dramatiq.actor(
-            runner.execute, actor_name=ACTOR_NAME, queue_name=self.queues[0], broker=broker
+        dramatiq.actor(actor_name=ACTOR_NAME, queue_name=self.queues[0], broker=broker)(
+            runner.execute
         )
         for q in self.queues:
             broker.declare_queue(q)

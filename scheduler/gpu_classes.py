@@ -72,7 +72,7 @@ class NodeSelector(BaseModel):
     def _known_classes(cls, value: object) -> object:
         if value is None:
             return value
-        names = [str(v).lower() for v in value]  # type: ignore[union-attr]
+        names = [str(v).lower() for v in value]  # type: ignore[attr-defined]
         unknown = [n for n in names if n not in GPU_CLASSES]
         if unknown:
             raise ValueError(

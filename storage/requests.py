@@ -122,7 +122,7 @@ class RequestStore:
         return Status(status)
 
     def get(self, request_id: str) -> RequestRecord:
-        raw = self.client.hgetall(keys.record_key(request_id))
+        raw: Any = self.client.hgetall(keys.record_key(request_id))
         if not raw:
             raise RequestNotFound(request_id)
         return RequestRecord.from_hash(raw)
@@ -132,7 +132,7 @@ class RequestStore:
     ) -> list[StatusEvent]:
         """Status events after stream id ``after``; waits up to ``block_s`` for a first one."""
         block = None if block_s is None else max(1, int(block_s * 1000))
-        reply = self.client.xread({keys.events_key(request_id): after}, block=block)
+        reply: Any = self.client.xread({keys.events_key(request_id): after}, block=block)
         out: list[StatusEvent] = []
         for _stream, entries in reply or []:
             for stream_id, data in entries:
@@ -215,12 +215,12 @@ class RequestStore:
         self, request_id: str, attempt: int, fraction: float, message: str | None
     ) -> None:
         """Progress goes on the record and, as an IN_PROGRESS event, on the stream."""
-        fields = {"progress": fraction, "progress_message": message or ""}
+        fields: dict[str, str | float] = {"progress": fraction, "progress_message": message or ""}
         pipe = self.client.pipeline(transaction=True)
-        pipe.hset(keys.record_key(request_id), mapping=fields)
+        pipe.hset(keys.record_key(request_id), mapping=fields)  # type: ignore[arg-type]
         pipe.xadd(
             keys.events_key(request_id),
-            {"status": Status.IN_PROGRESS.value, "at": time.time(), "attempt": attempt, **fields},
+            {"status": Status.IN_PROGRESS.value, "at": time.time(), "attempt": attempt, **fields},  # type: ignore[dict-item]
             maxlen=1000,
             approximate=True,
         )
@@ -228,7 +228,8 @@ class RequestStore:
 
     def set_fields(self, request_id: str, **fields: Any) -> None:
         self.client.hset(
-            keys.record_key(request_id), mapping={k: _encode(v) for k, v in fields.items()}
+            keys.record_key(request_id),
+            mapping={k: _encode(v) for k, v in fields.items()},  # type: ignore[arg-type]
         )
 
 
