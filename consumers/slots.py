@@ -11,6 +11,7 @@ import multiprocessing
 import socket
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Any
@@ -26,6 +27,9 @@ __all__ = ["ChildSlot", "Outcome", "StartupFailed"]
 
 log = structlog.get_logger("jobcord.slot")
 _spawn = multiprocessing.get_context("spawn")
+# Children die with the *thread* that started them (PR_SET_PDEATHSIG is per thread), so every
+# child is started from this one thread, which lives as long as the consumer process.
+_spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobcord-spawner")
 
 
 class StartupFailed(JobcordError):
@@ -79,7 +83,7 @@ class ChildSlot:
             args=(self.app_ref, child_conn, self.env, self.log_format),
             name=f"jobcord-{self.name}",
         )
-        self.process.start()
+        _spawner.submit(self.process.start).result()
         child_conn.close()
         self.conn = parent_conn
         if not parent_conn.poll(self.startup_timeout_s):

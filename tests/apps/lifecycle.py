@@ -1,0 +1,135 @@
+"""The app the integration tests run: each job exercises one lifecycle path.
+
+Jobs count their executions in Redis (``jobcord:test:*`` keys, removed by the fixtures) so
+tests can prove "ran exactly once" or "never ran".
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import time
+
+import redis
+from pydantic import BaseModel
+
+from producers import App, JobContext
+
+app = App("lifecycle")
+
+
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(os.environ["JOBCORD_REDIS_URL"], decode_responses=True)
+
+
+def _count(key: str) -> int:
+    return int(_redis().incr(f"jobcord:test:count:{key}"))
+
+
+@app.on_startup()
+def boot() -> dict[str, int]:
+    _redis().incr("jobcord:test:startups")
+    return {"pid": os.getpid()}
+
+
+class Point(BaseModel):
+    x: int
+    y: int
+
+
+@app.job()
+def echo(x: int, ctx: JobContext, tag: str = "") -> dict[str, object]:
+    return {"x": x, "tag": tag, "pid": os.getpid(), "startup_pid": ctx.state["boot"]["pid"]}
+
+
+@app.job()
+def typed(p: Point, scale: int = 1) -> Point:
+    return Point(x=p.x * scale, y=p.y * scale)
+
+
+@app.job()
+def count(key: str, sleep_s: float = 0.0) -> int:
+    n = _count(key)
+    time.sleep(sleep_s)
+    return n
+
+
+@app.job()
+def report_pid(key: str, sleep_s: float) -> int:
+    """Publishes the pid of the process running it, then sleeps (tests kill that process)."""
+    n = _count(key)
+    _redis().set(f"jobcord:test:pid:{key}:{n}", os.getpid())
+    time.sleep(sleep_s)
+    return n
+
+
+@app.job(timeout=1.0)
+def stuck_in_c(key: str, seconds: int) -> str:
+    _count(key)
+    ctypes.CDLL(None).sleep(seconds)  # releases the GIL but never returns to Python
+    return "finished"
+
+
+@app.job()
+def hold_gil(key: str, seconds: int) -> int:
+    """Holds the GIL for `seconds` (PyDLL does not release it): heartbeats in this process stop."""
+    n = _count(key)
+    ctypes.PyDLL(None).sleep(seconds)
+    return n
+
+
+@app.job(retries=2, retry_initial_delay_s=0.05, retry_max_delay_s=0.1)
+def flaky(ctx: JobContext, key: str, fail_times: int) -> int:
+    _count(key)
+    if ctx.attempt <= fail_times:
+        raise RuntimeError(f"attempt {ctx.attempt} fails on purpose")
+    return ctx.attempt
+
+
+@app.job(retries=1, retry_initial_delay_s=3.0, retry_max_delay_s=3.0)
+def fails_then_waits(key: str) -> None:
+    _count(key)
+    raise RuntimeError("first attempt fails; the retry waits 3 s")
+
+
+@app.job()
+def always_fails(reason: str) -> None:
+    raise ValueError(f"bad thing: {reason}")
+
+
+@app.job()
+def crash(key: str) -> None:
+    _count(key)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@app.job(upload=True)
+def write_files(ctx: JobContext, n: int) -> dict[str, int]:
+    (ctx.output_dir / "nested").mkdir()
+    for i in range(n):
+        (ctx.output_dir / "nested" / f"part-{i}.txt").write_text(f"part {i}\n")
+    return {"written": n}
+
+
+@app.job()
+def big(n: int) -> list[int]:
+    return list(range(n))
+
+
+@app.job()
+def blob(n: int) -> bytes:
+    return bytes(i % 251 for i in range(n))
+
+
+@app.job()
+def slow(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+@app.job()
+def progress(ctx: JobContext, steps: int) -> int:
+    for i in range(steps):
+        ctx.progress((i + 1) / steps, f"step {i + 1}")
+    return steps

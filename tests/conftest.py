@@ -1,0 +1,212 @@
+"""Shared fixtures: real Redis, a real S3 HTTP endpoint (moto's server), real workers.
+
+A service that is absent skips its tests on a developer machine and fails them under CI
+(``CI=true``), so CI can never pass by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def service_missing(what: str) -> None:
+    if IN_CI:
+        pytest.fail(f"{what} is required under CI but is not available")
+    pytest.skip(f"{what} is not available (it is required under CI)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str, step: float = 0.02):
+    """Test-side polling of an observable condition (the product itself never polls)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+# -- Redis --------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    url = os.environ.get("JOBCORD_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+    try:
+        redis.Redis.from_url(url, socket_timeout=2).ping()
+    except (redis.ConnectionError, redis.TimeoutError, OSError):
+        service_missing(f"Redis at {url}")
+    return url
+
+
+def delete_jobcord_keys(url: str) -> None:
+    client = redis.Redis.from_url(url)
+    for pattern in ("jobcord:*", "jobcord.dq:*"):
+        batch = list(client.scan_iter(match=pattern, count=1000))
+        for i in range(0, len(batch), 500):
+            client.delete(*batch[i : i + 500])
+
+
+@pytest.fixture
+def rds(redis_url: str) -> Iterator[redis.Redis]:
+    """A clean keyspace for one test, cleaned again afterwards."""
+    delete_jobcord_keys(redis_url)
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    delete_jobcord_keys(redis_url)
+
+
+# -- S3 (moto's server, a real HTTP endpoint) -----------------------------------------------
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    port = free_port()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    except OSError:
+        service_missing("moto's S3 server")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(url, timeout=1)
+                break
+            except httpx.TransportError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    service_missing("moto's S3 server (did not start)")
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str) -> Iterator[str]:
+    import boto3
+
+    name = f"jobcord-test-{int(time.time() * 1000)}"
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    s3.create_bucket(Bucket=name)
+    yield name
+    for obj in s3.list_objects_v2(Bucket=name).get("Contents", []):
+        s3.delete_object(Bucket=name, Key=obj["Key"])
+    s3.delete_bucket(Bucket=name)
+
+
+# -- jobcord processes --------------------------------------------------------------------
+@pytest.fixture
+def jobcord_env(
+    rds: redis.Redis, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    """Short leases and grace periods so failure paths finish in seconds."""
+    values = {
+        "JOBCORD_REDIS_URL": redis_url,
+        "JOBCORD_DATA_DIR": str(tmp_path / "data"),
+        "JOBCORD_LEASE_TTL_S": "1.0",
+        "JOBCORD_MAINTENANCE_INTERVAL_S": "0.2",
+        "JOBCORD_KILL_GRACE_S": "0.5",
+        "JOBCORD_LOG_FORMAT": "json",
+    }
+    for k, v in values.items():
+        monkeypatch.setenv(k, v)
+    return values
+
+
+@pytest.fixture
+def client(jobcord_env: dict[str, str]) -> Iterator[object]:
+    from producers import RedisClient, set_default_client
+    from storage.settings import load_settings
+
+    c = RedisClient(load_settings())
+    set_default_client(c)
+    yield c
+    set_default_client(None)
+
+
+class WorkerProcess:
+    def __init__(self, app_ref: str, env: dict[str, str], args: list[str]) -> None:
+        self.lines: list[str] = []
+        self.ready = threading.Event()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jobcord.cli", "worker", app_ref, *args],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line)
+            if "consumer ready" in line:
+                self.ready.set()
+
+    @property
+    def log(self) -> str:
+        return "".join(self.lines[-60:])
+
+    def wait_ready(self, timeout: float = 30) -> WorkerProcess:
+        if not self.ready.wait(timeout):
+            raise AssertionError(f"worker not ready after {timeout} s:\n{self.log}")
+        return self
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+@pytest.fixture
+def start_worker(jobcord_env: dict[str, str]) -> Iterator[Callable[..., WorkerProcess]]:
+    started: list[WorkerProcess] = []
+
+    def start(
+        app_ref: str = "tests.apps.lifecycle:app",
+        *args: str,
+        env: dict[str, str] | None = None,
+        wait: bool = True,
+    ) -> WorkerProcess:
+        w = WorkerProcess(app_ref, {**jobcord_env, **(env or {})}, ["--drain", "2", *args])
+        started.append(w)
+        return w.wait_ready() if wait else w
+
+    yield start
+    for w in started:
+        w.stop()

@@ -1,0 +1,198 @@
+"""The request lifecycle end to end: submit -> queue -> consumer -> result -> status."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from producers import JobFailed, ResultTimeout
+from scheduler.errors import InputValidationError
+from storage.errors import IdempotencyConflict
+from storage.statuses import Status
+from tests.apps import lifecycle as jobs
+from tests.conftest import wait_for
+
+
+def test_result_status_times_and_events(client, start_worker):
+    start_worker()
+    handle = jobs.echo.async_run_remote(7, tag="hi")
+    out = handle.result(timeout=20)
+    assert out["x"] == 7 and out["tag"] == "hi"
+    rec = handle.status()
+    assert rec.status is Status.SUCCEEDED
+    assert rec.attempt == 1
+    assert rec.created_at <= rec.started_at <= rec.finished_at
+    assert rec.queue == "jobcord.lifecycle.cpu"
+    statuses = [e.status for e in client.store.events(handle.request_id)]
+    assert statuses == [Status.QUEUED, Status.IN_PROGRESS, Status.SUCCEEDED]
+
+
+def test_typed_input_and_output(client, start_worker):
+    start_worker()
+    out = jobs.typed.run_remote({"x": 2, "y": 3}, scale=10)
+    assert isinstance(out, jobs.Point)
+    assert (out.x, out.y) == (20, 30)
+
+
+def test_invalid_input_is_refused_before_queueing(client, rds):
+    with pytest.raises(InputValidationError) as info:
+        jobs.typed.async_run_remote({"x": "not a number", "y": 1})
+    assert "p.x" in str(info.value)
+    with pytest.raises(InputValidationError, match="x: Field required"):
+        jobs.echo.async_run_remote(tag="missing x")
+    with pytest.raises(InputValidationError, match="unexpected keyword|got an unexpected"):
+        jobs.echo.async_run_remote(1, nonsense=True)
+    assert list(rds.scan_iter("jobcord:req:*")) == []
+    assert rds.llen("jobcord.dq:jobcord.lifecycle.cpu") == 0
+
+
+def test_startup_runs_once_per_process_and_stays_warm(client, rds, start_worker):
+    worker = start_worker()
+    outs = [jobs.echo.run_remote(i) for i in range(5)]
+    assert {o["pid"] for o in outs} == {outs[0]["startup_pid"]}
+    assert rds.get("jobcord:test:startups") == "1", worker.log
+
+
+def test_concurrency_runs_requests_in_parallel(client, start_worker):
+    start_worker("tests.apps.lifecycle:app", "--concurrency", "3")
+    started = time.monotonic()
+    handles = [jobs.slow.async_run_remote(1.0) for _ in range(3)]
+    assert [h.result(timeout=20) for h in handles] == [1.0, 1.0, 1.0]
+    assert time.monotonic() - started < 2.5
+
+
+def test_progress_is_visible(client, start_worker):
+    start_worker()
+    handle = jobs.progress.async_run_remote(4)
+    assert handle.result(timeout=20) == 4
+    events = client.store.events(handle.request_id)
+    fractions = [float(e.fields["progress"]) for e in events if "progress" in e.fields]
+    assert fractions == [0.25, 0.5, 0.75, 1.0]
+    assert handle.status().progress_message == "step 4"
+
+
+def test_result_waits_on_events_and_times_out(client, start_worker):
+    start_worker()
+    handle = jobs.slow.async_run_remote(3.0)
+    started = time.monotonic()
+    with pytest.raises(ResultTimeout):
+        handle.result(timeout=0.5)
+    assert 0.45 < time.monotonic() - started < 1.5
+    assert handle.result(timeout=20) == 3.0
+
+
+def test_idempotency_same_input_same_request(client, rds, start_worker):
+    first = jobs.count.async_run_remote("idem", idempotency_key="k-1")
+    second = jobs.count.async_run_remote("idem", idempotency_key="k-1")
+    assert second.request_id == first.request_id
+    assert first.created and not second.created
+    with pytest.raises(IdempotencyConflict, match="different input"):
+        jobs.count.async_run_remote("other", idempotency_key="k-1")
+    start_worker()
+    assert first.result(timeout=20) == 1
+    assert rds.get("jobcord:test:count:idem") == "1"
+
+
+def test_idempotency_race_yields_one_request_and_one_execution(client, rds, start_worker):
+    ids: list[str] = []
+    barrier = threading.Barrier(16)
+
+    def submit() -> None:
+        barrier.wait()
+        ids.append(jobs.count.async_run_remote("race", idempotency_key="race-key").request_id)
+
+    threads = [threading.Thread(target=submit) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(ids)) == 1
+    assert len(list(rds.scan_iter("jobcord:req:*[^s]"))) == 1
+    start_worker()
+    assert client.wait(ids[0], 20).status is Status.SUCCEEDED
+    time.sleep(0.3)
+    assert rds.get("jobcord:test:count:race") == "1"
+
+
+def test_idempotency_key_expires(client, rds, monkeypatch):
+    jobs.count.async_run_remote("exp", idempotency_key="short")
+    ttl = rds.ttl("jobcord:idem:lifecycle:short")
+    assert 24 * 3600 - 5 < ttl <= 24 * 3600
+
+
+def test_failure_is_reported_with_remote_traceback(client, start_worker):
+    start_worker()
+    with pytest.raises(JobFailed) as info:
+        jobs.always_fails.run_remote("the disk is full")
+    text = str(info.value)
+    assert "FAILED" in text and "ValueError: bad thing: the disk is full" in text
+    assert "remote traceback" in text and "always_fails" in text
+    rec = info.value.record
+    assert rec.error.type == "ValueError" and rec.attempt == 1
+
+
+def test_retries_with_backoff_then_success(client, rds, start_worker):
+    start_worker()
+    handle = jobs.flaky.async_run_remote("flaky", fail_times=2)
+    assert handle.result(timeout=20) == 3
+    rec = handle.status()
+    assert (rec.attempt, rec.failures) == (3, 2)
+    assert rds.get("jobcord:test:count:flaky") == "3"
+    reasons = [e.fields.get("reason") for e in client.store.events(handle.request_id)]
+    assert reasons.count("retry after RuntimeError") == 2
+
+
+def test_retries_exhausted_end_failed(client, rds, start_worker):
+    start_worker()
+    handle = jobs.flaky.async_run_remote("flaky-out", fail_times=5)
+    with pytest.raises(JobFailed, match="attempt 3 fails on purpose"):
+        handle.result(timeout=20)
+    assert rds.get("jobcord:test:count:flaky-out") == "3"
+
+
+def test_unknown_to_consumer_is_failed_not_retried(client, rds, start_worker):
+    # A request whose job this consumer does not know (e.g. an older deploy) fails clearly.
+    start_worker()
+    sub = client.submit(jobs.count.spec, {"key": "x", "sleep_s": 0.0}, _opts())
+    rds.hset(f"jobcord:req:{sub.request_id}", "job", "vanished")
+    rec = client.wait(sub.request_id, 20)
+    assert rec.status is Status.FAILED and rec.error.type == "UnknownJob"
+
+
+def _opts():
+    from producers import SubmitOptions
+
+    return SubmitOptions()
+
+
+def test_queued_request_expires_and_never_runs(client, rds, start_worker):
+    handle = jobs.count.async_run_remote("expire", max_time_in_queue_seconds=0.3)
+    time.sleep(0.6)
+    start_worker()
+    rec = handle.wait(20)
+    assert rec.status is Status.EXPIRED
+    assert rds.get("jobcord:test:count:expire") is None
+
+
+def test_bad_options_are_refused(client):
+    with pytest.raises(ValueError, match="priority"):
+        jobs.count.async_run_remote("x", priority=7)
+    with pytest.raises(ValueError, match="max_time_in_queue_seconds"):
+        jobs.count.async_run_remote("x", max_time_in_queue_seconds=-1)
+
+
+def test_status_of_unknown_request(client):
+    from storage.errors import RequestNotFound
+
+    with pytest.raises(RequestNotFound):
+        jobs.count.handle("no-such-id").status()
+
+
+def test_records_of_finished_requests_expire(client, rds, start_worker):
+    start_worker()
+    handle = jobs.count.async_run_remote("ttl")
+    handle.result(timeout=20)
+    assert rds.ttl(f"jobcord:req:{handle.request_id}") > 6 * 24 * 3600
+    wait_for(lambda: rds.ttl(f"jobcord:req:{handle.request_id}:events") > 0, 2, "events ttl")
