@@ -160,13 +160,13 @@ def main(argv: list[str] | None = None) -> Any:
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
         sys.exit(130)
-    except Exception as exc:  # click usage errors carry their own message and exit code
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except typer.TyperException as exc:  # usage errors carry their own message and exit code
+        show = getattr(exc, "show", None)
+        if show is None:
+            err_console.print(f"[red]error:[/red] {exc}")
+        else:
+            show()
+        sys.exit(getattr(exc, "exit_code", 2))
 
 
 if __name__ == "__main__":

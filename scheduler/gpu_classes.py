@@ -7,6 +7,7 @@ cheapest adequate one is preferred (hourly list prices, roughly, normalised to t
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -21,36 +22,36 @@ class GpuClass:
     name: str
     vram_gb: int
     relative_cost: float
-    # Lower-case substrings of NVML device names that belong to this class.
+    # Regular expressions over the lower-cased NVML device name.
     nvml_names: tuple[str, ...]
 
 
 GPU_CLASSES: dict[str, GpuClass] = {
     c.name: c
     for c in (
-        GpuClass("t4", 16, 1.0, ("tesla t4", " t4")),
-        GpuClass("l4", 24, 1.4, (" l4",)),
-        GpuClass("a10g", 24, 1.9, ("a10g",)),
-        GpuClass("a10", 24, 1.8, (" a10",)),
-        GpuClass("3090", 24, 0.9, ("rtx 3090",)),
-        GpuClass("4090", 24, 1.3, ("rtx 4090",)),
-        GpuClass("a5000", 24, 1.5, ("rtx a5000",)),
-        GpuClass("a6000", 48, 2.3, ("rtx a6000",)),
-        GpuClass("l40s", 48, 3.0, ("l40s",)),
-        GpuClass("a100-40gb", 40, 3.6, ("a100-sxm4-40gb", "a100-pcie-40gb")),
-        GpuClass("a100", 80, 4.5, ("a100",)),
-        GpuClass("h100", 80, 7.5, ("h100",)),
-        GpuClass("h200", 141, 9.0, ("h200",)),
-        GpuClass("b200", 180, 14.0, ("b200",)),
+        GpuClass("t4", 16, 1.0, (r"\bt4\b",)),
+        GpuClass("l4", 24, 1.4, (r"\bl4\b",)),
+        GpuClass("a10g", 24, 1.9, (r"\ba10g\b",)),
+        GpuClass("a10", 24, 1.8, (r"\ba10\b",)),
+        GpuClass("3090", 24, 0.9, (r"\brtx 3090\b",)),
+        GpuClass("4090", 24, 1.3, (r"\brtx 4090\b",)),
+        GpuClass("a5000", 24, 1.5, (r"\brtx a5000\b",)),
+        GpuClass("a6000", 48, 2.3, (r"\brtx a6000\b",)),
+        GpuClass("l40s", 48, 3.0, (r"\bl40s\b",)),
+        GpuClass("a100-40gb", 40, 3.6, (r"\ba100\b.*\b40gb\b",)),
+        GpuClass("a100", 80, 4.5, (r"\ba100\b",)),
+        GpuClass("h100", 80, 7.5, (r"\bh100\b",)),
+        GpuClass("h200", 141, 9.0, (r"\bh200\b",)),
+        GpuClass("b200", 180, 14.0, (r"\bb200\b",)),
     )
 }
 
 
 def classify_gpu_name(nvml_name: str, memory_bytes: int | None = None) -> str | None:
     """Map an NVML device name (e.g. ``NVIDIA H100 80GB HBM3``) to a class name, or None."""
-    name = f" {nvml_name.lower()}"
-    for cls in GPU_CLASSES.values():  # specific names come before generic ones above
-        if any(pattern in name for pattern in cls.nvml_names):
+    name = nvml_name.lower()
+    for cls in GPU_CLASSES.values():  # a100-40gb is listed before the generic a100
+        if any(re.search(pattern, name) for pattern in cls.nvml_names):
             if cls.name == "a100" and memory_bytes is not None and memory_bytes < 60 * 2**30:
                 return "a100-40gb"
             return cls.name

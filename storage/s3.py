@@ -72,7 +72,7 @@ class S3ResultStore:
         self._retrying = retry(
             retry=retry_if_exception(_is_transient),
             stop=stop_after_delay(settings.upload_retry_s),
-            wait=wait_exponential_jitter(initial=0.2, max=5.0),
+            wait=wait_exponential_jitter(multiplier=0.2, max=5.0, jitter=0.2),
             reraise=True,
         )
 

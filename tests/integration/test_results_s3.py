@@ -1,0 +1,93 @@
+"""Results in S3 (moto's server over HTTP): blobs, large JSON, files, presigned URLs, outages."""
+
+from __future__ import annotations
+
+import boto3
+import httpx
+import pytest
+
+from producers import JobFailed
+from storage.statuses import Status
+from tests.apps import lifecycle as jobs
+
+
+@pytest.fixture
+def s3_env(s3_endpoint, s3_bucket, monkeypatch, jobcord_env):
+    env = {
+        "JOBCORD_S3_ENDPOINT_URL": s3_endpoint,
+        "JOBCORD_S3_BUCKET": s3_bucket,
+        "JOBCORD_S3_PREFIX": "results",
+        "JOBCORD_INLINE_OUTPUT_MAX_BYTES": "1024",
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    return env
+
+
+@pytest.fixture
+def s3_client_fixture(s3_endpoint):
+    return boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+
+
+def test_bytes_output_is_stored_in_s3_with_a_presigned_url(
+    s3_env, client, start_worker, s3_client_fixture
+):
+    start_worker(env=s3_env)
+    handle = jobs.blob.async_run_remote(5000)
+    data = handle.result(timeout=20)
+    assert data == bytes(i % 251 for i in range(5000))
+    rec = handle.status()
+    key = f"results/lifecycle/blob/{handle.request_id}/output"
+    assert rec.result is not None and rec.result.key.endswith(f"{handle.request_id}/output")
+    stored = s3_client_fixture.get_object(Bucket=s3_env["JOBCORD_S3_BUCKET"], Key=key)
+    assert stored["Body"].read() == data
+    assert "X-Amz-Signature" in rec.result.url
+    assert httpx.get(rec.result.url).content == data
+
+
+def test_large_json_goes_to_s3_small_json_stays_inline(s3_env, client, start_worker):
+    start_worker(env=s3_env)
+    small = jobs.big.async_run_remote(10)
+    large = jobs.big.async_run_remote(2000)  # > 1024 bytes of JSON
+    assert small.result(timeout=20) == list(range(10))
+    assert large.result(timeout=20) == list(range(2000))
+    assert small.status().output == list(range(10)) and small.status().result is None
+    rec = large.status()
+    assert rec.output is None and rec.result.name == "output.json"
+    assert rec.result.content_type == "application/json"
+
+
+def test_files_written_by_the_job_are_uploaded(s3_env, client, start_worker):
+    start_worker(env=s3_env)
+    handle = jobs.write_files.async_run_remote(3)
+    assert handle.result(timeout=20) == {"written": 3}
+    rec = handle.status()
+    assert [f.name for f in rec.files] == [f"nested/part-{i}.txt" for i in range(3)]
+    assert all(f.key.startswith(f"lifecycle/write_files/{handle.request_id}/files/") for f in rec.files)
+    assert httpx.get(rec.files[2].url).text == "part 2\n"
+
+
+def test_s3_outage_fails_the_request_never_succeeds(
+    s3_env, client, start_worker, monkeypatch
+):
+    from tests.conftest import free_port
+
+    dead = {
+        **s3_env,
+        "JOBCORD_S3_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
+        "JOBCORD_UPLOAD_RETRY_S": "1.0",
+    }
+    monkeypatch.setenv("JOBCORD_S3_ENDPOINT_URL", dead["JOBCORD_S3_ENDPOINT_URL"])
+    start_worker(env=dead)
+    handle = jobs.blob.async_run_remote(10)
+    with pytest.raises(JobFailed, match="ResultStoreError") as info:
+        handle.result(timeout=30)
+    assert info.value.record.status is Status.FAILED
+    assert "S3 upload failed" in info.value.record.error.message
+
+
+def test_missing_bucket_is_a_clear_error(s3_env, client, start_worker):
+    env = {**s3_env, "JOBCORD_S3_BUCKET": "no-such-bucket-here"}
+    start_worker(env=env)
+    with pytest.raises(JobFailed, match="no-such-bucket-here"):
+        jobs.blob.run_remote(10)

@@ -1,0 +1,76 @@
+"""The atomic scripts of RequestStore, against a real Redis, without consumers."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from storage import NewRequest, RequestStore, Status, load_settings
+from storage.keys import DELAYED_KEY, RUNNING_KEY
+
+
+@pytest.fixture
+def store(jobcord_env, rds):
+    from storage.connection import connect
+
+    settings = load_settings(lease_ttl_s=0.3, max_worker_losses=2)
+    return RequestStore(connect(settings), settings)
+
+
+def _submit(store: RequestStore, **kw) -> str:
+    rid = uuid.uuid4().hex
+    store.submit(NewRequest(request_id=rid, app="t", job="j", queue="jobcord.t.cpu",
+                            input_json="{}", input_hash="h", **kw))
+    return rid
+
+
+def test_submit_writes_record_event_and_dramatiq_message(store, rds):
+    rid = _submit(store)
+    assert rds.hget(f"jobcord:req:{rid}", "status") == "QUEUED"
+    [mid] = rds.lrange("jobcord.dq:jobcord.t.cpu", 0, -1)
+    assert rid in rds.hget("jobcord.dq:jobcord.t.cpu.msgs", mid)
+    assert rds.llen("jobcord:wake:jobcord.t.cpu") == 1
+
+
+def test_expired_lease_is_requeued_then_failed_after_max_losses(store, rds):
+    rid = _submit(store)
+    assert store.claim(rid, 1, "w1", "tok1")[0] == "claimed"
+    time.sleep(0.35)
+    assert store.recover() == [(rid, "requeued")]
+    rec = store.get(rid)
+    assert (rec.status, rec.attempt, rec.worker_losses) == (Status.QUEUED, 2, 1)
+    assert store.claim(rid, 1, "w1", "stale")[0] == "stale"  # the old message is ignored
+    assert store.finish(rid, "tok1", Status.SUCCEEDED, output="1") is False  # old lease
+    assert store.claim(rid, 2, "w2", "tok2")[0] == "claimed"
+    assert store.renew({rid: "tok2"}) == {rid: "ok"}
+    time.sleep(0.35)
+    assert store.recover() == [(rid, "failed")]
+    rec = store.get(rid)
+    assert rec.status is Status.FAILED and rec.error.type == "WorkerLost"
+    assert store.renew({rid: "tok2"}) == {rid: "lost"}
+    assert rds.zscore(RUNNING_KEY, rid) is None
+
+
+def test_delayed_retry_is_promoted_when_due(store, rds):
+    rid = _submit(store)
+    store.claim(rid, 1, "w", "tok")
+    nxt = store.retry(rid, "tok", delay_s=0.2, counter="failures",
+                      error={"type": "E", "message": "m"}, reason="retry")
+    assert nxt == 2 and rds.zscore(DELAYED_KEY, rid) is not None
+    assert store.recover() == []
+    time.sleep(0.25)
+    assert store.recover() == [(rid, "promoted")]
+    assert rds.llen("jobcord.dq:jobcord.t.cpu") == 2  # attempt 1's message was never acked here
+
+
+def test_cancel_running_then_lease_expiry_ends_canceled(store):
+    rid = _submit(store)
+    store.claim(rid, 1, "w", "tok")
+    assert store.cancel(rid) is Status.IN_PROGRESS
+    assert store.renew({rid: "tok"}) == {rid: "cancel"}
+    time.sleep(0.35)
+    assert store.recover() == [(rid, "canceled")]
+    assert store.get(rid).status is Status.CANCELED
+    assert store.cancel(rid) is Status.CANCELED  # idempotent on a terminal request

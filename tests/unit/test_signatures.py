@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from pydantic import BaseModel
+
+from scheduler import InputValidationError, JobContext, JobDefinitionError, analyse, input_hash
+from scheduler.outputs import BYTES_TYPE, JSON_TYPE, decode_output, encode_output
+from storage.records import RequestRecord
+
+
+class Box(BaseModel):
+    w: int
+    h: int
+
+
+def area(ctx: JobContext, box: Box, scale: float = 1.0) -> float:
+    return box.w * box.h * scale
+
+
+def test_context_is_not_input_and_may_come_first():
+    sig = analyse(area, "area")
+    assert sig.context_param == "ctx"
+    assert sig.parameters == ("box", "scale")
+    assert sig.bind(({"w": 2, "h": 3},), {}) == {"box": {"w": 2, "h": 3}, "scale": 1.0}
+
+
+def test_errors_name_the_field():
+    sig = analyse(area, "area")
+    with pytest.raises(InputValidationError, match=r"box\.w: Input should be a valid integer"):
+        sig.bind(({"w": "x", "h": 3},), {})
+    with pytest.raises(InputValidationError, match="box: Field required"):
+        sig.bind((), {})
+    with pytest.raises(InputValidationError, match="ctx: the JobContext is injected"):
+        sig.bind(({"w": 1, "h": 1},), {"ctx": 1})
+    with pytest.raises(InputValidationError, match="input: must be a JSON object"):
+        sig.validate([1, 2])
+    with pytest.raises(InputValidationError, match="extra: Extra inputs are not permitted"):
+        sig.validate({"box": {"w": 1, "h": 1}, "extra": 1})
+
+
+def test_typed_kwargs_rebuild_models():
+    sig = analyse(area, "area")
+    kwargs = sig.typed_kwargs({"box": {"w": 2, "h": 3}})
+    assert isinstance(kwargs["box"], Box) and kwargs["scale"] == 1.0
+
+
+def test_var_args_are_refused():
+    def bad(*values: int) -> int:
+        return sum(values)
+
+    with pytest.raises(JobDefinitionError, match=r"\*args"):
+        analyse(bad, "bad")
+
+
+def test_input_hash_is_canonical_and_job_specific():
+    assert input_hash("a", {"x": 1, "y": 2}) == input_hash("a", {"y": 2, "x": 1})
+    assert input_hash("a", {"x": 1}) != input_hash("b", {"x": 1})
+
+
+def _record(**kw):
+    base = dict(request_id="r", app="a", job="j", queue="q", status="SUCCEEDED", created_at=1.0)
+    return RequestRecord.model_validate({**base, **kw})
+
+
+def test_outputs_round_trip_inline_and_stored():
+    def make() -> Box:
+        return Box(w=1, h=2)
+
+    sig = analyse(make, "make")
+    enc = encode_output(sig, Box(w=1, h=2))
+    assert enc.content_type == JSON_TYPE and json.loads(enc.data) == {"w": 1, "h": 2}
+    inline = _record(output={"w": 1, "h": 2})
+    assert decode_output(sig, inline, lambda k: b"") == Box(w=1, h=2)
+    stored = _record(result={"name": "output.json", "key": "k", "size": 3,
+                             "content_type": JSON_TYPE})
+    assert decode_output(sig, stored, lambda k: enc.data) == Box(w=1, h=2)
+    raw = encode_output(sig, b"\x00\x01")
+    assert raw.content_type == BYTES_TYPE
+    blob = _record(result={"name": "output", "key": "k", "size": 2, "content_type": BYTES_TYPE})
+    assert decode_output(sig, blob, lambda k: b"\x00\x01") == b"\x00\x01"
