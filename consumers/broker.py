@@ -44,10 +44,12 @@ class _WakingConsumer(_RedisConsumer):
             self._notify()
 
     def __next__(self):  # type: ignore[no-untyped-def]
+        # Decided before the call: only a fetch that came back empty means an empty queue.
+        fetching = not self.message_cache and self.outstanding_message_count < self.prefetch
         message = super().__next__()
         if message is not None:
             return message
-        if self.outstanding_message_count >= self.prefetch:
+        if not fetching:
             # Every slot is busy: wait for an ack instead of spinning.
             with self._freed:
                 if self.outstanding_message_count >= self.prefetch:

@@ -17,7 +17,7 @@ def store_result(
     record: RequestRecord,
     content_type: str,
     data: bytes,
-    output_dir: Path,
+    output_dir: Path | None,
     *,
     upload_files: bool,
     inline_max_bytes: int,
@@ -32,7 +32,7 @@ def store_result(
         fields["result"] = store.put_bytes(f"{prefix}/{name}", data, content_type).model_dump(
             mode="json", exclude={"url"}
         )
-    if upload_files and output_dir.is_dir():
+    if upload_files and output_dir is not None and output_dir.is_dir():
         files = []
         for path in sorted(p for p in output_dir.rglob("*") if p.is_file()):
             rel = path.relative_to(output_dir).as_posix()

@@ -76,10 +76,10 @@ class Runner:
         if record is None:
             log.info("message skipped", request_id=request_id, attempt=attempt, reason=outcome)
             return
-        log.info("request started", request_id=request_id, job=record.job, attempt=attempt)
+        log.debug("request started", request_id=request_id, job=record.job, attempt=attempt)
         slot = self._idle.get()
         self.leases.add(request_id, Running(token, slot.stop_current))
-        output_dir = Path(tempfile.mkdtemp(prefix=f"jobcord-{request_id}-"))
+        output_dir = self._output_dir(record)
         JOBS_RUNNING.labels(record.app, record.job).inc()
         started = time.monotonic()
         try:
@@ -89,13 +89,21 @@ class Runner:
             JOBS_RUNNING.labels(record.app, record.job).dec()
             JOB_SECONDS.labels(record.app, record.job).observe(time.monotonic() - started)
             self.leases.remove(request_id)
-            shutil.rmtree(output_dir, ignore_errors=True)
+            if output_dir is not None:
+                shutil.rmtree(output_dir, ignore_errors=True)
             try:
                 slot.ensure_running()
             finally:
                 self._idle.put(slot)
 
-    def _run(self, slot: ChildSlot, record: RequestRecord, output_dir: Path) -> Outcome:
+    def _output_dir(self, record: RequestRecord) -> Path | None:
+        """A fresh directory, only for jobs that can see it (they take a JobContext)."""
+        spec = self.app.jobs.get(record.job)
+        if spec is None or not (spec.signature.context_param or spec.upload):
+            return None
+        return Path(tempfile.mkdtemp(prefix=f"jobcord-{record.request_id}-"))
+
+    def _run(self, slot: ChildSlot, record: RequestRecord, output_dir: Path | None) -> Outcome:
         spec = self.app.jobs.get(record.job)
         if spec is None:
             return Outcome(
@@ -106,7 +114,9 @@ class Runner:
             )
         if self.device:
             self.store.set_fields(record.request_id, device=self.device)
-        task = Task(record.request_id, record.attempt, record.job, record.input, str(output_dir))
+        task = Task(
+            record.request_id, record.attempt, record.job, record.input, str(output_dir or "")
+        )
         timeout = record.timeout_s if record.timeout_s is not None else spec.timeout_s
         return slot.run(
             task,
@@ -115,7 +125,9 @@ class Runner:
         )
 
     @_persist
-    def _record(self, record: RequestRecord, token: str, result: Outcome, output_dir: Path) -> None:
+    def _record(
+        self, record: RequestRecord, token: str, result: Outcome, output_dir: Path | None
+    ) -> None:
         rid = record.request_id
         if result.kind == "ok":
             spec = self.app.jobs[record.job]

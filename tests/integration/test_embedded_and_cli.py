@@ -67,14 +67,14 @@ def test_dev_runs_the_demo_on_embedded_defaults(tmp_path):
 
 def test_submit_and_status_commands(redis_url, rds, tmp_path):
     env = _clean_env(JOBCORD_REDIS_URL=redis_url, JOBCORD_DATA_DIR=str(tmp_path))
-    done = _jobcord("submit", "tests.apps.lifecycle:app", "count", "--input", '{"key": "cli"}',
-                    env=env)
+    done = _jobcord(
+        "submit", "tests.apps.lifecycle:app", "count", "--input", '{"key": "cli"}', env=env
+    )
     assert done.returncode == 0, done.stderr
     request_id = done.stdout.strip()
     shown = _jobcord("status", request_id, env=env)
     assert shown.returncode == 0 and "QUEUED" in shown.stdout
-    bad = _jobcord("submit", "tests.apps.lifecycle:app", "count", "--input", '{"key": 5}',
-                   env=env)
+    bad = _jobcord("submit", "tests.apps.lifecycle:app", "count", "--input", '{"key": 5}', env=env)
     assert bad.returncode == 2
     assert "key: Input should be a valid string" in bad.stderr
     assert "Traceback" not in bad.stderr

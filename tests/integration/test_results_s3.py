@@ -63,13 +63,13 @@ def test_files_written_by_the_job_are_uploaded(s3_env, client, start_worker):
     assert handle.result(timeout=20) == {"written": 3}
     rec = handle.status()
     assert [f.name for f in rec.files] == [f"nested/part-{i}.txt" for i in range(3)]
-    assert all(f.key.startswith(f"lifecycle/write_files/{handle.request_id}/files/") for f in rec.files)
+    assert all(
+        f.key.startswith(f"lifecycle/write_files/{handle.request_id}/files/") for f in rec.files
+    )
     assert httpx.get(rec.files[2].url).text == "part 2\n"
 
 
-def test_s3_outage_fails_the_request_never_succeeds(
-    s3_env, client, start_worker, monkeypatch
-):
+def test_s3_outage_fails_the_request_never_succeeds(s3_env, client, start_worker, monkeypatch):
     from tests.conftest import free_port
 
     dead = {

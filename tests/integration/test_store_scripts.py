@@ -21,8 +21,17 @@ def store(jobcord_env, rds):
 
 def _submit(store: RequestStore, **kw) -> str:
     rid = uuid.uuid4().hex
-    store.submit(NewRequest(request_id=rid, app="t", job="j", queue="jobcord.t.cpu",
-                            input_json="{}", input_hash="h", **kw))
+    store.submit(
+        NewRequest(
+            request_id=rid,
+            app="t",
+            job="j",
+            queue="jobcord.t.cpu",
+            input_json="{}",
+            input_hash="h",
+            **kw,
+        )
+    )
     return rid
 
 
@@ -56,8 +65,14 @@ def test_expired_lease_is_requeued_then_failed_after_max_losses(store, rds):
 def test_delayed_retry_is_promoted_when_due(store, rds):
     rid = _submit(store)
     store.claim(rid, 1, "w", "tok")
-    nxt = store.retry(rid, "tok", delay_s=0.2, counter="failures",
-                      error={"type": "E", "message": "m"}, reason="retry")
+    nxt = store.retry(
+        rid,
+        "tok",
+        delay_s=0.2,
+        counter="failures",
+        error={"type": "E", "message": "m"},
+        reason="retry",
+    )
     assert nxt == 2 and rds.zscore(DELAYED_KEY, rid) is not None
     assert store.recover() == []
     time.sleep(0.25)

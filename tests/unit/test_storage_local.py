@@ -25,10 +25,19 @@ def test_local_store_writes_atomically_and_refuses_escapes(tmp_path):
 def test_record_parses_the_redis_hash():
     rec = RequestRecord.from_hash(
         {
-            "id": "r1", "app": "a", "job": "j", "queue": "q", "status": "FAILED",
-            "created_at": "1.5", "attempt": "2", "input": '{"x": 1}', "output": "",
-            "error": '{"type": "ValueError", "message": "m"}', "cancel_requested": "1",
-            "lease": "secret-token", "input_hash": "h",
+            "id": "r1",
+            "app": "a",
+            "job": "j",
+            "queue": "q",
+            "status": "FAILED",
+            "created_at": "1.5",
+            "attempt": "2",
+            "input": '{"x": 1}',
+            "output": "",
+            "error": '{"type": "ValueError", "message": "m"}',
+            "cancel_requested": "1",
+            "lease": "secret-token",
+            "input_hash": "h",
         }
     )
     assert rec.status is Status.FAILED and rec.attempt == 2 and rec.cancel_requested
@@ -49,8 +58,10 @@ def test_keys_and_settings_defaults(monkeypatch):
 
 
 def test_device_selection_and_pinning_by_uuid():
-    devices = _fake_devices('[{"name": "NVIDIA H100 80GB HBM3"}, {"name": "NVIDIA L4", '
-                            '"memory_gb": 24, "uuid": "GPU-abc"}]')
+    devices = _fake_devices(
+        '[{"name": "NVIDIA H100 80GB HBM3"}, {"name": "NVIDIA L4", '
+        '"memory_gb": 24, "uuid": "GPU-abc"}]'
+    )
     assert [d.gpu_class for d in devices] == ["h100", "l4"]
     assert select_devices("none", devices) == []
     assert select_devices("all", devices) == devices

@@ -1,0 +1,29 @@
+"""The jobs both engines run in the benchmark: a no-op, and one that stamps its start."""
+
+from __future__ import annotations
+
+import os
+import time
+from functools import cache
+
+import redis
+
+from producers import App
+
+app = App("bench")
+
+
+@cache
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(os.environ["JOBCORD_REDIS_URL"])
+
+
+@app.job()
+def noop() -> None:
+    return None
+
+
+@app.job()
+def stamp(i: int, t0: float) -> None:
+    started = time.time() - t0  # first thing: the enqueue-to-start latency
+    _redis().set(f"bench:lat:{i}", started)
