@@ -27,3 +27,10 @@ def noop() -> None:
 def stamp(i: int, t0: float) -> None:
     started = time.time() - t0  # first thing: the enqueue-to-start latency
     _redis().set(f"bench:lat:{i}", started)
+
+
+@app.job()
+def hold(key: str, seconds: float) -> None:
+    """Counts its starts, then works for a while (the redelivery benchmark kills its consumer)."""
+    _redis().rpush(f"bench:starts:{key}", time.time())
+    time.sleep(seconds)

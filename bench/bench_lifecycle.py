@@ -89,11 +89,16 @@ class Engine:
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.terminate()
-            self.proc.wait(60)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:  # a consumer still draining a long job
+                self.proc.kill()
+                self.proc.wait()
             self.proc = None
 
     enqueue_noop: Callable[[], object]
     enqueue_stamp: Callable[[int, float], object]
+    enqueue_hold: Callable[[str, float], object]
 
 
 class Jobcord(Engine):
@@ -110,6 +115,7 @@ class Jobcord(Engine):
         set_default_client(RedisClient(load_settings(redis_url=url)))
         self.enqueue_noop = apps.noop.async_run_remote
         self.enqueue_stamp = apps.stamp.async_run_remote
+        self.enqueue_hold = apps.hold.async_run_remote
 
     def consumer_cmd(self) -> list[str]:
         return [
@@ -134,10 +140,11 @@ class PlainDramatiq(Engine):
         os.environ["JOBCORD_REDIS_URL"] = url
         from bench import plain_dramatiq
 
-        noop, stamp = plain_dramatiq.actors()
+        noop, stamp, hold = plain_dramatiq.actors()
         self.messages_key = f"{plain_dramatiq.NAMESPACE}:{plain_dramatiq.QUEUE}.msgs"
         self.enqueue_noop = noop.send
         self.enqueue_stamp = stamp.send
+        self.enqueue_hold = hold.send
 
     def consumer_cmd(self) -> list[str]:
         return [sys.executable, str(ROOT / "bench" / "plain_dramatiq.py"), str(self.threads)]

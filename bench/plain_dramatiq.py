@@ -41,12 +41,18 @@ def _stamp(i: int, t0: float) -> None:
     _redis().set(f"bench:lat:{i}", started)
 
 
+def _hold(key: str, seconds: float) -> None:
+    _redis().rpush(f"bench:starts:{key}", time.time())
+    time.sleep(seconds)
+
+
 @cache
-def actors() -> tuple[dramatiq.Actor, dramatiq.Actor]:
+def actors() -> tuple[dramatiq.Actor, dramatiq.Actor, dramatiq.Actor]:
     b = broker()
     return (
         dramatiq.actor(queue_name=QUEUE, broker=b, actor_name="noop")(_noop),
         dramatiq.actor(queue_name=QUEUE, broker=b, actor_name="stamp")(_stamp),
+        dramatiq.actor(queue_name=QUEUE, broker=b, actor_name="hold")(_hold),
     )
 
 
