@@ -14,10 +14,9 @@ import argparse
 import time
 
 import redis
+from bench_lifecycle import Engine, Jobcord, PlainDramatiq, _clean, _redis_url
 from rich.console import Console
 from rich.table import Table
-
-from bench_lifecycle import Engine, Jobcord, PlainDramatiq, _clean, _redis_url
 
 
 def measure(engine: Engine, r: redis.Redis, cap_s: float) -> float | None:
