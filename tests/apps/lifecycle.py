@@ -14,7 +14,7 @@ import time
 import redis
 from pydantic import BaseModel
 
-from producers import App, JobContext
+from producers import App, JobContext, NodeSelector
 
 app = App("lifecycle")
 
@@ -133,3 +133,13 @@ def progress(ctx: JobContext, steps: int) -> int:
     for i in range(steps):
         ctx.progress((i + 1) / steps, f"step {i + 1}")
     return steps
+
+
+@app.job(node_selector=NodeSelector(gpu_count=1, include=["h100"]))
+def where_am_i(ctx: JobContext) -> dict[str, str]:
+    """A GPU job: reports the pinning its process was given."""
+    return {
+        "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>"),
+        "CUDA_DEVICE_ORDER": os.environ.get("CUDA_DEVICE_ORDER", "<unset>"),
+        "ctx.devices": ctx.devices,
+    }
