@@ -38,10 +38,19 @@ __all__ = ["Runner"]
 
 log = structlog.get_logger("jobcord.runner")
 
-# Redis blips must not lose a finished attempt: keep trying the final write for a while.
+_REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+# Redis blips must not lose a finished attempt: keep trying the final write for a while (past
+# that, the lease expires and recovery runs the request again: nothing is lost).
 _persist = retry(
-    retry=retry_if_exception_type(redis.ConnectionError),
+    retry=retry_if_exception_type(_REDIS_DOWN),
     stop=stop_after_delay(60),
+    wait=wait_exponential(multiplier=0.1, max=5),
+    reraise=True,
+)
+# A claim that failed would dead-letter the message and strand a QUEUED request: wait for Redis
+# as long as it takes (the message stays unacked, so a dead consumer's copy comes back).
+_until_redis_returns = retry(
+    retry=retry_if_exception_type(_REDIS_DOWN),
     wait=wait_exponential(multiplier=0.1, max=5),
     reraise=True,
 )
@@ -72,7 +81,9 @@ class Runner:
 
     def execute(self, request_id: str, attempt: int) -> None:
         token = uuid.uuid4().hex
-        outcome, record = self.store.claim(request_id, attempt, self.worker_id, token)
+        outcome, record = _until_redis_returns(self.store.claim)(
+            request_id, attempt, self.worker_id, token
+        )
         if record is None:
             log.info("message skipped", request_id=request_id, attempt=attempt, reason=outcome)
             return

@@ -8,9 +8,19 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
+
+import redis
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    stop_never,
+    wait_exponential,
+)
 
 from scheduler.jobspec import JobSpec
 from scheduler.signatures import input_hash
@@ -95,10 +105,20 @@ class RedisClient:
         return self.store.cancel(request_id)
 
     def wait(self, request_id: str, timeout_s: float | None) -> RequestRecord:
-        """Block on the request's event stream (no polling) until it is terminal."""
+        """Block on the request's event stream (no polling) until it is terminal; rides out
+        Redis restarts within the timeout."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         last = None
-        for event in self.store.follow(request_id, timeout_s=timeout_s):
-            last = event.status
+        for attempt in Retrying(
+            retry=retry_if_exception_type((redis.ConnectionError, redis.TimeoutError)),
+            wait=wait_exponential(multiplier=0.1, max=2),
+            stop=stop_after_delay(timeout_s) if timeout_s is not None else stop_never,
+            reraise=True,
+        ):
+            with attempt:
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                for event in self.store.follow(request_id, timeout_s=remaining):
+                    last = event.status
         if last is None or not last.is_terminal:
             raise ResultTimeout(request_id, timeout_s, last)
         return self.store.get(request_id)

@@ -26,6 +26,11 @@ class MaintenanceLoop(threading.Thread):
         self._stopped = threading.Event()
 
     def run_once(self) -> list[tuple[str, str]]:
+        # Right after a Redis restart every lease looks expired: give live consumers one
+        # lease period to renew before treating their requests as orphaned.
+        grace_s = 2 * self.store.settings.lease_ttl_s
+        if int(self.store.client.info("server")["uptime_in_seconds"]) < grace_s:
+            return []
         changed = self.store.recover()
         for request_id, outcome in changed:
             log.info("maintenance", request_id=request_id, outcome=outcome)

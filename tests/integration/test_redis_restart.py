@@ -1,0 +1,90 @@
+"""Redis restarts (AOF on, as jobcord requires) while a request runs: nothing is lost."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+
+import pytest
+import redis
+
+from storage.embedded_redis import redis_server_binary
+from storage.statuses import Status
+from tests.conftest import free_port, wait_for
+
+
+def _start_redis(port: int, data_dir) -> None:
+    subprocess.run(
+        [
+            redis_server_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(data_dir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--save",
+            "",
+            "--daemonize",
+            "yes",
+            "--pidfile",
+            str(data_dir / "redis.pid"),
+            "--logfile",
+            str(data_dir / "redis.log"),
+        ],
+        check=True,
+    )
+    wait_for(lambda: _ping(port), 10, "redis-server to answer")
+
+
+def _ping(port: int) -> bool:
+    try:
+        return bool(redis.Redis(port=port, socket_timeout=0.5).ping())
+    except redis.RedisError:
+        return False
+
+
+@pytest.fixture
+def own_redis(tmp_path, monkeypatch, jobcord_env):
+    port = free_port()
+    _start_redis(port, tmp_path)
+    url = f"redis://127.0.0.1:{port}/0"
+    monkeypatch.setenv("JOBCORD_REDIS_URL", url)
+    yield port, url, tmp_path
+    if _ping(port):
+        redis.Redis(port=port).shutdown(nosave=True)
+
+
+def test_request_survives_a_redis_restart_mid_job(own_redis, start_worker):
+    from producers import RedisClient, set_default_client
+    from storage.settings import load_settings
+    from tests.apps import lifecycle as jobs
+
+    port, url, data_dir = own_redis
+    set_default_client(RedisClient(load_settings(redis_url=url)))
+    try:
+        start_worker(env={"JOBCORD_REDIS_URL": url})
+        handle = jobs.report_pid.async_run_remote("restart", 3.0)
+        wait_for(lambda: handle.status().status is Status.IN_PROGRESS, 20, "the job to start")
+        waiter: list[object] = []
+        t = threading.Thread(target=lambda: waiter.append(handle.result(timeout=30)))
+        t.start()  # a caller already waiting when Redis goes away
+        redis.Redis(port=port).shutdown(save=False, nosave=False)  # AOF keeps the record
+        time.sleep(1.0)
+        _start_redis(port, data_dir)
+        started = time.monotonic()
+        t.join(30)
+        assert waiter == [1]  # the waiter rode out the restart; the live worker kept the job
+        assert handle.result(timeout=30) == 1
+        rec = handle.status()
+        assert rec.status is Status.SUCCEEDED and rec.worker_losses == 0
+        assert time.monotonic() - started < 10
+        # And the consumer still serves new work after the restart.
+        assert jobs.echo.run_remote(9)["x"] == 9
+    finally:
+        set_default_client(None)
