@@ -5,6 +5,7 @@ environment before importing the app, runs the startup hooks once, then executes
 time sent by its parent over a pipe. The parent kills it to enforce timeouts and cancels.
 
 Messages child -> parent: ("ready", pid) | ("startup_failed", text) | ("progress", f, msg) |
+("chunk", data) (streaming cords) |
 ("ok", content_type, data) | ("error", type, message, traceback, retryable).
 """
 
@@ -49,7 +50,7 @@ def child_main(app_ref: str, conn: Connection, env: dict[str, str], log_format: 
 
     from scheduler.context import JobContext
     from scheduler.errors import InputValidationError, UnknownJob
-    from scheduler.outputs import encode_output
+    from scheduler.outputs import JSON_TYPE, encode_output
     from storage.logs import configure_logging
 
     from .loader import load_app
@@ -103,8 +104,13 @@ def child_main(app_ref: str, conn: Connection, env: dict[str, str], log_format: 
             kwargs = spec.signature.typed_kwargs(task.input)
             if spec.signature.context_param:
                 kwargs[spec.signature.context_param] = ctx
-            encoded = encode_output(spec.signature, spec.fn(**kwargs))
-            send("ok", encoded.content_type, encoded.data)
+            if spec.stream:
+                for item in spec.fn(**kwargs):
+                    send("chunk", encode_output(spec.signature, item).data)
+                send("ok", JSON_TYPE, b"null")
+            else:
+                encoded = encode_output(spec.signature, spec.fn(**kwargs))
+                send("ok", encoded.content_type, encoded.data)
         except BaseException as exc:  # the job's failure is data for the parent
             retryable = not isinstance(exc, InputValidationError | UnknownJob)
             send("error", type(exc).__name__, str(exc), traceback.format_exc(), retryable)

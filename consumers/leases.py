@@ -31,8 +31,14 @@ class Running:
 
 
 class LeaseKeeper:
-    def __init__(self, store: RequestStore, lease_ttl_s: float) -> None:
+    def __init__(
+        self,
+        store: RequestStore,
+        lease_ttl_s: float,
+        heartbeat: Callable[[], None] | None = None,
+    ) -> None:
         self.store = store
+        self.heartbeat = heartbeat
         self.interval_s = lease_ttl_s / 3
         self._running: dict[str, Running] = {}
         self._lock = threading.Lock()
@@ -81,6 +87,8 @@ class LeaseKeeper:
         while not self._stopped.wait(self.interval_s):
             try:
                 self.renew_once()
+                if self.heartbeat is not None:
+                    self.heartbeat()
             except redis.RedisError as exc:
                 log.warning("lease renewal failed", error=str(exc))
 

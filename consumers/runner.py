@@ -133,6 +133,7 @@ class Runner:
             task,
             timeout,
             lambda f, m: self.store.report_progress(record.request_id, record.attempt, f, m),
+            lambda data: self.store.append_chunk(record.request_id, data),
         )
 
     @_persist

@@ -151,6 +151,7 @@ class ChildSlot:
         task: Task,
         timeout_s: float | None,
         on_progress: Callable[[float, str | None], None],
+        on_chunk: Callable[[bytes], None] | None = None,
     ) -> Outcome:
         self.ensure_running()
         self._drain_wake()
@@ -176,6 +177,8 @@ class ChildSlot:
                     return Outcome("crashed", message=f"job process died (exit code {code})")
                 if msg[0] == "progress":
                     on_progress(msg[1], msg[2])
+                elif msg[0] == "chunk" and on_chunk is not None:
+                    on_chunk(msg[1])
                 elif msg[0] == "ok":
                     return Outcome("ok", content_type=msg[1], data=msg[2])
                 elif msg[0] == "error":

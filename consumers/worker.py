@@ -22,6 +22,7 @@ from scheduler.maintenance import MaintenanceLoop
 from storage.connection import connect, redis_url
 from storage.errors import ConfigurationError
 from storage.keys import ACTOR_NAME
+from storage.registry import ConsumerRegistry
 from storage.requests import RequestStore
 from storage.results import open_result_store
 from storage.settings import Settings
@@ -98,7 +99,24 @@ class Consumer:
         slots = self._slots()
         with ThreadPoolExecutor(len(slots)) as pool:  # warm every child before consuming
             list(pool.map(lambda s: s.start(), slots))
-        leases = LeaseKeeper(store, self.settings.lease_ttl_s)
+        registry = ConsumerRegistry(store.client)
+        info = {
+            "worker": self.worker_id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "app": self.app.name,
+            "gpu_class": self.gpu_class,
+            "queues": self.queues,
+            "slots": len(slots),
+            "devices": [d.uuid for d in self.config.devices],
+        }
+        ttl = 3 * self.settings.lease_ttl_s
+
+        def heartbeat() -> None:
+            registry.heartbeat(self.worker_id, info, ttl)
+
+        heartbeat()
+        leases = LeaseKeeper(store, self.settings.lease_ttl_s, heartbeat)
         maintenance = MaintenanceLoop(store, self.settings.maintenance_interval_s)
         runner = Runner(
             self.app,
@@ -142,6 +160,7 @@ class Consumer:
                 stopper.join()
             maintenance.stop()
             leases.stop()
+            registry.remove(self.worker_id)
             for slot in slots:
                 slot.close()
             broker.close()

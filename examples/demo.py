@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import os
 import time
+from collections.abc import Iterator
 
 from producers import App, JobContext
 
@@ -68,3 +69,18 @@ def sleepy(seconds: float) -> float:
 def noise(size: int) -> bytes:
     """Bytes output always goes to the result store."""
     return os.urandom(size)
+
+
+@app.cord(public_api_path="/predict", method="POST", timeout=30)
+def predict(values: list[float], ctx: JobContext) -> dict[str, list[float]]:
+    """Request/response through the queue: POST /apps/demo/predict {"values": [...]}."""
+    factor = ctx.state["model"]["scale"]
+    return {"scaled": [v * factor for v in values]}
+
+
+@app.cord(public_api_path="/generate", method="POST", stream=True, timeout=60)
+def generate(prompt: str, tokens: int = 5) -> Iterator[str]:
+    """Streams one item at a time (server-sent events): POST /apps/demo/generate."""
+    for i in range(tokens):
+        time.sleep(0.05)
+        yield f"{prompt}-{i}"

@@ -45,6 +45,70 @@ def worker(
 
 
 @app.command()
+def api(
+    app_ref: Annotated[str, typer.Argument(metavar="MODULE:APP")],
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535)] = 8000,
+    no_auth: Annotated[
+        bool, typer.Option("--no-auth", help="Development only: accept calls without a key")
+    ] = False,
+) -> None:
+    """Serve the app's jobs and cords over HTTP (FastAPI + uvicorn)."""
+    import uvicorn
+
+    from consumers.loader import load_app
+    from producers.gateway import create_app
+
+    settings = _settings()
+    if no_auth:
+        err_console.print(
+            "[bold red]WARNING: API keys are OFF (--no-auth): anyone who can reach "
+            f"{host}:{port} can run and read every request. Development only.[/bold red]"
+        )
+    gateway = create_app(load_app(app_ref), settings, require_auth=not no_auth)
+    uvicorn.run(gateway, host=host, port=port, log_level="warning", access_log=False)
+
+
+keys_app = typer.Typer(no_args_is_help=True, help="API keys: create (shown once), list, revoke.")
+app.add_typer(keys_app, name="keys")
+
+
+def _key_store():  # type: ignore[no-untyped-def]
+    from storage.apikeys import ApiKeyStore
+    from storage.connection import connect
+
+    return ApiKeyStore(connect(_settings()))
+
+
+@keys_app.command("create")
+def keys_create(
+    apps: Annotated[str, typer.Option(help="Comma-separated app names, or '*' for all")],
+) -> None:
+    """Create a key; it is printed once and stored only as a hash."""
+    key, record = _key_store().create(apps.split(","))
+    err_console.print(f"key id {record.key_id} for apps {', '.join(sorted(record.apps))}")
+    err_console.print("store it now: it cannot be shown again")
+    console.print(key)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Key ids and their apps (never the secrets)."""
+    table = Table("id", "apps", "created")
+    for k in _key_store().list():
+        table.add_row(k.key_id, ", ".join(sorted(k.apps)), f"{k.created_at:.0f}")
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument()]) -> None:
+    """Revoke a key by id; calls with it get 401 at once."""
+    if not _key_store().revoke(key_id):
+        raise typer.BadParameter(f"no key with id {key_id!r}")
+    console.print(f"revoked {key_id}")
+
+
+@app.command()
 def scheduler() -> None:
     """Run maintenance alone: recover requests of dead workers, promote due retries."""
     import signal
@@ -141,12 +205,14 @@ def dev(
     app_ref: Annotated[str, typer.Argument(metavar="MODULE:APP")] = "examples.demo:app",
     serve: Annotated[bool, typer.Option(help="Keep the consumer running after the demo")] = False,
     concurrency: Annotated[int, typer.Option(min=1)] = 2,
+    api_port: Annotated[int, typer.Option(help="HTTP API port (no keys); 0: no API")] = 8000,
 ) -> None:
-    """Everything on embedded defaults: Redis, local results, a consumer, and a demo run."""
+    """Everything on embedded defaults: Redis, local results, a consumer, the HTTP API (no
+    keys, loudly), and a demo run."""
     from .dev import run_dev
 
     os.environ.setdefault("JOBCORD_LOG_FORMAT", "console")
-    run_dev(_settings(), app_ref, serve=serve, concurrency=concurrency)
+    run_dev(_settings(), app_ref, serve=serve, concurrency=concurrency, api_port=api_port)
 
 
 def main(argv: list[str] | None = None) -> Any:

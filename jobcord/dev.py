@@ -79,13 +79,24 @@ def _table(rows: list[tuple[str, object]]) -> Table:
     return table
 
 
-def run_dev(settings: Settings, app_ref: str, *, serve: bool, concurrency: int) -> None:
+def _start_api(app_ref: str, port: int, env: dict[str, str]) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "jobcord.cli", "api", app_ref, "--no-auth", "--port", str(port)]
+    return subprocess.Popen(cmd, env=env)
+
+
+def run_dev(
+    settings: Settings, app_ref: str, *, serve: bool, concurrency: int, api_port: int = 8000
+) -> None:
     url = redis_url(settings)  # starts the embedded redis-server when no URL is configured
     env = {**os.environ, "JOBCORD_REDIS_URL": url, "JOBCORD_DATA_DIR": str(settings.data_dir)}
     os.environ.update({"JOBCORD_REDIS_URL": url})
     where = settings.s3_bucket and f"s3://{settings.s3_bucket}" or settings.data_dir / "results"
     console.print(f"[bold]jobcord dev[/bold]: redis at {url}, results in {where}")
     worker = _start_worker(app_ref, concurrency, env)
+    children = [worker]
+    if api_port:
+        children.append(_start_api(app_ref, api_port, env))
+        console.print(f"HTTP API (no keys) on http://127.0.0.1:{api_port}, docs at /docs")
     try:
         if app_ref == "examples.demo:app":
             rows = _demo_requests()
@@ -104,6 +115,8 @@ def run_dev(settings: Settings, app_ref: str, *, serve: bool, concurrency: int) 
     except KeyboardInterrupt:
         pass
     finally:
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            worker.wait(60)
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children:
+            child.wait(60)

@@ -15,9 +15,12 @@ from .errors import (
 )
 from .functions import RemoteFunction
 from .handle import RequestHandle
+from .http_client import GatewayError, HttpClient
 
 __all__ = [
     "App",
+    "GatewayError",
+    "HttpClient",
     "JobCanceled",
     "JobContext",
     "JobExpired",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
+from scheduler.errors import JobDefinitionError
 from scheduler.gpu_classes import NodeSelector
 from scheduler.jobspec import AppRegistry, Hook, JobSpec
 from scheduler.retry_policy import RetryPolicy
@@ -42,23 +44,70 @@ class App(AppRegistry):
         )
 
         def decorate(fn: Callable[..., Any]) -> RemoteFunction:
-            job_name = name or fn.__name__
-            if job_name in self.jobs:
-                raise ValueError(f"app {self.name!r} already has a job named {job_name!r}")
-            spec = JobSpec(
-                app=self.name,
-                name=job_name,
-                fn=fn,
-                signature=analyse(fn, job_name),
+            return self._register(
+                fn,
+                name=name,
                 node_selector=node_selector,
                 timeout_s=timeout,
                 retry=policy,
                 upload=upload,
             )
-            self.jobs[job_name] = spec
-            return RemoteFunction(self, spec)
 
         return decorate
+
+    def cord(
+        self,
+        *,
+        public_api_path: str,
+        method: str = "POST",
+        stream: bool = False,
+        node_selector: NodeSelector | None = None,
+        timeout: float | None = 300.0,
+        name: str | None = None,
+    ) -> Callable[[Callable[..., Any]], RemoteFunction]:
+        """A request/response endpoint at ``/apps/{app}{public_api_path}``, run through the
+        queue on a consumer; with ``stream=True`` the function yields chunks (sent as
+        server-sent events). Cords are not retried: their caller is waiting."""
+        if not public_api_path.startswith("/") or "{" in public_api_path:
+            raise ValueError("public_api_path must be a fixed path starting with '/'")
+        method = method.upper()
+        if method not in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+            raise ValueError(f"unsupported method {method!r}")
+        taken = {(s.public_api_path, s.method) for s in self.jobs.values() if s.kind == "cord"}
+        if (public_api_path, method) in taken:
+            raise ValueError(f"app {self.name!r} already serves {method} {public_api_path}")
+
+        def decorate(fn: Callable[..., Any]) -> RemoteFunction:
+            if stream and not inspect.isgeneratorfunction(fn):
+                raise JobDefinitionError(f"cord {fn.__name__!r}: stream=True needs a generator")
+            return self._register(
+                fn,
+                name=name,
+                node_selector=node_selector,
+                timeout_s=timeout,
+                kind="cord",
+                public_api_path=public_api_path,
+                method=method,
+                stream=stream,
+            )
+
+        return decorate
+
+    def _register(
+        self, fn: Callable[..., Any], *, name: str | None, **fields: Any
+    ) -> RemoteFunction:
+        job_name = name or fn.__name__
+        if job_name in self.jobs:
+            raise ValueError(f"app {self.name!r} already has a job named {job_name!r}")
+        spec = JobSpec(
+            app=self.name,
+            name=job_name,
+            fn=fn,
+            signature=analyse(fn, job_name, stream=fields.get("stream", False)),
+            **fields,
+        )
+        self.jobs[job_name] = spec
+        return RemoteFunction(self, spec)
 
     def on_startup(self) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Run once per consumer process, on its device; the return value is kept in

@@ -42,6 +42,7 @@ class SubmitOptions:
     webhook_endpoint: str | None = None
     priority: int | None = None
     max_time_in_queue_seconds: float | None = None
+    timeout_seconds: float | None = None
     metadata: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
@@ -51,6 +52,8 @@ class SubmitOptions:
             0 < self.max_time_in_queue_seconds <= 72 * 3600
         ):
             raise ValueError("max_time_in_queue_seconds must be within (0, 259200]")
+        if self.timeout_seconds is not None and self.timeout_seconds <= 0:
+            raise ValueError("timeout_seconds must be positive")
         if self.idempotency_key is not None and not 0 < len(self.idempotency_key) <= 256:
             raise ValueError("idempotency_key must be 1 to 256 characters")
 
@@ -69,6 +72,13 @@ class RedisClient:
         return self._results
 
     def submit(self, spec: JobSpec, input_json: dict[str, Any], opts: SubmitOptions) -> Submission:
+        timeout_s = spec.timeout_s
+        if opts.timeout_seconds is not None:
+            if spec.timeout_s is not None and opts.timeout_seconds > spec.timeout_s:
+                raise ValueError(
+                    f"timeout_seconds {opts.timeout_seconds} exceeds the job's own {spec.timeout_s}"
+                )
+            timeout_s = opts.timeout_seconds
         return self.store.submit(
             NewRequest(
                 request_id=uuid.uuid4().hex,
@@ -78,7 +88,7 @@ class RedisClient:
                 input_json=json.dumps(input_json),
                 input_hash=input_hash(spec.name, input_json),
                 priority=1 if opts.priority is None else opts.priority,
-                timeout_s=spec.timeout_s,
+                timeout_s=timeout_s,
                 max_retries=spec.retry.retries,
                 max_queue_s=opts.max_time_in_queue_seconds,
                 idempotency_key=opts.idempotency_key,
@@ -123,8 +133,11 @@ class RedisClient:
             raise ResultTimeout(request_id, timeout_s, last)
         return self.store.get(request_id)
 
-    def fetch(self, key: str) -> bytes:
-        return self.results.get_bytes(key)
+    def fetch(self, record: RequestRecord) -> bytes:
+        """The stored output object of a record (large JSON or bytes)."""
+        if record.result is None:
+            raise ValueError(f"request {record.request_id} has no stored output")
+        return self.results.get_bytes(record.result.key)
 
 
 _default: RedisClient | None = None

@@ -30,6 +30,11 @@ class JobSpec:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     upload: bool = False
     kind: str = "job"  # or "cord"
+    #: Cords only: served at /apps/{app}{public_api_path} with this HTTP method.
+    public_api_path: str | None = None
+    method: str = "POST"
+    #: Cords only: the function is a generator whose items are sent as they are produced.
+    stream: bool = False
 
     @property
     def gpu_class(self) -> str:

@@ -33,15 +33,15 @@ def encode_output(signature: JobSignature, value: Any) -> EncodedOutput:
 
 
 def decode_output(
-    signature: JobSignature | None, record: RequestRecord, fetch: Callable[[str], bytes]
+    signature: JobSignature | None, record: RequestRecord, fetch: Callable[[RequestRecord], bytes]
 ) -> Any:
-    """The typed output of a SUCCEEDED record (``fetch`` reads a result-store key)."""
+    """The typed output of a SUCCEEDED record (``fetch`` reads its stored output object)."""
     if record.result is None:
         raw = record.output
     elif record.result.content_type == BYTES_TYPE:
-        return fetch(record.result.key)
+        return fetch(record)
     else:
-        raw = json.loads(fetch(record.result.key))
+        raw = json.loads(fetch(record))
     if signature is None:
         return raw
     return signature.output_adapter.validate_python(raw)

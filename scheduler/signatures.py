@@ -78,7 +78,13 @@ def input_hash(job: str, input_json: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def analyse(fn: Callable[..., Any], name: str) -> JobSignature:
+def _item_type(annotation: Any) -> Any:
+    """``Iterator[T]`` / ``Generator[T, ...]`` -> T: what a streaming cord yields."""
+    args = typing.get_args(annotation)
+    return args[0] if args else Any
+
+
+def analyse(fn: Callable[..., Any], name: str, *, stream: bool = False) -> JobSignature:
     sig = inspect.signature(fn)
     try:
         hints = typing.get_type_hints(fn)
@@ -99,6 +105,8 @@ def analyse(fn: Callable[..., Any], name: str) -> JobSignature:
         f"{name}_input", __config__=ConfigDict(extra="forbid"), **fields
     )
     output_type = hints.get("return", Any)
+    if stream:  # each chunk is validated and encoded as the yielded type
+        output_type = _item_type(output_type)
     return JobSignature(
         name=name,
         input_model=model,

@@ -7,6 +7,7 @@
 |----------------------------------|--------|---------------------------------------------------|
 | ``{ns}:req:{id}``                | hash   | the request record (source of truth)              |
 | ``{ns}:req:{id}:events``         | stream | status changes of the request, in order           |
+| ``{ns}:req:{id}:chunks``         | stream | items a streaming cord produced, in order         |
 | ``{ns}:idem:{app}:{key}``        | string | ``{request_id}|{input_hash}``, expires (24 h)     |
 | ``{ns}:running``                 | zset   | running request ids scored by lease expiry (s)    |
 | ``{ns}:delayed``                 | zset   | queued request ids waiting for a retry, by eta (s)|
@@ -28,6 +29,7 @@ __all__ = [
     "ACTOR_NAME",
     "record_key",
     "events_key",
+    "chunks_key",
     "idempotency_key",
     "wake_key",
     "RUNNING_KEY",
@@ -52,6 +54,10 @@ def record_key(request_id: str) -> str:
 
 def events_key(request_id: str) -> str:
     return f"{NAMESPACE}:req:{request_id}:events"
+
+
+def chunks_key(request_id: str) -> str:
+    return f"{NAMESPACE}:req:{request_id}:chunks"
 
 
 def idempotency_key(app: str, key: str) -> str:

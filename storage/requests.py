@@ -226,6 +226,10 @@ class RequestStore:
         )
         pipe.execute()
 
+    def append_chunk(self, request_id: str, data: bytes) -> None:
+        """One item of a streaming cord, in order, for the gateway to relay."""
+        self.client.xadd(keys.chunks_key(request_id), {"data": data})
+
     def set_fields(self, request_id: str, **fields: Any) -> None:
         self.client.hset(
             keys.record_key(request_id),

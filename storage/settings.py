@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     upload_retry_s: float = Field(default=30.0, gt=0, description="Budget for S3 upload retries.")
     log_format: str = Field(default="json", pattern="^(json|console)$")
     log_level: str = Field(default="INFO")
+    api_max_body_bytes: int = Field(default=10 * 2**20, gt=0, description="Larger bodies: 413.")
+    api_max_wait_s: float = Field(
+        default=300.0, gt=0, description="Longest run_remote wait_seconds and cord wait."
+    )
     webhook_secret: str | None = None
     webhook_allowed_networks: str = ""
 

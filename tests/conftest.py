@@ -210,3 +210,69 @@ def start_worker(jobcord_env: dict[str, str]) -> Iterator[Callable[..., WorkerPr
     yield start
     for w in started:
         w.stop()
+
+
+class ApiServer:
+    def __init__(self, env: dict[str, str], args: list[str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "jobcord.cli",
+                "api",
+                "tests.apps.lifecycle:app",
+                "--port",
+                str(self.port),
+                *args,
+            ],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"API did not start: {self.proc.stderr.read()}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def api_server(jobcord_env: dict[str, str]) -> Iterator[ApiServer]:
+    server = ApiServer({**jobcord_env, "JOBCORD_API_MAX_BODY_BYTES": "65536"}, [])
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def api_key(jobcord_env: dict[str, str]) -> str:
+    from storage.apikeys import ApiKeyStore
+
+    key, _ = ApiKeyStore(
+        redis.Redis.from_url(jobcord_env["JOBCORD_REDIS_URL"], decode_responses=True)
+    ).create(["lifecycle"])
+    return key
+
+
+@pytest.fixture
+def http(api_server: ApiServer, api_key: str) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=api_server.url, headers={"Authorization": f"Bearer {api_key}"}, timeout=30
+    ) as c:
+        yield c

@@ -49,6 +49,7 @@ local function terminate(rid, status, attempt, retention, fields)
   event(rid, status, attempt)
   redis.call('EXPIRE', rk, retention)
   redis.call('EXPIRE', ev_key(rid), retention)
+  redis.call('EXPIRE', ns .. ':req:' .. rid .. ':chunks', retention)
 end
 
 -- Put a request back on its queue as a new attempt, now or at eta (seconds since the epoch).

@@ -10,6 +10,7 @@ import ctypes
 import os
 import signal
 import time
+from collections.abc import Iterator
 
 import redis
 from pydantic import BaseModel
@@ -143,3 +144,24 @@ def where_am_i(ctx: JobContext) -> dict[str, str]:
         "CUDA_DEVICE_ORDER": os.environ.get("CUDA_DEVICE_ORDER", "<unset>"),
         "ctx.devices": ctx.devices,
     }
+
+
+@app.cord(public_api_path="/double", method="POST", timeout=10)
+def double(x: int) -> dict[str, int]:
+    if x < 0:
+        raise ValueError("x must not be negative")
+    return {"y": 2 * x}
+
+
+@app.cord(public_api_path="/hello", method="GET", timeout=10)
+def hello(name: str = "world") -> str:
+    return f"hello {name}"
+
+
+@app.cord(public_api_path="/tokens", method="POST", stream=True, timeout=60)
+def tokens(n: int, delay_s: float = 0.0, key: str = "") -> Iterator[dict[str, int]]:
+    for i in range(n):
+        if key:
+            _redis().set(f"jobcord:test:tokens:{key}", i)
+        yield {"i": i}
+        time.sleep(delay_s)

@@ -72,12 +72,12 @@ def test_outputs_round_trip_inline_and_stored():
     enc = encode_output(sig, Box(w=1, h=2))
     assert enc.content_type == JSON_TYPE and json.loads(enc.data) == {"w": 1, "h": 2}
     inline = _record(output={"w": 1, "h": 2})
-    assert decode_output(sig, inline, lambda k: b"") == Box(w=1, h=2)
+    assert decode_output(sig, inline, lambda r: b"") == Box(w=1, h=2)
     stored = _record(
         result={"name": "output.json", "key": "k", "size": 3, "content_type": JSON_TYPE}
     )
-    assert decode_output(sig, stored, lambda k: enc.data) == Box(w=1, h=2)
+    assert decode_output(sig, stored, lambda r: enc.data) == Box(w=1, h=2)
     raw = encode_output(sig, b"\x00\x01")
     assert raw.content_type == BYTES_TYPE
     blob = _record(result={"name": "output", "key": "k", "size": 2, "content_type": BYTES_TYPE})
-    assert decode_output(sig, blob, lambda k: b"\x00\x01") == b"\x00\x01"
+    assert decode_output(sig, blob, lambda r: b"\x00\x01") == b"\x00\x01"

@@ -1,0 +1,45 @@
+"""What every gateway route shares: settings, the app, clients, auth."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import HTTPException
+
+from scheduler.jobspec import AppRegistry
+from storage.apikeys import ApiKey, ApiKeyStore
+from storage.errors import RequestNotFound
+from storage.records import RequestRecord
+from storage.registry import ConsumerRegistry
+from storage.settings import Settings
+
+from ..client import RedisClient
+from .auth import Authenticator
+from .waiting import Follower
+
+__all__ = ["Gateway"]
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    app: AppRegistry
+    client: RedisClient
+    follower: Follower
+    keys: ApiKeyStore
+    consumers: ConsumerRegistry
+    auth: Authenticator
+
+    def record_for(self, request_id: str, key: ApiKey) -> RequestRecord:
+        """The request, if this key may see it; otherwise exactly what an unknown id gets."""
+        try:
+            record = self.client.get(request_id)
+        except RequestNotFound:
+            raise HTTPException(404, f"no request with id {request_id!r}") from None
+        if not key.allows(record.app):
+            raise HTTPException(404, f"no request with id {request_id!r}")
+        return record
+
+    def check_app(self, app: str, key: ApiKey) -> None:
+        if app != self.app.name or not key.allows(app):
+            raise HTTPException(404, f"no app named {app!r}")

@@ -1,0 +1,61 @@
+"""GET/DELETE /v1/requests/{id}, its events (SSE) and its stored output."""
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response, StreamingResponse
+
+from storage.apikeys import ApiKey
+
+from .context import Gateway
+
+__all__ = ["request_router", "sse"]
+
+
+def sse(data: Any, event: str | None = None) -> str:
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {json.dumps(data) if not isinstance(data, str) else data}\n\n"
+
+
+def request_router(gw: Gateway) -> APIRouter:
+    router = APIRouter(tags=["requests"])
+    Key = Annotated[ApiKey, Depends(gw.auth)]  # noqa: N806
+
+    @router.get("/v1/requests/{request_id}")
+    def get_request(request_id: str, key: Key) -> dict[str, Any]:
+        """The request: status, times, attempts, output or result URLs, error."""
+        return gw.record_for(request_id, key).public()
+
+    @router.delete("/v1/requests/{request_id}")
+    def cancel_request(request_id: str, key: Key) -> dict[str, Any]:
+        """Cancel: a queued request never runs; a running one is stopped by its consumer."""
+        record = gw.record_for(request_id, key)
+        if record.is_terminal:
+            raise HTTPException(409, f"request {request_id} already ended {record.status.value}")
+        status = gw.client.cancel(request_id)
+        return {"request_id": request_id, "status": status, "cancel_requested": True}
+
+    @router.get("/v1/requests/{request_id}/events")
+    async def request_events(request_id: str, key: Key) -> StreamingResponse:
+        """Server-sent events of the status changes (and progress), until the end."""
+        await run_in_threadpool(gw.record_for, request_id, key)
+
+        async def events() -> AsyncIterator[str]:
+            async for data in gw.follower.events(request_id):
+                yield sse(data, "status")
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    @router.get("/v1/requests/{request_id}/output")
+    def request_output(request_id: str, key: Key) -> Response:
+        """The stored output object (large JSON or bytes), whatever the result store."""
+        record = gw.record_for(request_id, key)
+        if record.result is None:
+            raise HTTPException(404, f"request {request_id} has no stored output")
+        data = gw.client.results.get_bytes(record.result.key)
+        return Response(data, media_type=record.result.content_type)
+
+    return router

@@ -1,0 +1,138 @@
+"""The client for a remote gateway: only a URL and an API key, over HTTP (httpx).
+
+Same interface as RedisClient, so ``App("demo", client=HttpClient(url, key))`` or
+``set_default_client(HttpClient(...))`` makes ``fn.async_run_remote`` go over HTTP. Every
+submission carries an Idempotency-Key (a fresh one when the caller gives none), which makes
+retrying it after a network error safe.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import httpx
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from scheduler.jobspec import JobSpec
+from storage.errors import JobcordError, RequestNotFound
+from storage.records import RequestRecord
+from storage.requests import Submission
+from storage.statuses import Status
+
+from .client import SubmitOptions
+from .errors import ResultTimeout
+
+__all__ = ["HttpClient", "GatewayError"]
+
+
+class GatewayError(JobcordError):
+    """The gateway refused a call; ``http_status`` and ``detail`` say why."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"gateway answered {status}: {detail}")
+        self.http_status = status
+        self.detail = detail
+
+
+def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, httpx.TransportError):
+        return True
+    return isinstance(exc, GatewayError) and exc.http_status in (502, 503, 504)
+
+
+class HttpClient:
+    def __init__(
+        self, base_url: str, api_key: str | None, *, timeout_s: float = 30.0, attempts: int = 4
+    ) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.http = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s)
+        self._attempts = attempts
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        for attempt in Retrying(
+            retry=retry_if_exception(_transient),
+            stop=stop_after_attempt(self._attempts),
+            wait=wait_exponential_jitter(multiplier=0.2, max=5),
+            reraise=True,
+        ):
+            with attempt:
+                response = self.http.request(method, path, **kwargs)
+                if response.status_code >= 400:
+                    try:
+                        detail = response.json().get("detail", response.text)
+                    except ValueError:
+                        detail = response.text
+                    if response.status_code == 404 and path.startswith("/v1/requests/"):
+                        raise RequestNotFound(path.split("/")[3])
+                    raise GatewayError(
+                        response.status_code,
+                        json.dumps(detail) if not isinstance(detail, str) else detail,
+                    )
+                return response
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def submit(self, spec: JobSpec, input_json: dict[str, Any], opts: SubmitOptions) -> Submission:
+        body = {
+            "input": input_json,
+            "webhook_endpoint": opts.webhook_endpoint,
+            "priority": opts.priority,
+            "max_time_in_queue_seconds": opts.max_time_in_queue_seconds,
+            "timeout_seconds": opts.timeout_seconds,
+            "metadata": opts.metadata,
+        }
+        key = opts.idempotency_key or f"auto-{uuid.uuid4().hex}"
+        reply = self._call(
+            "POST",
+            f"/v1/apps/{spec.app}/jobs/{spec.name}/async_run_remote",
+            json={k: v for k, v in body.items() if v is not None},
+            headers={"Idempotency-Key": key},
+        ).json()
+        return Submission(request_id=reply["request_id"], created=reply.get("created", True))
+
+    def get(self, request_id: str) -> RequestRecord:
+        return RequestRecord.model_validate(self._call("GET", f"/v1/requests/{request_id}").json())
+
+    def cancel(self, request_id: str) -> Status:
+        try:
+            reply = self._call("DELETE", f"/v1/requests/{request_id}").json()
+        except GatewayError as exc:
+            if exc.http_status == 409:  # already ended: report how
+                return self.get(request_id).status
+            raise
+        return Status(reply["status"])
+
+    def wait(self, request_id: str, timeout_s: float | None) -> RequestRecord:
+        """Follow the request's server-sent events (no polling) until it ends."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise ResultTimeout(request_id, timeout_s, self.get(request_id).status)
+            try:
+                if self._follow(request_id, remaining):
+                    return self.get(request_id)
+            except httpx.ReadTimeout:
+                continue
+            except httpx.TransportError:
+                time.sleep(0.5)  # the gateway restarts: follow again
+
+    def _follow(self, request_id: str, remaining: float | None) -> bool:
+        timeout = httpx.Timeout(5.0, read=remaining if remaining is not None else None)
+        with self.http.stream("GET", f"/v1/requests/{request_id}/events", timeout=timeout) as r:
+            if r.status_code == 404:
+                raise RequestNotFound(request_id)
+            for line in r.iter_lines():
+                if line.startswith("data:"):
+                    status = Status(json.loads(line[5:])["status"])
+                    if status.is_terminal:
+                        return True
+        return False
+
+    def fetch(self, record: RequestRecord) -> bytes:
+        return self._call("GET", f"/v1/requests/{record.request_id}/output").content
