@@ -1,8 +1,9 @@
 """How work runs: device discovery, warm pinned child processes, execution with hard
 timeouts, result upload, crash recovery."""
 
+from scheduler.loader import load_app
+
 from .devices import Device, discover_devices, pinning_env, select_devices
-from .loader import load_app
 from .slots import ChildSlot, Outcome, StartupFailed
 from .worker import Consumer, ConsumerConfig, run_consumer, served_queues
 

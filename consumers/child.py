@@ -50,10 +50,9 @@ def child_main(app_ref: str, conn: Connection, env: dict[str, str], log_format: 
 
     from scheduler.context import JobContext
     from scheduler.errors import InputValidationError, UnknownJob
+    from scheduler.loader import load_app
     from scheduler.outputs import JSON_TYPE, encode_output
     from storage.logs import configure_logging
-
-    from .loader import load_app
 
     configure_logging(log_format)
     send_lock = threading.Lock()

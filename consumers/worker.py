@@ -18,6 +18,7 @@ import structlog
 
 from scheduler.gpu_classes import CPU_CLASS
 from scheduler.jobspec import AppRegistry
+from scheduler.loader import load_app
 from scheduler.maintenance import MaintenanceLoop
 from storage.connection import connect, redis_url
 from storage.errors import ConfigurationError
@@ -30,7 +31,6 @@ from storage.settings import Settings
 from .broker import WakingRedisBroker
 from .devices import Device, pinning_env
 from .leases import LeaseKeeper
-from .loader import load_app
 from .runner import Runner
 from .slots import ChildSlot
 

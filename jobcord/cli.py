@@ -56,8 +56,8 @@ def api(
     """Serve the app's jobs and cords over HTTP (FastAPI + uvicorn)."""
     import uvicorn
 
-    from consumers.loader import load_app
     from producers.gateway import create_app
+    from scheduler.loader import load_app
 
     settings = _settings()
     if no_auth:
@@ -161,8 +161,8 @@ def submit(
     wait: Annotated[bool, typer.Option(help="Follow it to the end with a progress bar")] = False,
 ) -> None:
     """Queue a request for JOB and print its id (or follow it with --wait)."""
-    from consumers.loader import load_app
     from producers import RemoteFunction
+    from scheduler.loader import load_app
 
     from .follow import follow_request
 

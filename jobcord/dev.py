@@ -35,7 +35,7 @@ def _start_worker(app_ref: str, concurrency: int, env: dict[str, str]) -> subpro
 
 
 def _demo_requests() -> list[tuple[str, object]]:
-    from consumers.loader import load_app
+    from scheduler.loader import load_app
 
     load_app("examples.demo:app")  # puts the current directory on sys.path, like the worker
     demo = sys.modules["examples.demo"]

@@ -4,6 +4,7 @@ from .context import JobContext
 from .errors import InputValidationError, JobDefinitionError, UnknownJob
 from .gpu_classes import CPU_CLASS, GPU_CLASSES, GpuClass, NodeSelector, classify_gpu_name
 from .jobspec import AppRegistry, Hook, JobSpec
+from .loader import load_app
 from .queues import placement_class, queue_name
 from .retry_policy import RetryPolicy
 from .signatures import JobSignature, analyse, input_hash
@@ -25,6 +26,7 @@ __all__ = [
     "analyse",
     "classify_gpu_name",
     "input_hash",
+    "load_app",
     "placement_class",
     "queue_name",
 ]

@@ -165,3 +165,9 @@ def tokens(n: int, delay_s: float = 0.0, key: str = "") -> Iterator[dict[str, in
             _redis().set(f"jobcord:test:tokens:{key}", i)
         yield {"i": i}
         time.sleep(delay_s)
+
+
+@app.cord(public_api_path="/nap", method="POST", timeout=60)
+def nap(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds

@@ -24,3 +24,16 @@ def test_storage_never_imports_upper_layers():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == ""
+
+
+def test_gateway_imports_no_consumer_side_modules():
+    code = (
+        "import sys\n"
+        "from scheduler.loader import load_app\n"
+        "from producers.gateway import create_app\n"
+        "load_app('examples.demo:app')\n"
+        "heavy = ('consumers', 'dramatiq', 'torch', 'boto3')\n"
+        "print(','.join(m for m in heavy if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == ""
