@@ -84,6 +84,38 @@ def _start_api(app_ref: str, port: int, env: dict[str, str]) -> subprocess.Popen
     return subprocess.Popen(cmd, env=env)
 
 
+def _http_tour(port: int) -> None:
+    """The same app over HTTP: a job, a cord, and a streaming cord."""
+    import httpx
+
+    base = f"http://127.0.0.1:{port}"
+    with httpx.Client(base_url=base, timeout=30) as http:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if http.get("/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(0.2)
+        done = http.post(
+            "/v1/apps/demo/jobs/add/run_remote?wait_seconds=10", json={"input": {"a": 20, "b": 22}}
+        ).json()
+        console.print(
+            f"POST {base}/v1/apps/demo/jobs/add/run_remote -> {done['status']} "
+            f"output={done['output']}"
+        )
+        predicted = http.post("/apps/demo/predict", json={"values": [1.5, 2.5]}).json()
+        console.print(f"POST {base}/apps/demo/predict -> {predicted}")
+        items = []
+        with http.stream("POST", "/apps/demo/generate", json={"prompt": "tok", "tokens": 4}) as r:
+            for line in r.iter_lines():
+                if line.startswith("data:") and "status" not in line:
+                    items.append(line[5:].strip())
+        console.print(f"POST {base}/apps/demo/generate (server-sent events) -> {', '.join(items)}")
+
+
 def run_dev(
     settings: Settings, app_ref: str, *, serve: bool, concurrency: int, api_port: int = 8000
 ) -> None:
@@ -109,6 +141,8 @@ def run_dev(
                 rec = handle.status()  # type: ignore[attr-defined]
                 for f in ([rec.result] if rec.result else []) + rec.files:
                     console.print(f"  {label}: {f.name} -> {f.url}")
+            if api_port:
+                _http_tour(api_port)
         if serve or app_ref != "examples.demo:app":
             console.print("consumer running; Ctrl-C to stop")
             worker.wait()

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from storage.embedded_redis import ensure_embedded_redis, stop_embedded_redis
-from tests.conftest import ROOT, delete_jobcord_keys
+from tests.conftest import ROOT, delete_jobcord_keys, free_port
 
 
 def _jobcord(*args: str, env: dict[str, str], cwd: Path = ROOT, timeout: float = 120):
@@ -52,14 +52,22 @@ def test_embedded_redis_keeps_data_on_disk(tmp_path):
 
 def test_dev_runs_the_demo_on_embedded_defaults(tmp_path):
     """The README's first command: embedded Redis, local results, a consumer, the demo."""
-    env = _clean_env(JOBCORD_DATA_DIR=str(tmp_path / "data"))
+    env = _clean_env(JOBCORD_DATA_DIR=str(tmp_path / "data"), COLUMNS="200")
     try:
-        done = _jobcord("dev", env=env)
+        done = _jobcord("dev", "--api-port", str(free_port()), env=env)
     finally:
         stop_embedded_redis(tmp_path / "data")
     out = done.stdout
     assert done.returncode == 0, done.stderr[-3000:]
-    for expected in ("SUCCEEDED", "TIMED_OUT", "CANCELED", "copy-1.txt"):
+    for expected in (
+        "SUCCEEDED",
+        "TIMED_OUT",
+        "CANCELED",
+        "copy-1.txt",
+        "output=42",
+        "{'scaled': [3.0, 5.0]}",
+        '"tok-0", "tok-1", "tok-2", "tok-3"',
+    ):
         assert expected in out, out
     assert "FAILED" not in out.replace("TIMED_OUT", ""), out
     assert list((tmp_path / "data" / "results" / "demo" / "render").glob("*/files/copy-0.txt"))
