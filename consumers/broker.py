@@ -14,6 +14,7 @@ import redis
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.errors import ConnectionClosed
 
+from storage.connection import BLOCKING_READ_TIMEOUT_S
 from storage.keys import BROKER_NAMESPACE, wake_key
 
 __all__ = ["WakingRedisBroker"]
@@ -70,7 +71,8 @@ class WakingRedisBroker(RedisBroker):
     time limits and age limits itself, in the request record)."""
 
     def __init__(self, url: str) -> None:
-        super().__init__(url=url, namespace=BROKER_NAMESPACE, middleware=[])
+        client = redis.Redis.from_url(url, socket_timeout=BLOCKING_READ_TIMEOUT_S)
+        super().__init__(client=client, namespace=BROKER_NAMESPACE, middleware=[])
 
     @property
     def consumer_class(self):  # type: ignore[no-untyped-def]

@@ -97,10 +97,10 @@ class LeaseKeeper:
             try:
                 self._pubsub = self.store.client.pubsub(ignore_subscribe_messages=True)
                 self._pubsub.subscribe(CANCELS_CHANNEL)
-                for message in self._pubsub.listen():
-                    if self._stopped.is_set():
-                        return
-                    self._stop(message["data"], "cancel")
+                while not self._stopped.is_set():
+                    message = self._pubsub.get_message(timeout=1.0)
+                    if message is not None:
+                        self._stop(message["data"], "cancel")
             except (redis.RedisError, ValueError, AttributeError) as exc:
                 if self._stopped.is_set():
                     return

@@ -7,7 +7,10 @@ import redis
 from .embedded_redis import ensure_embedded_redis
 from .settings import Settings
 
-__all__ = ["redis_url", "connect"]
+__all__ = ["redis_url", "connect", "BLOCKING_READ_TIMEOUT_S"]
+
+#: Socket timeout of jobcord's clients: redis-py's default (5 s) equals our longest block.
+BLOCKING_READ_TIMEOUT_S = 30.0
 
 
 def redis_url(settings: Settings) -> str:
@@ -15,7 +18,12 @@ def redis_url(settings: Settings) -> str:
 
 
 def connect(settings: Settings) -> redis.Redis:
-    # health_check_interval keeps long-idle pooled connections honest across Redis restarts.
+    # health_check_interval keeps long-idle pooled connections honest across Redis restarts;
+    # the socket timeout must exceed our longest blocking read (XREAD/BLPOP block <= 5 s).
     return redis.Redis.from_url(
-        redis_url(settings), decode_responses=True, health_check_interval=30
+        redis_url(settings),
+        decode_responses=True,
+        health_check_interval=30,
+        socket_timeout=BLOCKING_READ_TIMEOUT_S,
+        socket_connect_timeout=5,
     )

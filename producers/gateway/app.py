@@ -62,6 +62,10 @@ def create_app(app: AppRegistry, settings: Settings, *, require_auth: bool = Tru
         status = exc.http_status if exc.http_status < 500 else 503
         return JSONResponse({"detail": str(exc), "type": type(exc).__name__}, status)
 
+    @api.exception_handler(RecursionError)
+    async def too_deep(_: Request, exc: RecursionError) -> JSONResponse:
+        return JSONResponse({"detail": "JSON nested too deeply", "type": "TooDeep"}, 422)
+
     @api.exception_handler(ValueError)
     async def value_error(_: Request, exc: ValueError) -> JSONResponse:
         return JSONResponse({"detail": str(exc), "type": "ValueError"}, 422)

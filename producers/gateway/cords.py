@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from scheduler.jobspec import JobSpec
@@ -62,7 +63,12 @@ def _add_cord(router: APIRouter, gw: Gateway, spec: JobSpec) -> None:
             payload: Any = dict(request.query_params)
         else:
             raw = await request.body()
-            payload = json.loads(raw) if raw.strip() else {}
+            try:
+                payload = json.loads(raw) if raw.strip() else {}
+            except (ValueError, RecursionError) as exc:
+                raise RequestValidationError(
+                    [{"type": "json_invalid", "loc": ("body",), "msg": f"invalid JSON: {exc}"}]
+                ) from None
         request_id = await submit(payload)
         if spec.stream:
             return StreamingResponse(

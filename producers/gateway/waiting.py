@@ -8,6 +8,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from storage.connection import BLOCKING_READ_TIMEOUT_S
 from storage.keys import chunks_key, events_key
 from storage.statuses import Status
 
@@ -18,7 +19,9 @@ _BLOCK_S = 5.0
 
 class Follower:
     def __init__(self, url: str) -> None:
-        self.redis = aioredis.Redis.from_url(url, decode_responses=True)
+        self.redis = aioredis.Redis.from_url(
+            url, decode_responses=True, socket_timeout=BLOCKING_READ_TIMEOUT_S
+        )
 
     async def close(self) -> None:
         await self.redis.aclose()

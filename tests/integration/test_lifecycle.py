@@ -196,3 +196,10 @@ def test_records_of_finished_requests_expire(client, rds, start_worker):
     handle.result(timeout=20)
     assert rds.ttl(f"jobcord:req:{handle.request_id}") > 6 * 24 * 3600
     wait_for(lambda: rds.ttl(f"jobcord:req:{handle.request_id}:events") > 0, 2, "events ttl")
+
+
+def test_waiting_longer_than_redis_default_socket_timeout(client, start_worker):
+    # redis-py times reads out after 5 s by default; a blocking wait must outlast that.
+    start_worker()
+    handle = jobs.slow.async_run_remote(6.5)
+    assert handle.result(timeout=30) == 6.5
