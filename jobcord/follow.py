@@ -53,9 +53,9 @@ def print_record(record: RequestRecord) -> None:
 
 def follow_request(request_id: str, *, timeout_s: float | None = None) -> RequestRecord:
     """Stream the request's events (blocking reads) with a progress bar until it ends."""
-    from producers.client import default_client
+    from producers.client import RedisClient
 
-    client = default_client()
+    client = RedisClient()  # the CLI talks to Redis directly
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),

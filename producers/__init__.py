@@ -4,7 +4,7 @@ from scheduler.context import JobContext
 from scheduler.gpu_classes import NodeSelector
 
 from .app import App
-from .client import RedisClient, SubmitOptions, default_client, set_default_client
+from .client import Client, RedisClient, SubmitOptions, default_client, set_default_client
 from .errors import (
     JobCanceled,
     JobExpired,
@@ -19,6 +19,7 @@ from .http_client import GatewayError, HttpClient
 
 __all__ = [
     "App",
+    "Client",
     "GatewayError",
     "HttpClient",
     "JobCanceled",

@@ -12,7 +12,7 @@ from scheduler.jobspec import AppRegistry, Hook, JobSpec
 from scheduler.retry_policy import RetryPolicy
 from scheduler.signatures import analyse
 
-from .client import RedisClient
+from .client import Client
 from .functions import RemoteFunction
 
 __all__ = ["App"]
@@ -21,7 +21,7 @@ __all__ = ["App"]
 class App(AppRegistry):
     """``app = App("demo")``; decorate jobs with ``@app.job(...)``."""
 
-    def __init__(self, name: str, *, client: RedisClient | None = None) -> None:
+    def __init__(self, name: str, *, client: Client | None = None) -> None:
         super().__init__(name)
         self.client = client
 

@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 from tenacity import (
@@ -33,7 +33,7 @@ from storage.statuses import Status
 
 from .errors import ResultTimeout
 
-__all__ = ["SubmitOptions", "RedisClient", "default_client", "set_default_client"]
+__all__ = ["Client", "SubmitOptions", "RedisClient", "default_client", "set_default_client"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,22 @@ class SubmitOptions:
             raise ValueError("timeout_seconds must be positive")
         if self.idempotency_key is not None and not 0 < len(self.idempotency_key) <= 256:
             raise ValueError("idempotency_key must be 1 to 256 characters")
+
+
+class Client(Protocol):
+    """What handles and decorated functions need from a client: Redis or HTTP."""
+
+    def submit(
+        self, spec: JobSpec, input_json: dict[str, Any], opts: SubmitOptions
+    ) -> Submission: ...
+
+    def get(self, request_id: str) -> RequestRecord: ...
+
+    def cancel(self, request_id: str) -> Status: ...
+
+    def wait(self, request_id: str, timeout_s: float | None) -> RequestRecord: ...
+
+    def fetch(self, record: RequestRecord) -> bytes: ...
 
 
 class RedisClient:
@@ -140,11 +156,11 @@ class RedisClient:
         return self.results.get_bytes(record.result.key)
 
 
-_default: RedisClient | None = None
+_default: Client | None = None
 _lock = threading.Lock()
 
 
-def default_client() -> RedisClient:
+def default_client() -> Client:
     global _default
     with _lock:
         if _default is None:
@@ -152,7 +168,7 @@ def default_client() -> RedisClient:
         return _default
 
 
-def set_default_client(client: RedisClient | None) -> None:
+def set_default_client(client: Client | None) -> None:
     """Point every App without its own client at ``client`` (tests, embedding)."""
     global _default
     with _lock:

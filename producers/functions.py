@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from scheduler.jobspec import JobSpec
 
-from .client import RedisClient, SubmitOptions, default_client
+from .client import Client, SubmitOptions, default_client
 from .handle import RequestHandle
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ class RemoteFunction:
         """Calling the function runs it here, in this process (handy in tests)."""
         return self.spec.fn(*args, **kwargs)
 
-    def _client(self) -> RedisClient:
+    def _client(self) -> Client:
         return self._app.client or default_client()
 
     def async_run_remote(

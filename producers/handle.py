@@ -12,7 +12,7 @@ from storage.statuses import Status
 from .errors import remote_error
 
 if TYPE_CHECKING:
-    from .client import RedisClient
+    from .client import Client
 
 __all__ = ["RequestHandle"]
 
@@ -21,7 +21,7 @@ class RequestHandle:
     def __init__(
         self,
         request_id: str,
-        client: RedisClient,
+        client: Client,
         signature: JobSignature | None = None,
         *,
         created: bool = True,
