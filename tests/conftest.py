@@ -35,6 +35,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def setenv_all(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) -> None:
+    for k, v in values.items():
+        monkeypatch.setenv(k, v)
+
+
+def terminate(proc: subprocess.Popen, timeout: float = 20) -> None:
+    """SIGTERM, then SIGKILL if it does not exit in time."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
 def wait_for(predicate: Callable[[], object], timeout: float, what: str, step: float = 0.02):
     """Test-side polling of an observable condition (the product itself never polls)."""
     deadline = time.monotonic() + timeout
@@ -133,8 +149,7 @@ def jobcord_env(
         "JOBCORD_KILL_GRACE_S": "0.5",
         "JOBCORD_LOG_FORMAT": "json",
     }
-    for k, v in values.items():
-        monkeypatch.setenv(k, v)
+    setenv_all(monkeypatch, values)
     return values
 
 
@@ -184,13 +199,7 @@ class WorkerProcess:
         self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        terminate(self.proc)
 
 
 @pytest.fixture
@@ -245,12 +254,7 @@ class ApiServer:
             time.sleep(0.1)
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+        terminate(self.proc)
 
 
 @pytest.fixture

@@ -2,42 +2,20 @@
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 
 import pytest
 import redis
 
-from storage.embedded_redis import redis_server_binary
+from storage.embedded_redis import start_redis_server
 from storage.statuses import Status
 from tests.conftest import free_port, wait_for
 
 
 def _start_redis(port: int, data_dir) -> None:
-    subprocess.run(
-        [
-            redis_server_binary(),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(data_dir),
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "always",
-            "--save",
-            "",
-            "--daemonize",
-            "yes",
-            "--pidfile",
-            str(data_dir / "redis.pid"),
-            "--logfile",
-            str(data_dir / "redis.log"),
-        ],
-        check=True,
+    start_redis_server(
+        data_dir, ["--port", str(port), "--bind", "127.0.0.1", "--save", ""], appendfsync="always"
     )
     wait_for(lambda: _ping(port), 10, "redis-server to answer")
 

