@@ -30,10 +30,11 @@ class Gateway:
     consumers: ConsumerRegistry
     auth: Authenticator
 
-    def record_for(self, request_id: str, key: ApiKey) -> RequestRecord:
-        """The request, if this key may see it; otherwise exactly what an unknown id gets."""
+    def record_for(self, request_id: str, key: ApiKey, *, urls: bool = False) -> RequestRecord:
+        """The request, if this key may see it; otherwise exactly what an unknown id gets.
+        ``urls``: sign download URLs for stored results (only the status route needs them)."""
         try:
-            record = self.client.get(request_id)
+            record = self.client.get(request_id) if urls else self.client.store.get(request_id)
         except RequestNotFound:
             raise HTTPException(404, f"no request with id {request_id!r}") from None
         if not key.allows(record.app):

@@ -27,7 +27,7 @@ def request_router(gw: Gateway) -> APIRouter:
     @router.get("/v1/requests/{request_id}")
     def get_request(request_id: str, key: Key) -> dict[str, Any]:
         """The request: status, times, attempts, output or result URLs, error."""
-        return gw.record_for(request_id, key).public()
+        return gw.record_for(request_id, key, urls=True).public()
 
     @router.delete("/v1/requests/{request_id}")
     def cancel_request(request_id: str, key: Key) -> dict[str, Any]:
