@@ -14,6 +14,7 @@ from rich.live import Live
 from rich.table import Table
 
 from storage.connection import redis_url
+from storage.embedded_redis import embedded_redis_running, stop_embedded_redis
 from storage.settings import Settings
 
 __all__ = ["run_dev"]
@@ -119,6 +120,7 @@ def _http_tour(port: int) -> None:
 def run_dev(
     settings: Settings, app_ref: str, *, serve: bool, concurrency: int, api_port: int = 8000
 ) -> None:
+    embedded = settings.redis_url is None and not embedded_redis_running(settings.data_dir)
     url = redis_url(settings)  # starts the embedded redis-server when no URL is configured
     env = {**os.environ, "JOBCORD_REDIS_URL": url, "JOBCORD_DATA_DIR": str(settings.data_dir)}
     os.environ.update({"JOBCORD_REDIS_URL": url})
@@ -154,3 +156,5 @@ def run_dev(
                 child.send_signal(signal.SIGTERM)
         for child in children:
             child.wait(60)
+        if embedded:  # we started it: stop it (its data stays on disk for the next run)
+            stop_embedded_redis(settings.data_dir)

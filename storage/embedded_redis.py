@@ -25,6 +25,7 @@ __all__ = [
     "start_redis_server",
     "ensure_embedded_redis",
     "stop_embedded_redis",
+    "embedded_redis_running",
 ]
 
 
@@ -84,7 +85,7 @@ def ensure_embedded_redis(data_dir: Path, *, timeout_s: float = 10.0) -> str:
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     sock = data_dir / "redis.sock"
-    url = f"unix://{sock}"
+    url = _socket_url(data_dir)
     with (data_dir / "redis.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one starter at a time
         if _alive(url):
@@ -101,7 +102,15 @@ def ensure_embedded_redis(data_dir: Path, *, timeout_s: float = 10.0) -> str:
     raise ConfigurationError(f"embedded redis-server did not start; see {data_dir / 'redis.log'}")
 
 
+def _socket_url(data_dir: Path) -> str:
+    return f"unix://{data_dir.resolve() / 'redis.sock'}"
+
+
+def embedded_redis_running(data_dir: Path) -> bool:
+    return _alive(_socket_url(data_dir))
+
+
 def stop_embedded_redis(data_dir: Path) -> None:
-    url = f"unix://{(data_dir.resolve() / 'redis.sock')}"
+    url = _socket_url(data_dir)
     if _alive(url):
         redis.Redis.from_url(url).shutdown(save=False, nosave=False)

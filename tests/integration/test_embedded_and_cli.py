@@ -10,7 +10,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from storage.embedded_redis import ensure_embedded_redis, stop_embedded_redis
+from storage.embedded_redis import (
+    embedded_redis_running,
+    ensure_embedded_redis,
+    stop_embedded_redis,
+)
 from tests.conftest import ROOT, delete_jobcord_keys, free_port
 
 
@@ -71,6 +75,10 @@ def test_dev_runs_the_demo_on_embedded_defaults(tmp_path):
         assert expected in out, out
     assert "FAILED" not in out.replace("TIMED_OUT", ""), out
     assert list((tmp_path / "data" / "results" / "demo" / "render").glob("*/files/copy-0.txt"))
+    assert not embedded_redis_running(tmp_path / "data")  # dev stops the server it started
+    assert (tmp_path / "data" / "appendonlydir").exists() or list(
+        (tmp_path / "data").glob("*.aof*")
+    )
 
 
 def test_submit_and_status_commands(redis_url, rds, tmp_path):
