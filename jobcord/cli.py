@@ -110,24 +110,63 @@ def keys_revoke(key_id: Annotated[str, typer.Argument()]) -> None:
 
 @app.command()
 def scheduler() -> None:
-    """Run maintenance alone: recover requests of dead workers, promote due retries."""
+    """Run maintenance (recover dead workers' requests, promote retries) and deliver webhooks."""
     import signal
+    import threading
 
     from scheduler.maintenance import MaintenanceLoop
+    from scheduler.webhooks.delivery import WebhookDeliverer
     from storage.connection import connect
     from storage.requests import RequestStore
+    from storage.results import open_result_store
 
     settings = _settings()
-    loop = MaintenanceLoop(
-        RequestStore(connect(settings), settings), settings.maintenance_interval_s
-    )
-    signal.signal(signal.SIGTERM, lambda *_: loop.stop())
-    loop.start()
-    try:
-        while loop.is_alive():
-            loop.join(1.0)
-    except KeyboardInterrupt:
+    store = RequestStore(connect(settings), settings)
+    loops: list[MaintenanceLoop | WebhookDeliverer] = [
+        MaintenanceLoop(store, settings.maintenance_interval_s),
+        WebhookDeliverer(store, open_result_store(settings), settings),
+    ]
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    for loop in loops:
+        loop.start()
+    err_console.print("scheduler running: maintenance and webhook delivery")
+    stop.wait()
+    for loop in loops:
         loop.stop()
+    for loop in loops:
+        loop.join(30)
+
+
+secrets_app = typer.Typer(no_args_is_help=True, help="Webhook signing secrets, per app.")
+app.add_typer(secrets_app, name="webhook-secrets")
+
+
+def _secrets():  # type: ignore[no-untyped-def]
+    from storage.connection import connect
+    from storage.webhook_secrets import WebhookSecrets
+
+    settings = _settings()
+    return WebhookSecrets(connect(settings), settings.webhook_secret)
+
+
+@secrets_app.command("add")
+def secrets_add(app_name: Annotated[str, typer.Option("--app")]) -> None:
+    """Add a new secret (printed once); every active secret signs until the old is retired."""
+    from scheduler.webhooks.signing import new_secret
+
+    secret = new_secret()
+    _secrets().add(app_name, secret)
+    console.print(secret)
+
+
+@secrets_app.command("retire")
+def secrets_retire(app_name: Annotated[str, typer.Option("--app")]) -> None:
+    """End a rotation: drop the app's oldest secret (when it has more than one)."""
+    if _secrets().retire_oldest(app_name) is None:
+        raise typer.BadParameter(f"app {app_name!r} has fewer than two secrets to rotate")
+    console.print("oldest secret retired")
 
 
 @app.command()

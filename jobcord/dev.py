@@ -127,7 +127,8 @@ def run_dev(
     where = settings.s3_bucket and f"s3://{settings.s3_bucket}" or settings.data_dir / "results"
     console.print(f"[bold]jobcord dev[/bold]: redis at {url}, results in {where}")
     worker = _start_worker(app_ref, concurrency, env)
-    children = [worker]
+    scheduler = subprocess.Popen([sys.executable, "-m", "jobcord.cli", "scheduler"], env=env)
+    children = [worker, scheduler]
     if api_port:
         children.append(_start_api(app_ref, api_port, env))
         console.print(f"HTTP API (no keys) on http://127.0.0.1:{api_port}, docs at /docs")

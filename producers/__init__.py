@@ -2,6 +2,7 @@
 
 from scheduler.context import JobContext
 from scheduler.gpu_classes import NodeSelector
+from scheduler.webhooks.signing import WebhookVerificationError, verify_webhook
 
 from .app import App
 from .client import Client, RedisClient, SubmitOptions, default_client, set_default_client
@@ -36,4 +37,6 @@ __all__ = [
     "SubmitOptions",
     "default_client",
     "set_default_client",
+    "verify_webhook",
+    "WebhookVerificationError",
 ]

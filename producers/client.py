@@ -24,12 +24,14 @@ from tenacity import (
 
 from scheduler.jobspec import JobSpec
 from scheduler.signatures import input_hash
+from scheduler.webhooks.targets import WebhookTargetRefused, parse_networks, resolve_target
 from storage.connection import connect
 from storage.records import RequestRecord
 from storage.requests import NewRequest, RequestStore, Submission
-from storage.results import ResultStore, open_result_store
+from storage.results import ResultStore, open_result_store, with_urls
 from storage.settings import Settings, load_settings
 from storage.statuses import Status
+from storage.webhook_secrets import WebhookSecrets
 
 from .errors import ResultTimeout
 
@@ -88,6 +90,8 @@ class RedisClient:
         return self._results
 
     def submit(self, spec: JobSpec, input_json: dict[str, Any], opts: SubmitOptions) -> Submission:
+        if opts.webhook_endpoint is not None:
+            self._check_webhook(spec.app, opts.webhook_endpoint)
         timeout_s = spec.timeout_s
         if opts.timeout_seconds is not None:
             if spec.timeout_s is not None and opts.timeout_seconds > spec.timeout_s:
@@ -113,19 +117,21 @@ class RedisClient:
             )
         )
 
+    def _check_webhook(self, app: str, url: str) -> None:
+        """Refuse, before queueing, a webhook that could never be delivered or is not allowed."""
+        resolve_target(url, parse_networks(self.settings.webhook_allowed_networks))
+        if not WebhookSecrets(self.redis, self.settings.webhook_secret).active(app):
+            raise WebhookTargetRefused(
+                f"no webhook signing secret for app {app!r}: set JOBCORD_WEBHOOK_SECRET or "
+                "add one with 'jobcord webhook-secrets add'"
+            )
+
     def get(self, request_id: str) -> RequestRecord:
         """The record, with fresh download URLs (presigned on S3) for stored results."""
         record = self.store.get(request_id)
         if record.result is None and not record.files:
-            return record
-        url = self.results.url
-        return record.model_copy(
-            update={
-                "result": record.result
-                and record.result.model_copy(update={"url": url(record.result.key)}),
-                "files": [f.model_copy(update={"url": url(f.key)}) for f in record.files],
-            }
-        )
+            return record  # no result store (nor boto3) needed
+        return with_urls(record, self.results)
 
     def cancel(self, request_id: str) -> Status:
         return self.store.cancel(request_id)

@@ -61,6 +61,11 @@ class RequestRecord(BaseModel):
     cancel_requested: bool = False
     webhook_endpoint: str | None = None
     webhook_status: WebhookStatus = WebhookStatus.NONE
+    webhook_attempts: int = 0
+    webhook_last_status_code: int | None = None
+    webhook_last_ms: float | None = None
+    webhook_last_error: str | None = None
+    webhook_delivered_at: float | None = None
     metadata: dict[str, Any] | None = None
     progress: float | None = None
     progress_message: str | None = None

@@ -24,7 +24,7 @@ from .statuses import TERMINAL_STATUSES, Status
 
 __all__ = ["RequestStore", "NewRequest", "Submission", "StatusEvent"]
 
-_SCRIPT_NAMES = ("submit", "claim", "renew", "finish", "retry", "cancel", "recover")
+_SCRIPT_NAMES = ("submit", "claim", "renew", "finish", "retry", "cancel", "recover", "webhook")
 
 
 def _load_scripts(client: redis.Redis) -> dict[str, Any]:
@@ -225,6 +225,23 @@ class RequestStore:
             approximate=True,
         )
         pipe.execute()
+
+    # -- webhook delivery queue ----------------------------------------------------------
+    def webhooks_due(self, *, lease_s: float, batch: int = 16) -> list[str]:
+        """Claim up to ``batch`` due deliveries, each leased (a crashed deliverer's come back)."""
+        return list(self._run("webhook", "claim", lease_s, batch))
+
+    def webhook_delivered(self, request_id: str, status_code: int, ms: float) -> None:
+        self._run("webhook", "delivered", request_id, status_code, round(ms, 1))
+
+    def webhook_failed(self, request_id: str, error: str, retry_in_s: float | None) -> str:
+        """Record a failed attempt; ``retry_in_s`` None: give up (FAILED)."""
+        delay = -1 if retry_in_s is None else retry_in_s
+        return str(self._run("webhook", "failed", request_id, error, delay))
+
+    def webhook_again(self, request_id: str) -> None:
+        if self._run("webhook", "again", request_id) == "missing":
+            raise RequestNotFound(request_id)
 
     def append_chunk(self, request_id: str, data: bytes) -> None:
         """One item of a streaming cord, in order, for the gateway to relay."""

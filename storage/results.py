@@ -14,10 +14,17 @@ from pathlib import Path
 from typing import Protocol
 
 from .errors import ResultStoreError
-from .records import ResultFile
+from .records import RequestRecord, ResultFile
 from .settings import Settings
 
-__all__ = ["ResultStore", "LocalResultStore", "result_prefix", "open_result_store", "guess_type"]
+__all__ = [
+    "ResultStore",
+    "LocalResultStore",
+    "result_prefix",
+    "open_result_store",
+    "guess_type",
+    "with_urls",
+]
 
 
 def result_prefix(app: str, job: str, request_id: str) -> str:
@@ -98,3 +105,14 @@ def open_result_store(settings: Settings) -> ResultStore:
 
         return S3ResultStore(settings)
     return LocalResultStore(settings.data_dir / "results")
+
+
+def with_urls(record: RequestRecord, store: ResultStore) -> RequestRecord:
+    """The record with fresh download URLs (presigned on S3) for its stored objects."""
+    if record.result is None and not record.files:
+        return record
+    result = record.result and record.result.model_copy(
+        update={"url": store.url(record.result.key)}
+    )
+    files = [f.model_copy(update={"url": store.url(f.key)}) for f in record.files]
+    return record.model_copy(update={"result": result, "files": files})

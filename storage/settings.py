@@ -53,8 +53,21 @@ class Settings(BaseSettings):
     api_max_wait_s: float = Field(
         default=300.0, gt=0, description="Longest run_remote wait_seconds and cord wait."
     )
-    webhook_secret: str | None = None
-    webhook_allowed_networks: str = ""
+    webhook_secret: str | None = Field(
+        default=None, description="Default whsec_ signing secret for every app."
+    )
+    webhook_allowed_networks: str = Field(
+        default="", description="CIDRs webhooks may reach although private (e.g. 127.0.0.0/8)."
+    )
+    webhook_timeout_s: float = Field(default=10.0, gt=0, description="Per delivery attempt.")
+    webhook_retry_schedule_s: str = Field(
+        default="5,300,1800,7200,18000,36000,36000",
+        description="Delays before each retry after a failed delivery (about 28 h in all).",
+    )
+    webhook_concurrency: int = Field(default=8, ge=1)
+
+    def webhook_schedule(self) -> list[float]:
+        return [float(x) for x in self.webhook_retry_schedule_s.split(",") if x.strip()]
 
 
 def load_settings(**overrides: object) -> Settings:

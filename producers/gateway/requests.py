@@ -38,6 +38,17 @@ def request_router(gw: Gateway) -> APIRouter:
         status = gw.client.cancel(request_id)
         return {"request_id": request_id, "status": status, "cancel_requested": True}
 
+    @router.post("/v1/requests/{request_id}/webhook", status_code=202)
+    def redeliver_webhook(request_id: str, key: Key) -> dict[str, Any]:
+        """Deliver the completion webhook again (e.g. after the receiver was fixed)."""
+        record = gw.record_for(request_id, key)
+        if not record.webhook_endpoint:
+            raise HTTPException(409, f"request {request_id} has no webhook_endpoint")
+        if not record.is_terminal:
+            raise HTTPException(409, f"request {request_id} has not finished yet")
+        gw.client.store.webhook_again(request_id)
+        return {"request_id": request_id, "webhook_status": "PENDING"}
+
     @router.get("/v1/requests/{request_id}/events")
     async def request_events(request_id: str, key: Key) -> StreamingResponse:
         """Server-sent events of the status changes (and progress), until the end."""

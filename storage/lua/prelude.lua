@@ -50,6 +50,11 @@ local function terminate(rid, status, attempt, retention, fields)
   redis.call('EXPIRE', rk, retention)
   redis.call('EXPIRE', ev_key(rid), retention)
   redis.call('EXPIRE', ns .. ':req:' .. rid .. ':chunks', retention)
+  -- A finished request with a webhook is due for delivery now (one delivery per request).
+  if redis.call('HEXISTS', rk, 'webhook_endpoint') == 1 then
+    redis.call('HSET', rk, 'webhook_status', 'PENDING')
+    redis.call('ZADD', ns .. ':webhooks:due', now, rid)
+  end
 end
 
 -- Put a request back on its queue as a new attempt, now or at eta (seconds since the epoch).

@@ -1,0 +1,40 @@
+-- webhook(ns, dq, op, ...): the delivery queue {ns}:webhooks:due (request ids by due time).
+--   claim(lease_s, batch)            -> ids due now, each leased for lease_s
+--   delivered(rid, status_code, ms)  -> webhook_status DELIVERED
+--   failed(rid, error, delay_s|-1)   -> retry after delay_s, or FAILED when delay_s < 0
+--   again(rid)                       -> re-deliver now (status PENDING, attempts from 0)
+local op = ARGV[3]
+local due = ns .. ':webhooks:due'
+if op == 'claim' then
+  local lease, batch = tonumber(ARGV[4]), tonumber(ARGV[5])
+  local ids = redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', 0, batch)
+  for _, rid in ipairs(ids) do redis.call('ZADD', due, now + lease, rid) end
+  return ids
+end
+local rid = ARGV[4]
+local rk = rec_key(rid)
+if redis.call('EXISTS', rk) == 0 then
+  redis.call('ZREM', due, rid)
+  return 'missing'
+end
+if op == 'delivered' then
+  redis.call('HINCRBY', rk, 'webhook_attempts', 1)
+  redis.call('HSET', rk, 'webhook_status', 'DELIVERED', 'webhook_last_status_code', ARGV[5],
+    'webhook_last_ms', ARGV[6], 'webhook_delivered_at', now_s)
+  redis.call('HDEL', rk, 'webhook_last_error')
+  redis.call('ZREM', due, rid)
+elseif op == 'failed' then
+  redis.call('HINCRBY', rk, 'webhook_attempts', 1)
+  redis.call('HSET', rk, 'webhook_last_error', ARGV[5])
+  local delay = tonumber(ARGV[6])
+  if delay < 0 then
+    redis.call('HSET', rk, 'webhook_status', 'FAILED')
+    redis.call('ZREM', due, rid)
+  else
+    redis.call('ZADD', due, now + delay, rid)
+  end
+elseif op == 'again' then
+  redis.call('HSET', rk, 'webhook_status', 'PENDING', 'webhook_attempts', 0)
+  redis.call('ZADD', due, now, rid)
+end
+return redis.call('HGET', rk, 'webhook_status')
