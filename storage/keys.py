@@ -11,6 +11,7 @@
 | ``{ns}:idem:{app}:{key}``        | string | ``{request_id}|{input_hash}``, expires (24 h)     |
 | ``{ns}:running``                 | zset   | running request ids scored by lease expiry (s)    |
 | ``{ns}:delayed``                 | zset   | queued request ids waiting for a retry, by eta (s)|
+| ``{ns}:deadlines``               | zset   | queued request ids by queue deadline (s)          |
 | ``{ns}:webhooks:due``           | zset   | request ids whose webhook is due, by time (s)     |
 | ``{ns}:webhook-secrets:{app}``   | list   | the app's active webhook secrets, newest first    |
 | ``{ns}:apikey:{id}``             | hash   | an API key: sha256 of its secret, apps, created   |

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from prometheus_client import Counter
 
 from scheduler.jobspec import JobSpec
 from storage.apikeys import ApiKey
@@ -21,6 +22,13 @@ from .context import Gateway
 __all__ = ["job_router"]
 
 
+SUBMISSIONS = Counter(
+    "jobcord_api_submissions_total",
+    "Requests submitted over HTTP (created: new; existing: an idempotent repeat)",
+    ["app", "job", "outcome"],
+)
+
+
 def _submit(gw: Gateway, spec: JobSpec, body: Any, idempotency_key: str | None) -> Submission:
     opts = SubmitOptions(
         idempotency_key=idempotency_key,
@@ -30,7 +38,9 @@ def _submit(gw: Gateway, spec: JobSpec, body: Any, idempotency_key: str | None) 
         timeout_seconds=body.timeout_seconds,
         metadata=body.metadata,
     )
-    return gw.client.submit(spec, body.input.model_dump(mode="json"), opts)
+    sub = gw.client.submit(spec, body.input.model_dump(mode="json"), opts)
+    SUBMISSIONS.labels(spec.app, spec.name, "created" if sub.created else "existing").inc()
+    return sub
 
 
 def _add_job_routes(router: APIRouter, gw: Gateway, spec: JobSpec) -> None:

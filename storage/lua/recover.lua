@@ -2,7 +2,7 @@
 -- Requeues running requests whose lease ran out (their worker died), counting the loss; a
 -- request that lost its worker max_worker_losses times ends FAILED; a running request whose
 -- cancel was asked ends CANCELED. Then moves due retries from the delayed set to their
--- queues. Returns {rid, outcome, ...}.
+-- queues, and expires queued requests past their queue deadline. Returns {rid, outcome, ...}.
 local max_losses, retention, batch = tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
 local out = {}
 local expired = redis.call('ZRANGEBYSCORE', ns .. ':running', '-inf', now, 'LIMIT', 0, batch)
@@ -28,6 +28,18 @@ for _, rid in ipairs(expired) do
         out[#out + 1] = rid; out[#out + 1] = 'requeued'
       end
     end
+  end
+end
+-- Queued requests past max_time_in_queue_seconds end EXPIRED even if no consumer fetches
+-- them (their message, if any, is skipped when fetched).
+local late = redis.call('ZRANGEBYSCORE', ns .. ':deadlines', '-inf', now, 'LIMIT', 0, batch)
+for _, rid in ipairs(late) do
+  redis.call('ZREM', ns .. ':deadlines', rid)
+  local cur = redis.call('HMGET', rec_key(rid), 'status', 'attempt')
+  if cur[1] == 'QUEUED' then
+    terminate(rid, 'EXPIRED', cur[2], retention, {'error', cjson.encode({type = 'Expired',
+      message = 'not started before max_time_in_queue_seconds'})})
+    out[#out + 1] = rid; out[#out + 1] = 'expired'
   end
 end
 local due = redis.call('ZRANGEBYSCORE', ns .. ':delayed', '-inf', now, 'LIMIT', 0, batch)

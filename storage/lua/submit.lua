@@ -20,6 +20,7 @@ redis.call('HSET', rk, 'id', rid, 'status', 'QUEUED', 'attempt', 1, 'queue', que
   'created_at', now_s, unpack(fields))
 if max_queue_s and max_queue_s > 0 then
   redis.call('HSET', rk, 'queue_deadline', string.format('%.6f', now + max_queue_s))
+  redis.call('ZADD', ns .. ':deadlines', now + max_queue_s, rid)
 end
 event(rid, 'QUEUED', 1)
 enqueue(queue, rid, 1)

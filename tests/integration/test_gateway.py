@@ -309,7 +309,11 @@ def test_keys_cli_create_and_revoke(api_server, jobcord_env):
 
 
 def test_metrics_and_openapi(http):
-    assert "python_info" in http.get("/metrics").text
+    http.post(f"{JOB}/count/async_run_remote", json={"input": {"key": "m"}})
+    metrics = http.get("/metrics").text
+    assert 'jobcord_api_submissions_total{app="lifecycle",job="count",outcome="created"} 1.0' in (
+        metrics
+    )
     spec = http.get("/openapi.json").json()
     body = spec["components"]["schemas"]
     assert "lifecycle_typed_request" in body and "typed_input" in json.dumps(body)

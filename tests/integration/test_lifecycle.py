@@ -203,3 +203,17 @@ def test_waiting_longer_than_redis_default_socket_timeout(client, start_worker):
     start_worker()
     handle = jobs.slow.async_run_remote(6.5)
     assert handle.result(timeout=30) == 6.5
+
+
+def test_expiry_is_visible_without_any_consumer(client, rds):
+    # No consumer at all: the scheduler's maintenance pass expires it on time.
+    from scheduler.maintenance import MaintenanceLoop
+
+    handle = jobs.count.async_run_remote("nobody", max_time_in_queue_seconds=0.2)
+    loop = MaintenanceLoop(client.store, 0.05)
+    loop.start()
+    try:
+        rec = handle.wait(5)
+    finally:
+        loop.stop()
+    assert rec.status is Status.EXPIRED

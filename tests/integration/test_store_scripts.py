@@ -89,3 +89,16 @@ def test_cancel_running_then_lease_expiry_ends_canceled(store):
     assert store.recover() == [(rid, "canceled")]
     assert store.get(rid).status is Status.CANCELED
     assert store.cancel(rid) is Status.CANCELED  # idempotent on a terminal request
+
+
+def test_queued_request_past_its_deadline_expires_without_a_consumer(store, rds):
+    rid = _submit(store, max_queue_s=0.2)
+    keep = _submit(store, max_queue_s=60)
+    assert store.recover() == []
+    time.sleep(0.25)
+    assert store.recover() == [(rid, "expired")]
+    rec = store.get(rid)
+    assert rec.status is Status.EXPIRED and rec.error.type == "Expired"
+    assert store.claim(rid, 1, "w", "t")[0] == "stale"  # its message is skipped later
+    assert store.claim(keep, 1, "w", "t")[0] == "claimed"
+    assert rds.zscore("jobcord:deadlines", keep) is None  # started: deadline no longer applies
