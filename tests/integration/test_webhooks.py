@@ -110,6 +110,14 @@ def _client():
     return c
 
 
+def _webhook_ends(handle, status: WebhookStatus, timeout: float = 30):
+    return wait_for(
+        lambda: (r := handle.status()).webhook_status is status and r,
+        timeout,
+        f"webhook_status {status.value}",
+    )
+
+
 def test_failing_receiver_gets_retries_then_one_delivery(
     webhook_env, start_worker, scheduler_proc, receiver
 ):
@@ -119,11 +127,7 @@ def test_failing_receiver_gets_retries_then_one_delivery(
     scheduler_proc()
     handle = jobs.echo.async_run_remote(3, webhook_endpoint=rx.url)
     assert handle.result(timeout=20)["x"] == 3
-    rec = wait_for(
-        lambda: (r := handle.status()).webhook_status is WebhookStatus.DELIVERED and r,
-        20,
-        "delivery",
-    )
+    rec = _webhook_ends(handle, WebhookStatus.DELIVERED, 20)
     assert len(rx.calls) == 3 and rec.webhook_attempts == 3
     assert rec.webhook_last_status_code == 204 and rec.webhook_last_error is None
     assert len({h["webhook-id"] for h, _ in rx.calls}) == 1  # stable across retries
@@ -145,11 +149,7 @@ def test_receiver_that_never_answers_ends_failed_result_kept(
     scheduler_proc()
     handle = jobs.echo.async_run_remote(8, webhook_endpoint=rx.url)
     assert handle.result(timeout=20)["x"] == 8
-    rec = wait_for(
-        lambda: (r := handle.status()).webhook_status is WebhookStatus.FAILED and r,
-        30,
-        "delivery to give up",
-    )
+    rec = _webhook_ends(handle, WebhookStatus.FAILED, 30)
     assert rec.webhook_attempts == 4 and "no answer within 0.5 s" in rec.webhook_last_error
     assert handle.result(timeout=5)["x"] == 8  # the result never depended on the webhook
 
@@ -162,11 +162,7 @@ def test_receiver_body_is_never_echoed_and_redirects_are_not_followed(
     start_worker(env=webhook_env)
     scheduler_proc()
     handle = jobs.echo.async_run_remote(1, webhook_endpoint=rx.url)
-    rec = wait_for(
-        lambda: (r := handle.status()).webhook_status is WebhookStatus.FAILED and r,
-        30,
-        "delivery to give up",
-    )
+    rec = _webhook_ends(handle, WebhookStatus.FAILED, 30)
     assert rec.webhook_last_error.startswith("HTTP 302")
     assert "RECEIVER-SECRET-BODY" not in json.dumps(rec.public())
     assert len(rx.calls) == 4  # the redirect target was never called
@@ -282,7 +278,7 @@ def test_redelivery_route_sends_it_again(webhook_env, start_worker, scheduler_pr
     start_worker(env=webhook_env)
     scheduler_proc()
     handle = jobs.echo.async_run_remote(4, webhook_endpoint=rx.url)
-    wait_for(lambda: handle.status().webhook_status is WebhookStatus.DELIVERED, 20, "delivery")
+    _webhook_ends(handle, WebhookStatus.DELIVERED, 20)
     r = http.post(f"/v1/requests/{handle.request_id}/webhook")
     assert r.status_code == 202 and r.json()["webhook_status"] == "PENDING"
     wait_for(lambda: len(rx.calls) == 2, 20, "second delivery")
