@@ -15,7 +15,8 @@ from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.errors import ConnectionClosed
 
 from storage.connection import BLOCKING_READ_TIMEOUT_S
-from storage.keys import BROKER_NAMESPACE, wake_key
+from storage.keys import BROKER_NAMESPACE, NAMESPACE, wake_key
+from storage.requests import lua_script
 
 __all__ = ["WakingRedisBroker"]
 
@@ -68,11 +69,29 @@ class _WakingConsumer(_RedisConsumer):
 
 class WakingRedisBroker(RedisBroker):
     """RedisBroker in jobcord's namespace, with no default middleware (jobcord does retries,
-    time limits and age limits itself, in the request record)."""
+    time limits and age limits itself, in the request record), and a fetch that honours
+    priorities (storage/lua/fetch.lua: one list per level, all sharing dramatiq's message hash,
+    so acks, requeues and dead-letters stay dramatiq's own)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, priority_aging_every: int = 10) -> None:
         client = redis.Redis.from_url(url, socket_timeout=BLOCKING_READ_TIMEOUT_S)
         super().__init__(client=client, namespace=BROKER_NAMESPACE, middleware=[])
+        self.priority_aging_every = priority_aging_every
+        self._fetch = client.register_script(lua_script("fetch"))
+
+    def do_fetch(self, queue_name: str, prefetch: int) -> list[bytes]:
+        if queue_name.endswith(".DQ"):  # delay queues are dramatiq's business
+            return self._dispatch("fetch")(queue_name, prefetch)  # type: ignore[no-any-return]
+        return self._fetch(  # type: ignore[no-any-return]
+            args=[
+                NAMESPACE,
+                BROKER_NAMESPACE,
+                queue_name,
+                self.broker_id,
+                prefetch,
+                self.priority_aging_every,
+            ]
+        )
 
     @property
     def consumer_class(self):  # type: ignore[no-untyped-def]

@@ -128,7 +128,7 @@ class Consumer:
             self.worker_id,
             ",".join(d.uuid for d in self.config.devices),
         )
-        broker = WakingRedisBroker(url)
+        broker = WakingRedisBroker(url, priority_aging_every=self.settings.priority_aging_every)
         dramatiq.actor(actor_name=ACTOR_NAME, queue_name=self.queues[0], broker=broker)(
             runner.execute
         )

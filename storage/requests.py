@@ -22,18 +22,19 @@ from .records import RequestRecord
 from .settings import Settings
 from .statuses import TERMINAL_STATUSES, Status
 
-__all__ = ["RequestStore", "NewRequest", "Submission", "StatusEvent"]
+__all__ = ["RequestStore", "NewRequest", "Submission", "StatusEvent", "lua_script"]
 
 _SCRIPT_NAMES = ("submit", "claim", "renew", "finish", "retry", "cancel", "recover", "webhook")
 
 
-def _load_scripts(client: redis.Redis) -> dict[str, Any]:
+def lua_script(name: str) -> str:
+    """The text of ``storage/lua/{name}.lua`` with the shared prelude in front."""
     lua = files("storage") / "lua"
-    prelude = (lua / "prelude.lua").read_text()
-    return {
-        name: client.register_script(prelude + "\n" + (lua / f"{name}.lua").read_text())
-        for name in _SCRIPT_NAMES
-    }
+    return (lua / "prelude.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
+
+
+def _load_scripts(client: redis.Redis) -> dict[str, Any]:
+    return {name: client.register_script(lua_script(name)) for name in _SCRIPT_NAMES}
 
 
 @dataclass(frozen=True)

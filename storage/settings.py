@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     max_worker_losses: int = Field(
         default=3, ge=1, description="A request whose worker died this often ends FAILED."
     )
+    priority_aging_every: int = Field(
+        default=10,
+        ge=0,
+        description="Every Nth fetch prefers the lowest waiting priority (0: strict order).",
+    )
     upload_retry_s: float = Field(default=30.0, gt=0, description="Budget for S3 upload retries.")
     log_format: str = Field(default="json", pattern="^(json|console)$")
     log_level: str = Field(default="INFO")

@@ -34,7 +34,11 @@ def queue_stats(gw: Gateway) -> list[dict[str, Any]]:
                 "queue": queue,
                 "app": spec.app,
                 "gpu_class": spec.gpu_class,
-                "queued": int(r.llen(f"{BROKER_NAMESPACE}:{queue}")) + waiting_retry.count(queue),
+                "queued": sum(
+                    int(r.llen(f"{BROKER_NAMESPACE}:{queue}{level}"))
+                    for level in (".p0", "", ".p2")
+                )
+                + waiting_retry.count(queue),
                 "in_progress": in_progress.count(queue),
                 "consumers": [c for c in consumers if queue in c.get("queues", [])],
             }

@@ -22,6 +22,15 @@ local function event(rid, status, attempt, extra_k, extra_v)
   end
 end
 
+-- The list a request waits on: one per priority level (0 highest; 1, the default, is the
+-- plain dramatiq queue). All levels share the queue's message hash, so dramatiq's ack works.
+local function level_list(queue, priority)
+  local base = dq .. ':' .. queue
+  if priority == '0' then return base .. '.p0' end
+  if priority == '2' then return base .. '.p2' end
+  return base
+end
+
 -- Put a message for (rid, attempt) on a dramatiq queue, in dramatiq's own layout, and wake
 -- one idle consumer of that queue.
 local function enqueue(queue, rid, attempt)
@@ -32,7 +41,7 @@ local function enqueue(queue, rid, attempt)
     kwargs = {}, options = {redis_message_id = mid}, message_id = mid,
     message_timestamp = math.floor(now * 1000)})
   redis.call('HSET', dq .. ':' .. queue .. '.msgs', mid, data)
-  redis.call('RPUSH', dq .. ':' .. queue, mid)
+  redis.call('RPUSH', level_list(queue, redis.call('HGET', rec_key(rid), 'priority')), mid)
   local wake = ns .. ':wake:' .. queue
   redis.call('LPUSH', wake, '1')
   redis.call('LTRIM', wake, 0, 63)

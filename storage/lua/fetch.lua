@@ -1,0 +1,26 @@
+-- fetch(ns, dq, queue, broker_id, prefetch, aging_every)
+-- dramatiq's fetch with priorities: take message ids from the queue's priority-0 list, then
+-- the plain (priority 1) list, then priority 2, into this worker's ack set, as dramatiq's own
+-- fetch does. Starvation guard: every `aging_every`-th fetch looks at the levels in reverse
+-- order, so under sustained high-priority load lower levels still get about one start in
+-- `aging_every` (0 turns the guard off). Also refreshes the worker's dramatiq heartbeat.
+local queue, bid = ARGV[3], ARGV[4]
+local n, every = tonumber(ARGV[5]), tonumber(ARGV[6])
+redis.call('ZADD', dq .. ':__heartbeats__', math.floor(now * 1000), bid)
+local base = dq .. ':' .. queue
+local levels = {base .. '.p0', base, base .. '.p2'}
+if every > 0 and redis.call('INCR', ns .. ':fetchseq:' .. queue) % every == 0 then
+  levels = {base .. '.p2', base, base .. '.p0'}
+end
+local acks = dq .. ':__acks__.' .. bid .. '.' .. queue
+local ids = {}
+for _, list in ipairs(levels) do
+  while #ids < n do
+    local id = redis.call('LPOP', list)
+    if not id then break end
+    ids[#ids + 1] = id
+    redis.call('SADD', acks, id)
+  end
+end
+if #ids == 0 then return {} end
+return redis.call('HMGET', base .. '.msgs', unpack(ids))
