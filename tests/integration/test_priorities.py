@@ -38,7 +38,9 @@ def test_low_priority_is_not_starved(client, start_worker):
 
 def test_queue_counts_include_every_level(http):
     for p in (0, 1, 2):
-        http.post("/v1/apps/lifecycle/jobs/count/async_run_remote",
-                  json={"input": {"key": f"q{p}"}, "priority": p})
+        http.post(
+            "/v1/apps/lifecycle/jobs/count/async_run_remote",
+            json={"input": {"key": f"q{p}"}, "priority": p},
+        )
     [cpu] = [q for q in http.get("/v1/queues").json()["queues"] if q["gpu_class"] == "cpu"]
     assert cpu["queued"] == 3
