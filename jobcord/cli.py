@@ -224,19 +224,30 @@ def submit(
 
 @app.command()
 def status(
-    request_id: Annotated[str, typer.Argument()],
+    request_id: Annotated[str | None, typer.Argument()] = None,
     watch: Annotated[bool, typer.Option(help="Follow it to a terminal status")] = False,
+    failed: Annotated[
+        bool, typer.Option(help="List an app's FAILED requests (dead letters)")
+    ] = False,
+    app_name: Annotated[str | None, typer.Option("--app", help="With --failed")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
 ) -> None:
-    """Show a request: status, times, attempts, output or error."""
-    from producers.client import default_client
+    """Show a request (status, times, attempts, output or error), or the dead letters."""
+    from producers.client import RedisClient
 
-    from .follow import follow_request, print_record
+    from .follow import follow_request, print_failed, print_record
 
     _settings()
-    if watch:
+    if failed:
+        if not app_name:
+            raise typer.BadParameter("--failed needs --app NAME")
+        print_failed(RedisClient().store.failed(app_name, limit=limit))
+    elif request_id is None:
+        raise typer.BadParameter("give a REQUEST_ID, or --failed --app NAME")
+    elif watch:
         follow_request(request_id)
     else:
-        print_record(default_client().get(request_id))
+        print_record(RedisClient().get(request_id))
 
 
 @app.command()

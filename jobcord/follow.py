@@ -11,7 +11,7 @@ from rich.table import Table
 
 from storage.records import RequestRecord
 
-__all__ = ["print_record", "follow_request"]
+__all__ = ["print_record", "print_failed", "follow_request"]
 
 console = Console()
 _COLORS = {
@@ -49,6 +49,14 @@ def print_record(record: RequestRecord) -> None:
     if record.error is not None:
         table.add_row("error", f"[red]{record.error.type}: {record.error.message}[/red]")
     console.print(table)
+
+
+def print_failed(records: list[RequestRecord]) -> None:
+    table = Table("request", "job", "attempts", "finished", "error")
+    for r in records:
+        error = f"{r.error.type}: {r.error.message}"[:80] if r.error else ""
+        table.add_row(r.request_id, r.job, str(r.attempt), _when(r.finished_at), error)
+    console.print(table if records else "no FAILED requests")
 
 
 def follow_request(request_id: str, *, timeout_s: float | None = None) -> RequestRecord:

@@ -12,6 +12,7 @@ __all__ = [
     "RequestNotFound",
     "IdempotencyConflict",
     "ResultStoreError",
+    "NotRetryable",
 ]
 
 
@@ -49,3 +50,9 @@ class IdempotencyConflict(JobcordError):
 
 class ResultStoreError(JobcordError):
     http_status = 502
+
+
+class NotRetryable(JobcordError):
+    """A retry was asked for a request that succeeded or has not ended."""
+
+    http_status = 409

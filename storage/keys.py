@@ -12,6 +12,7 @@
 | ``{ns}:running``                 | zset   | running request ids scored by lease expiry (s)    |
 | ``{ns}:delayed``                 | zset   | queued request ids waiting for a retry, by eta (s)|
 | ``{ns}:deadlines``               | zset   | queued request ids by queue deadline (s)          |
+| ``{ns}:failed:{app}``            | zset   | the dead-letter view: FAILED request ids by time  |
 | ``{ns}:webhooks:due``           | zset   | request ids whose webhook is due, by time (s)     |
 | ``{ns}:webhook-secrets:{app}``   | list   | the app's active webhook secrets, newest first    |
 | ``{ns}:apikey:{id}``             | hash   | an API key: sha256 of its secret, apps, created   |
@@ -38,6 +39,7 @@ __all__ = [
     "chunks_key",
     "idempotency_key",
     "wake_key",
+    "failed_key",
     "RUNNING_KEY",
     "DELAYED_KEY",
     "CANCELS_CHANNEL",
@@ -68,6 +70,10 @@ def chunks_key(request_id: str) -> str:
 
 def idempotency_key(app: str, key: str) -> str:
     return f"{NAMESPACE}:idem:{app}:{key}"
+
+
+def failed_key(app: str) -> str:
+    return f"{NAMESPACE}:failed:{app}"
 
 
 def wake_key(queue: str) -> str:

@@ -17,14 +17,24 @@ from typing import Any
 import redis
 
 from . import keys
-from .errors import IdempotencyConflict, RequestNotFound
+from .errors import IdempotencyConflict, NotRetryable, RequestNotFound
 from .records import RequestRecord
 from .settings import Settings
 from .statuses import TERMINAL_STATUSES, Status
 
 __all__ = ["RequestStore", "NewRequest", "Submission", "StatusEvent", "lua_script"]
 
-_SCRIPT_NAMES = ("submit", "claim", "renew", "finish", "retry", "cancel", "recover", "webhook")
+_SCRIPT_NAMES = (
+    "submit",
+    "claim",
+    "renew",
+    "finish",
+    "retry",
+    "cancel",
+    "recover",
+    "webhook",
+    "rerun",
+)
 
 
 def lua_script(name: str) -> str:
@@ -163,10 +173,15 @@ class RequestStore:
             for ev in batch:
                 after = ev.stream_id
                 yield ev
-                if ev.status in TERMINAL_STATUSES:
+                if ev.status in TERMINAL_STATUSES and self._still_ended(request_id):
                     return
             if not batch and not self.client.exists(keys.record_key(request_id)):
                 raise RequestNotFound(request_id)
+
+    def _still_ended(self, request_id: str) -> bool:
+        """A terminal event is the end unless the request was run again since (a retry)."""
+        status: Any = self.client.hget(keys.record_key(request_id), "status")
+        return status is None or Status(status).is_terminal
 
     # -- consumers -----------------------------------------------------------------------
     def claim(
@@ -226,6 +241,34 @@ class RequestStore:
             approximate=True,
         )
         pipe.execute()
+
+    # -- dead letters ----------------------------------------------------------------------
+    def failed(self, app: str, *, limit: int = 50) -> list[RequestRecord]:
+        """FAILED requests of an app, newest first (those past retention are dropped)."""
+        index = keys.failed_key(app)
+        ids: Any = self.client.zrevrange(index, 0, limit - 1)
+        pipe = self.client.pipeline(transaction=False)
+        for rid in ids:
+            pipe.hgetall(keys.record_key(rid))
+        out, gone = [], []
+        for rid, raw in zip(ids, pipe.execute(), strict=True):
+            if raw and raw.get("status") == "FAILED":
+                out.append(RequestRecord.from_hash(raw))
+            else:
+                gone.append(rid)
+        if gone:
+            self.client.zrem(index, *gone)
+        return out
+
+    def rerun(self, request_id: str) -> int:
+        """Run an ended, unsuccessful request again under the same id; returns its attempt."""
+        outcome, detail = self._run("rerun", request_id)
+        if outcome == "missing":
+            raise RequestNotFound(request_id)
+        if outcome != "requeued":
+            what = "it SUCCEEDED" if outcome == "succeeded" else f"it is still {detail}"
+            raise NotRetryable(f"request {request_id} cannot be retried: {what}")
+        return int(detail)
 
     # -- webhook delivery queue ----------------------------------------------------------
     def webhooks_due(self, *, lease_s: float, batch: int = 16) -> list[str]:

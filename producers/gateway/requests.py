@@ -4,7 +4,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 
@@ -23,6 +23,24 @@ def sse(data: Any, event: str | None = None) -> str:
 def request_router(gw: Gateway) -> APIRouter:
     router = APIRouter(tags=["requests"])
     Key = Annotated[ApiKey, Depends(gw.auth)]  # noqa: N806
+
+    @router.get("/v1/requests")
+    def list_requests(
+        key: Key,
+        app: Annotated[str, Query(min_length=1, max_length=128)],
+        status: Annotated[str, Query(pattern="^FAILED$", description="Only FAILED for now")],
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> dict[str, Any]:
+        """The dead-letter view: an app's FAILED requests, newest first."""
+        gw.check_app(app, key)
+        return {"requests": [r.public() for r in gw.client.store.failed(app, limit=limit)]}
+
+    @router.post("/v1/requests/{request_id}/retry", status_code=202)
+    def retry_request(request_id: str, key: Key) -> dict[str, Any]:
+        """Run a FAILED, TIMED_OUT, CANCELED or EXPIRED request again: same id, same input."""
+        gw.record_for(request_id, key)
+        attempt = gw.client.store.rerun(request_id)
+        return {"request_id": request_id, "status": "QUEUED", "attempt": attempt}
 
     @router.get("/v1/requests/{request_id}")
     def get_request(request_id: str, key: Key) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from storage.connection import BLOCKING_READ_TIMEOUT_S
-from storage.keys import chunks_key, events_key
+from storage.keys import chunks_key, events_key, record_key
 from storage.statuses import Status
 
 __all__ = ["Follower"]
@@ -43,15 +43,19 @@ class Follower:
                 for stream_id, data in entries:
                     after = stream_id
                     yield data
-                    if Status(data["status"]).is_terminal:
+                    if Status(data["status"]).is_terminal and await self._still_ended(request_id):
                         return
 
+    async def _still_ended(self, request_id: str) -> bool:
+        """A terminal event is the end unless the request was run again since (a retry)."""
+        status: Any = await self.redis.hget(record_key(request_id), "status")
+        return status is None or Status(status).is_terminal
+
     async def wait_terminal(self, request_id: str, timeout_s: float) -> Status | None:
+        last = None
         async for data in self.events(request_id, timeout_s):
-            status = Status(data["status"])
-            if status.is_terminal:
-                return status
-        return None
+            last = Status(data["status"])
+        return last if last is not None and last.is_terminal else None
 
     async def stream(self, request_id: str) -> AsyncIterator[tuple[str, Any]]:
         """("chunk", raw JSON text) for each streamed item, then ("end", final status)."""
@@ -67,7 +71,7 @@ class Follower:
                     cursors[stream] = stream_id
                     if stream == chunks_key(request_id):
                         yield "chunk", data["data"]
-                    elif Status(data["status"]).is_terminal:
+                    elif Status(data["status"]).is_terminal and await self._still_ended(request_id):
                         final = Status(data["status"])
             if final is not None:
                 yield "end", final

@@ -60,6 +60,10 @@ local function terminate(rid, status, attempt, retention, fields)
   redis.call('EXPIRE', rk, retention)
   redis.call('EXPIRE', ev_key(rid), retention)
   redis.call('EXPIRE', ns .. ':req:' .. rid .. ':chunks', retention)
+  -- The dead-letter view: failed requests by app, newest last.
+  if status == 'FAILED' then
+    redis.call('ZADD', ns .. ':failed:' .. redis.call('HGET', rk, 'app'), now, rid)
+  end
   -- A finished request with a webhook is due for delivery now (one delivery per request).
   if redis.call('HEXISTS', rk, 'webhook_endpoint') == 1 then
     redis.call('HSET', rk, 'webhook_status', 'PENDING')
