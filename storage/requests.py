@@ -173,15 +173,16 @@ class RequestStore:
             for ev in batch:
                 after = ev.stream_id
                 yield ev
-                if ev.status in TERMINAL_STATUSES and self._still_ended(request_id):
+                if ev.status in TERMINAL_STATUSES and self._is_final(request_id, ev.attempt):
                     return
             if not batch and not self.client.exists(keys.record_key(request_id)):
                 raise RequestNotFound(request_id)
 
-    def _still_ended(self, request_id: str) -> bool:
+    def _is_final(self, request_id: str, attempt: int) -> bool:
         """A terminal event is the end unless the request was run again since (a retry)."""
-        status: Any = self.client.hget(keys.record_key(request_id), "status")
-        return status is None or Status(status).is_terminal
+        reply: Any = self.client.hmget(keys.record_key(request_id), ["status", "attempt"])
+        status, current = reply
+        return status is None or (Status(status).is_terminal and int(current) == attempt)
 
     # -- consumers -----------------------------------------------------------------------
     def claim(

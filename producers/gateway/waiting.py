@@ -43,13 +43,16 @@ class Follower:
                 for stream_id, data in entries:
                     after = stream_id
                     yield data
-                    if Status(data["status"]).is_terminal and await self._still_ended(request_id):
+                    if Status(data["status"]).is_terminal and await self._is_final(
+                        request_id, data["attempt"]
+                    ):
                         return
 
-    async def _still_ended(self, request_id: str) -> bool:
+    async def _is_final(self, request_id: str, attempt: str) -> bool:
         """A terminal event is the end unless the request was run again since (a retry)."""
-        status: Any = await self.redis.hget(record_key(request_id), "status")
-        return status is None or Status(status).is_terminal
+        reply: Any = await self.redis.hmget(record_key(request_id), ["status", "attempt"])
+        status, current = reply
+        return status is None or (Status(status).is_terminal and current == attempt)
 
     async def wait_terminal(self, request_id: str, timeout_s: float) -> Status | None:
         last = None
@@ -71,7 +74,9 @@ class Follower:
                     cursors[stream] = stream_id
                     if stream == chunks_key(request_id):
                         yield "chunk", data["data"]
-                    elif Status(data["status"]).is_terminal and await self._still_ended(request_id):
+                    elif Status(data["status"]).is_terminal and await self._is_final(
+                        request_id, data["attempt"]
+                    ):
                         final = Status(data["status"])
             if final is not None:
                 yield "end", final
