@@ -45,6 +45,7 @@ class SubmitOptions:
     priority: int | None = None
     max_time_in_queue_seconds: float | None = None
     timeout_seconds: float | None = None
+    delay_seconds: float | None = None
     metadata: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
@@ -54,6 +55,8 @@ class SubmitOptions:
             0 < self.max_time_in_queue_seconds <= 72 * 3600
         ):
             raise ValueError("max_time_in_queue_seconds must be within (0, 259200]")
+        if self.delay_seconds is not None and not 0 <= self.delay_seconds <= 7 * 24 * 3600:
+            raise ValueError("delay_seconds must be within [0, 604800]")
         if self.timeout_seconds is not None and self.timeout_seconds <= 0:
             raise ValueError("timeout_seconds must be positive")
         if self.idempotency_key is not None and not 0 < len(self.idempotency_key) <= 256:
@@ -111,6 +114,7 @@ class RedisClient:
                 timeout_s=timeout_s,
                 max_retries=spec.retry.retries,
                 max_queue_s=opts.max_time_in_queue_seconds,
+                delay_s=opts.delay_seconds,
                 idempotency_key=opts.idempotency_key,
                 webhook_endpoint=opts.webhook_endpoint,
                 metadata=opts.metadata,

@@ -37,6 +37,7 @@ class RemoteFunction:
         priority: int | None = None,
         max_time_in_queue_seconds: float | None = None,
         metadata: dict[str, Any] | None = None,
+        delay_seconds: float | None = None,
         **kwargs: Any,
     ) -> RequestHandle:
         """Validate the input, queue the request and return its handle at once."""
@@ -46,6 +47,7 @@ class RemoteFunction:
             priority=priority,
             max_time_in_queue_seconds=max_time_in_queue_seconds,
             metadata=metadata,
+            delay_seconds=delay_seconds,
         )
         input_json = self.spec.signature.bind(args, kwargs)
         client = self._client()

@@ -84,6 +84,7 @@ class HttpClient:
             "priority": opts.priority,
             "max_time_in_queue_seconds": opts.max_time_in_queue_seconds,
             "timeout_seconds": opts.timeout_seconds,
+            "delay_seconds": opts.delay_seconds,
             "metadata": opts.metadata,
         }
         key = opts.idempotency_key or f"auto-{uuid.uuid4().hex}"

@@ -47,7 +47,9 @@ class RequestRecord(BaseModel):
     created_at: float
     started_at: float | None = None
     finished_at: float | None = None
-    retry_at: float | None = None
+    retry_at: float | None = Field(
+        default=None, description="When a waiting retry or delayed request becomes runnable."
+    )
     timeout_s: float | None = None
     queue_deadline: float | None = None
     idempotency_key: str | None = None

@@ -61,6 +61,7 @@ class NewRequest:
     timeout_s: float | None = None
     max_retries: int = 0
     max_queue_s: float | None = None
+    delay_s: float | None = None
     idempotency_key: str | None = None
     webhook_endpoint: str | None = None
     metadata: dict[str, Any] | None = None
@@ -119,6 +120,7 @@ class RequestStore:
             int(self.settings.idempotency_retention_s),
             req.queue,
             req.max_queue_s or 0,
+            req.delay_s or 0,
             *flat,
         )
         if outcome == "conflict":

@@ -29,5 +29,6 @@ def job_body_model(spec: JobSpec) -> type[BaseModel]:
         priority=(int | None, Field(default=None, ge=0, le=2, description="0 highest")),
         max_time_in_queue_seconds=(float | None, Field(default=None, gt=0, le=72 * 3600)),
         timeout_seconds=(float | None, Field(default=None, gt=0)),
+        delay_seconds=(float | None, Field(default=None, ge=0, le=7 * 24 * 3600)),
         metadata=(dict[str, Any] | None, None),
     )

@@ -36,6 +36,7 @@ def _submit(gw: Gateway, spec: JobSpec, body: Any, idempotency_key: str | None) 
         priority=body.priority,
         max_time_in_queue_seconds=body.max_time_in_queue_seconds,
         timeout_seconds=body.timeout_seconds,
+        delay_seconds=body.delay_seconds,
         metadata=body.metadata,
     )
     sub = gw.client.submit(spec, body.input.model_dump(mode="json"), opts)

@@ -127,6 +127,12 @@ def test_run_remote_waits_or_answers_202(http, start_worker):
             "exceeds the job's own",
         ),
         (f"{JOB}/echo/async_run_remote", {"json": [1, 2]}, 422, "body"),
+        (
+            f"{JOB}/echo/async_run_remote",
+            {"json": {"input": {"x": 1}, "delay_seconds": -1}},
+            422,
+            "delay_seconds",
+        ),
         (f"{JOB}/nope/async_run_remote", {"json": {"input": {}}}, 404, "has no job 'nope'"),
         (f"{JOB}/echo/explode", {"json": {"input": {"x": 1}}}, 404, "no such call"),
         (

@@ -217,3 +217,27 @@ def test_expiry_is_visible_without_any_consumer(client, rds):
     finally:
         loop.stop()
     assert rec.status is Status.EXPIRED
+
+
+def test_delayed_request_starts_after_its_delay(client, rds, start_worker):
+    start_worker()
+    handle = jobs.count.async_run_remote("later", delay_seconds=1.5)
+    time.sleep(0.8)
+    rec = handle.status()
+    assert rec.status is Status.QUEUED and rec.retry_at is not None
+    assert rds.get("jobcord:test:count:later") is None
+    done = handle.wait(20)
+    assert done.status is Status.SUCCEEDED
+    assert done.started_at - done.created_at >= 1.4
+
+
+def test_delay_counts_before_the_queue_deadline(client, start_worker):
+    start_worker()
+    # Runnable after 1 s, then 5 s to start: it must not expire during its own delay.
+    handle = jobs.count.async_run_remote("late-ok", delay_seconds=1.0, max_time_in_queue_seconds=5)
+    assert handle.wait(20).status is Status.SUCCEEDED
+
+
+def test_bad_delay_is_refused(client):
+    with pytest.raises(ValueError, match="delay_seconds"):
+        jobs.count.async_run_remote("x", delay_seconds=-1)
