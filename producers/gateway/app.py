@@ -38,7 +38,6 @@ def create_app(app: AppRegistry, settings: Settings, *, require_auth: bool = Tru
         app=app,
         client=client,
         follower=Follower(redis_url(settings)),
-        keys=ApiKeyStore(client.redis),
         consumers=ConsumerRegistry(client.redis),
         auth=Authenticator(ApiKeyStore(client.redis), required=require_auth),
     )

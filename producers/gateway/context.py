@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from fastapi import HTTPException
 
 from scheduler.jobspec import AppRegistry
-from storage.apikeys import ApiKey, ApiKeyStore
+from storage.apikeys import ApiKey
 from storage.errors import RequestNotFound
 from storage.records import RequestRecord
 from storage.registry import ConsumerRegistry
@@ -26,7 +26,6 @@ class Gateway:
     app: AppRegistry
     client: RedisClient
     follower: Follower
-    keys: ApiKeyStore
     consumers: ConsumerRegistry
     auth: Authenticator
 
