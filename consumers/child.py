@@ -49,9 +49,10 @@ def child_main(app_ref: str, conn: Connection, env: dict[str, str], log_format: 
     os.environ.update(env)  # CUDA_VISIBLE_DEVICES & co. before anything can import CUDA
 
     from scheduler.context import JobContext
-    from scheduler.errors import InputValidationError, UnknownJob
+    from scheduler.jobspec import JobSpec
     from scheduler.loader import load_app
     from scheduler.outputs import JSON_TYPE, encode_output
+    from scheduler.retry_policy import is_retryable
     from storage.logs import configure_logging
 
     configure_logging(log_format)
@@ -98,6 +99,7 @@ def child_main(app_ref: str, conn: Connection, env: dict[str, str], log_format: 
             _report=lambda f, m: send("progress", f, m),
         )
         current[:] = [ctx]
+        spec: JobSpec | None = None
         try:
             spec = app.spec(task.job)
             kwargs = spec.signature.typed_kwargs(task.input)
@@ -111,7 +113,7 @@ def child_main(app_ref: str, conn: Connection, env: dict[str, str], log_format: 
                 encoded = encode_output(spec.signature, spec.fn(**kwargs))
                 send("ok", encoded.content_type, encoded.data)
         except BaseException as exc:  # the job's failure is data for the parent
-            retryable = not isinstance(exc, InputValidationError | UnknownJob)
+            retryable = spec is not None and is_retryable(exc, spec.retry_on)
             send("error", type(exc).__name__, str(exc), traceback.format_exc(), retryable)
         finally:
             current.clear()

@@ -21,6 +21,7 @@ import structlog
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from scheduler.jobspec import AppRegistry
+from scheduler.retry_policy import RetryPolicy
 from storage.errors import ResultStoreError
 from storage.records import RequestRecord
 from storage.requests import RequestStore
@@ -154,7 +155,8 @@ class Runner:
                     inline_max_bytes=self.settings.inline_output_max_bytes,
                 )
             except ResultStoreError as exc:
-                result = Outcome("error", error_type="ResultStoreError", message=str(exc))
+                self._infra_fault(record, token, _error("ResultStoreError", exc))
+                return
             else:
                 self._finish(rid, token, Status.SUCCEEDED, record, **fields, progress=1.0)
                 return
@@ -199,6 +201,23 @@ class Runner:
         else:
             self._finish(record.request_id, token, Status.FAILED, record, error=error)
 
+    def _infra_fault(self, record: RequestRecord, token: str, error: dict[str, Any]) -> None:
+        """Not the job's fault (e.g. S3 down): retried on its own budget, with backoff."""
+        faults = record.infra_failures + 1
+        if faults > self.settings.max_infra_retries:
+            self._finish(record.request_id, token, Status.FAILED, record, error=error)
+            return
+        delay = RetryPolicy(initial_delay_s=1.0, max_delay_s=30.0).delay_s(faults)
+        self.store.retry(
+            record.request_id,
+            token,
+            delay_s=delay,
+            counter="infra_failures",
+            error=error,
+            reason=f"retry after {error['type']}",
+        )
+        log.warning("infrastructure fault; will retry", request_id=record.request_id, **error)
+
     def _worker_lost(self, record: RequestRecord, token: str, result: Outcome) -> None:
         """The job's own process died (segfault, OOM kill): count it, requeue or give up."""
         error = _error("WorkerLost", result)
@@ -225,5 +244,7 @@ class Runner:
             log.warning("finish ignored: lease no longer ours", request_id=rid)
 
 
-def _error(kind: str, result: Outcome) -> dict[str, Any]:
+def _error(kind: str, result: Outcome | Exception) -> dict[str, Any]:
+    if isinstance(result, Exception):
+        return {"type": kind, "message": str(result), "traceback": None}
     return {"type": kind, "message": result.message, "traceback": result.traceback}

@@ -1,6 +1,7 @@
 """How work enters: the App registry with @job, the client, request handles."""
 
 from scheduler.context import JobContext
+from scheduler.errors import InputValidationError, PermanentError, RetryableError
 from scheduler.gpu_classes import NodeSelector
 from scheduler.webhooks.signing import WebhookVerificationError, verify_webhook
 
@@ -23,16 +24,19 @@ __all__ = [
     "Client",
     "GatewayError",
     "HttpClient",
+    "InputValidationError",
     "JobCanceled",
     "JobContext",
     "JobExpired",
     "JobFailed",
     "JobTimedOut",
     "NodeSelector",
+    "PermanentError",
     "RedisClient",
     "RemoteError",
     "RemoteFunction",
     "RequestHandle",
+    "RetryableError",
     "ResultTimeout",
     "SubmitOptions",
     "default_client",

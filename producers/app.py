@@ -33,12 +33,23 @@ class App(AppRegistry):
         retries: int = 0,
         retry_initial_delay_s: float = 1.0,
         retry_max_delay_s: float = 60.0,
+        retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
         upload: bool = False,
         name: str | None = None,
     ) -> Callable[[Callable[..., Any]], RemoteFunction]:
-        """Declare a job. ``timeout`` (s) is a hard limit: the process running it is killed."""
+        """Declare a job. ``timeout`` (s) is a hard limit: the process running it is killed.
+
+        ``retries`` re-runs a failed attempt after an exponential, jittered delay when the
+        failure is one the job marks retryable: an instance of ``retry_on`` (default: any
+        ``Exception``) or a raised ``RetryableError``; never an input validation error, a
+        ``PermanentError``, a timeout or a cancel. Infrastructure faults (the job's process
+        dies, the result store is down) are retried on their own budgets.
+        """
         if timeout is not None and timeout <= 0:
             raise ValueError("timeout must be positive seconds")
+        retry_on = retry_on if isinstance(retry_on, tuple) else (retry_on,)
+        if not all(isinstance(c, type) and issubclass(c, BaseException) for c in retry_on):
+            raise ValueError("retry_on must be an exception class or a tuple of them")
         policy = RetryPolicy(
             retries=retries, initial_delay_s=retry_initial_delay_s, max_delay_s=retry_max_delay_s
         )
@@ -50,6 +61,7 @@ class App(AppRegistry):
                 node_selector=node_selector,
                 timeout_s=timeout,
                 retry=policy,
+                retry_on=retry_on,
                 upload=upload,
             )
 

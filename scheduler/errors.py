@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from storage.errors import JobcordError
 
-__all__ = ["JobDefinitionError", "InputValidationError", "UnknownJob"]
+__all__ = [
+    "JobDefinitionError",
+    "InputValidationError",
+    "UnknownJob",
+    "RetryableError",
+    "PermanentError",
+]
 
 
 class JobDefinitionError(JobcordError, TypeError):
@@ -32,3 +38,11 @@ class UnknownJob(JobcordError, LookupError):
         super().__init__(f"app {app!r} has no job {job!r}")
         self.app = app
         self.job = job
+
+
+class RetryableError(JobcordError):
+    """Raise in a job to ask for a retry (within its ``retries``), whatever its ``retry_on``."""
+
+
+class PermanentError(JobcordError):
+    """Raise in a job to fail the request now: it is never retried, whatever ``retry_on`` says."""

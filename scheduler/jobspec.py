@@ -28,6 +28,8 @@ class JobSpec:
     node_selector: NodeSelector | None = None
     timeout_s: float | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    #: The job's own failures that may be retried (within ``retry.retries``).
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
     upload: bool = False
     kind: str = "job"  # or "cord"
     #: Cords only: served at /apps/{app}{public_api_path} with this HTTP method.

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import random
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-__all__ = ["RetryPolicy"]
+from .errors import InputValidationError, PermanentError, RetryableError, UnknownJob
+
+__all__ = ["RetryPolicy", "is_retryable"]
 
 
 class RetryPolicy(BaseModel):
@@ -24,3 +26,19 @@ class RetryPolicy(BaseModel):
         """Delay before the next attempt: uniform in [ceiling/2, ceiling] (never zero-spins)."""
         ceiling = min(self.max_delay_s, self.initial_delay_s * 2 ** max(0, failures_so_far - 1))
         return random.uniform(ceiling / 2, ceiling)
+
+
+#: Failures that a retry cannot fix: the input is wrong, the job does not exist here, or the
+#: job said so.
+_NEVER_RETRIED = (InputValidationError, UnknownJob, ValidationError, PermanentError)
+
+
+def is_retryable(exc: BaseException, retry_on: tuple[type[BaseException], ...]) -> bool:
+    """Whether a job's own failure may be retried: the job marks it (``retry_on``, by default
+    any ``Exception``, or :class:`RetryableError`); validation errors and
+    :class:`PermanentError` never are."""
+    if isinstance(exc, RetryableError):
+        return True
+    if isinstance(exc, _NEVER_RETRIED):
+        return False
+    return isinstance(exc, retry_on)

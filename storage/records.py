@@ -9,11 +9,11 @@ from pydantic import BaseModel, Field
 
 from .statuses import Status, WebhookStatus
 
-__all__ = ["RequestRecord", "ResultFile", "RequestError"]
+__all__ = ["RequestRecord", "ResultFile", "RequestError", "AttemptRecord"]
 
 
 #: Record fields stored as JSON text in the Redis hash.
-JSON_FIELDS = ("input", "output", "result", "files", "error", "metadata")
+JSON_FIELDS = ("input", "output", "result", "files", "error", "metadata", "attempts")
 
 
 class RequestError(BaseModel):
@@ -22,6 +22,19 @@ class RequestError(BaseModel):
     type: str
     message: str
     traceback: str | None = None
+
+
+class AttemptRecord(BaseModel):
+    """One attempt that ran: where, when, and how it ended."""
+
+    attempt: int
+    outcome: str = Field(description="A final status, or RETRY when the request was requeued.")
+    reason: str | None = None
+    error: str | None = Field(default=None, description="The error's type, when it failed.")
+    worker: str | None = None
+    device: str | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
 
 
 class ResultFile(BaseModel):
@@ -43,6 +56,7 @@ class RequestRecord(BaseModel):
     attempt: int = 1
     failures: int = 0
     worker_losses: int = 0
+    infra_failures: int = 0
     priority: int = 1
     created_at: float
     started_at: float | None = None
@@ -57,6 +71,9 @@ class RequestRecord(BaseModel):
     output: Any = None
     result: ResultFile | None = Field(default=None, description="The output when stored apart.")
     files: list[ResultFile] = Field(default_factory=list)
+    attempts: list[AttemptRecord] = Field(
+        default_factory=list, description="Every attempt that started, oldest first."
+    )
     error: RequestError | None = None
     worker: str | None = None
     device: str | None = None

@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     max_worker_losses: int = Field(
         default=3, ge=1, description="A request whose worker died this often ends FAILED."
     )
+    max_infra_retries: int = Field(
+        default=3,
+        ge=0,
+        description="Retries after an infrastructure fault (result store down), apart from "
+        "the job's own retries; 1 s, 2 s, 4 s ... apart.",
+    )
     priority_aging_every: int = Field(
         default=10,
         ge=0,

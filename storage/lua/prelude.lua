@@ -47,9 +47,35 @@ local function enqueue(queue, rid, attempt)
   redis.call('LTRIM', wake, 0, 63)
 end
 
+-- Append the attempt that is ending to the record's history (only if it was running): where
+-- it ran, when, and how it ended. Keeps the last 50.
+local function log_attempt(rid, outcome, reason, err_json)
+  local rk = rec_key(rid)
+  local f = redis.call('HMGET', rk, 'status', 'attempt', 'started_at', 'worker', 'device',
+    'attempts')
+  if f[1] ~= 'IN_PROGRESS' then return end
+  local list = {}
+  if f[6] then list = cjson.decode(f[6]) end
+  -- HMGET gives false for a missing field: store nothing rather than false.
+  local entry = {attempt = tonumber(f[2]), outcome = outcome, started_at = tonumber(f[3]),
+    ended_at = now, worker = f[4] or nil, device = f[5] or nil, reason = reason}
+  if err_json then
+    local ok, err = pcall(cjson.decode, err_json)
+    if ok and type(err) == 'table' then entry.error = err.type end
+  end
+  list[#list + 1] = entry
+  while #list > 50 do table.remove(list, 1) end
+  redis.call('HSET', rk, 'attempts', cjson.encode(list))
+end
+
 -- Move a request to a terminal status (fields: a flat list of extra field/value pairs).
 local function terminate(rid, status, attempt, retention, fields)
   local rk = rec_key(rid)
+  local err_json = nil
+  for i = 1, #fields - 1, 2 do
+    if fields[i] == 'error' then err_json = fields[i + 1] end
+  end
+  log_attempt(rid, status, nil, err_json)
   redis.call('HSET', rk, 'status', status, 'finished_at', now_s)
   if #fields > 0 then redis.call('HSET', rk, unpack(fields)) end
   redis.call('HDEL', rk, 'lease')
@@ -74,6 +100,7 @@ end
 -- Put a request back on its queue as a new attempt, now or at eta (seconds since the epoch).
 local function requeue(rid, attempt, eta, reason)
   local rk = rec_key(rid)
+  log_attempt(rid, 'RETRY', reason, redis.call('HGET', rk, 'error'))
   local next_attempt = tonumber(attempt) + 1
   redis.call('HSET', rk, 'status', 'QUEUED', 'attempt', next_attempt)
   redis.call('HDEL', rk, 'lease', 'started_at', 'worker', 'device')

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import redis
 from pydantic import BaseModel
 
-from producers import App, JobContext, NodeSelector
+from producers import App, JobContext, NodeSelector, PermanentError, RetryableError
 
 app = App("lifecycle")
 
@@ -92,6 +92,20 @@ def flaky(ctx: JobContext, key: str, fail_times: int) -> int:
 def fails_then_waits(key: str) -> None:
     _count(key)
     raise RuntimeError("first attempt fails; the retry waits 3 s")
+
+
+@app.job(retries=3, retry_initial_delay_s=0.05, retry_max_delay_s=0.1, retry_on=ConnectionError)
+def picky(key: str, error: str) -> int:
+    """Fails its first run with `error`; only ConnectionError (or RetryableError) is retried."""
+    n = _count(key)
+    if n == 1:
+        raise {
+            "connection": ConnectionError("upstream reset"),
+            "value": ValueError("a bug: running it again will not help"),
+            "permanent": PermanentError("card declined"),
+            "retryable": RetryableError("the job asks for another try"),
+        }[error]
+    return n
 
 
 @app.job()

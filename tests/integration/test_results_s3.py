@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import boto3
 import httpx
 import pytest
@@ -76,18 +78,44 @@ def test_s3_outage_fails_the_request_never_succeeds(s3_env, client, start_worker
         **s3_env,
         "JOBCORD_S3_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
         "JOBCORD_UPLOAD_RETRY_S": "1.0",
+        "JOBCORD_MAX_INFRA_RETRIES": "1",
     }
     monkeypatch.setenv("JOBCORD_S3_ENDPOINT_URL", dead["JOBCORD_S3_ENDPOINT_URL"])
     start_worker(env=dead)
     handle = jobs.blob.async_run_remote(10)
     with pytest.raises(JobFailed, match="ResultStoreError") as info:
         handle.result(timeout=30)
-    assert info.value.record.status is Status.FAILED
-    assert "S3 upload failed" in info.value.record.error.message
+    rec = info.value.record
+    assert rec.status is Status.FAILED and rec.infra_failures == 1 and rec.failures == 0
+    assert "S3 upload failed" in rec.error.message
+    assert [(a.outcome, a.error) for a in rec.attempts] == [
+        ("RETRY", "ResultStoreError"),
+        ("FAILED", "ResultStoreError"),
+    ]
+
+
+def test_s3_outage_is_retried_until_the_store_is_back(
+    s3_env, client, start_worker, s3_client_fixture
+):
+    # No bucket yet (as if the store were down): the first attempt cannot store its result;
+    # the request waits, retries, and succeeds once the bucket is back.
+    bucket = s3_env["JOBCORD_S3_BUCKET"]
+    s3_client_fixture.delete_bucket(Bucket=bucket)
+    start_worker(env=s3_env)
+    handle = jobs.blob.async_run_remote(10)
+    deadline = time.monotonic() + 20
+    while handle.status().infra_failures < 1:
+        assert time.monotonic() < deadline, handle.status()
+        time.sleep(0.05)
+    s3_client_fixture.create_bucket(Bucket=bucket)
+    assert handle.result(timeout=30) == bytes(i % 251 for i in range(10))
+    rec = handle.status()
+    assert rec.status is Status.SUCCEEDED and rec.failures == 0
+    assert rec.attempts[0].outcome == "RETRY" and rec.attempts[-1].outcome == "SUCCEEDED"
 
 
 def test_missing_bucket_is_a_clear_error(s3_env, client, start_worker):
-    env = {**s3_env, "JOBCORD_S3_BUCKET": "no-such-bucket-here"}
+    env = {**s3_env, "JOBCORD_S3_BUCKET": "no-such-bucket-here", "JOBCORD_MAX_INFRA_RETRIES": "0"}
     start_worker(env=env)
     with pytest.raises(JobFailed, match="no-such-bucket-here"):
         jobs.blob.run_remote(10)
