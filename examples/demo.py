@@ -65,6 +65,13 @@ def sleepy(seconds: float) -> float:
     return seconds
 
 
+@app.job(schedule="* * * * *", schedule_input={"seconds": 0.0})
+def heartbeat(seconds: float) -> float:
+    """Periodic: `jobcord scheduler examples.demo:app` submits it once a minute (UTC cron)."""
+    time.sleep(seconds)
+    return time.time()
+
+
 @app.job()
 def noise(size: int) -> bytes:
     """Bytes output always goes to the result store."""

@@ -109,11 +109,19 @@ def keys_revoke(key_id: Annotated[str, typer.Argument()]) -> None:
 
 
 @app.command()
-def scheduler() -> None:
-    """Run maintenance (recover dead workers' requests, promote retries) and deliver webhooks."""
+def scheduler(
+    apps: Annotated[
+        list[str] | None,
+        typer.Argument(help="MODULE:APP whose periodic jobs (schedule=...) to fire; repeatable."),
+    ] = None,
+) -> None:
+    """Run maintenance (recover dead workers' requests, promote retries and delayed work),
+    deliver webhooks, and fire the given apps' periodic jobs once per tick."""
     import signal
     import threading
 
+    from scheduler.cron import CronTicker
+    from scheduler.loader import load_app
     from scheduler.maintenance import MaintenanceLoop
     from scheduler.webhooks.delivery import WebhookDeliverer
     from storage.connection import connect
@@ -122,16 +130,26 @@ def scheduler() -> None:
 
     settings = _settings()
     store = RequestStore(connect(settings), settings)
-    loops: list[MaintenanceLoop | WebhookDeliverer] = [
+    registries = [load_app(target) for target in apps or []]
+    loops: list[MaintenanceLoop | WebhookDeliverer | CronTicker] = [
         MaintenanceLoop(store, settings.maintenance_interval_s),
         WebhookDeliverer(store, open_result_store(settings), settings),
     ]
+    ticker = CronTicker(
+        registries,
+        store,
+        interval_s=settings.maintenance_interval_s,
+        grace_s=settings.cron_misfire_grace_s,
+    )
+    if ticker.specs:
+        loops.append(ticker)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     for loop in loops:
         loop.start()
-    err_console.print("scheduler running: maintenance and webhook delivery")
+    periodic = ", ".join(f"{s.name} ({s.schedule})" for s in ticker.specs) or "none"
+    err_console.print(f"scheduler running: maintenance, webhooks; periodic jobs: {periodic}")
     stop.wait()
     for loop in loops:
         loop.stop()

@@ -127,7 +127,9 @@ def run_dev(
     where = settings.s3_bucket and f"s3://{settings.s3_bucket}" or settings.data_dir / "results"
     console.print(f"[bold]jobcord dev[/bold]: redis at {url}, results in {where}")
     worker = _start_worker(app_ref, concurrency, env)
-    scheduler = subprocess.Popen([sys.executable, "-m", "jobcord.cli", "scheduler"], env=env)
+    scheduler = subprocess.Popen(
+        [sys.executable, "-m", "jobcord.cli", "scheduler", app_ref], env=env
+    )
     children = [worker, scheduler]
     if api_port:
         children.append(_start_api(app_ref, api_port, env))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
+from scheduler.cron import check_schedule
 from scheduler.errors import JobDefinitionError
 from scheduler.gpu_classes import NodeSelector
 from scheduler.jobspec import AppRegistry, Hook, JobSpec
@@ -35,6 +37,8 @@ class App(AppRegistry):
         retry_max_delay_s: float = 60.0,
         retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
         upload: bool = False,
+        schedule: str | None = None,
+        schedule_input: dict[str, Any] | None = None,
         name: str | None = None,
     ) -> Callable[[Callable[..., Any]], RemoteFunction]:
         """Declare a job. ``timeout`` (s) is a hard limit: the process running it is killed.
@@ -44,18 +48,25 @@ class App(AppRegistry):
         ``Exception``) or a raised ``RetryableError``; never an input validation error, a
         ``PermanentError``, a timeout or a cancel. Infrastructure faults (the job's process
         dies, the result store is down) are retried on their own budgets.
+
+        ``schedule`` (a cron expression, UTC) makes it periodic: ``jobcord scheduler`` submits
+        it once per tick with ``schedule_input`` as its input.
         """
         if timeout is not None and timeout <= 0:
             raise ValueError("timeout must be positive seconds")
         retry_on = retry_on if isinstance(retry_on, tuple) else (retry_on,)
         if not all(isinstance(c, type) and issubclass(c, BaseException) for c in retry_on):
             raise ValueError("retry_on must be an exception class or a tuple of them")
+        if schedule is not None:
+            check_schedule(schedule)
+        elif schedule_input is not None:
+            raise ValueError("schedule_input needs a schedule")
         policy = RetryPolicy(
             retries=retries, initial_delay_s=retry_initial_delay_s, max_delay_s=retry_max_delay_s
         )
 
         def decorate(fn: Callable[..., Any]) -> RemoteFunction:
-            return self._register(
+            remote = self._register(
                 fn,
                 name=name,
                 node_selector=node_selector,
@@ -63,7 +74,14 @@ class App(AppRegistry):
                 retry=policy,
                 retry_on=retry_on,
                 upload=upload,
+                schedule=schedule,
             )
+            if schedule is not None:  # the tick's input must be valid now, not at 3 a.m.
+                bound = remote.spec.signature.bind((), schedule_input or {})
+                remote.spec = self.jobs[remote.spec.name] = replace(
+                    remote.spec, schedule_input=bound
+                )
+            return remote
 
         return decorate
 

@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 import redis
@@ -35,7 +36,14 @@ from storage.webhook_secrets import WebhookSecrets
 
 from .errors import ResultTimeout
 
-__all__ = ["Client", "SubmitOptions", "RedisClient", "default_client", "set_default_client"]
+__all__ = [
+    "Client",
+    "SubmitOptions",
+    "delay_until",
+    "RedisClient",
+    "default_client",
+    "set_default_client",
+]
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,19 @@ class SubmitOptions:
             raise ValueError("timeout_seconds must be positive")
         if self.idempotency_key is not None and not 0 < len(self.idempotency_key) <= 256:
             raise ValueError("idempotency_key must be 1 to 256 characters")
+
+
+def delay_until(eta: datetime | float, delay_seconds: float | None = None) -> float:
+    """The delay before ``eta`` (an aware datetime or epoch seconds); 0 when it has passed."""
+    if delay_seconds is not None:
+        raise ValueError("give either eta or delay_seconds, not both")
+    if isinstance(eta, datetime):
+        if eta.tzinfo is None:
+            raise ValueError("eta must be timezone-aware (e.g. datetime.now(timezone.utc))")
+        at = eta.timestamp()
+    else:
+        at = float(eta)
+    return max(0.0, at - time.time())
 
 
 class Client(Protocol):

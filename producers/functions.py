@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import functools
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from scheduler.jobspec import JobSpec
 
-from .client import Client, SubmitOptions, default_client
+from .client import Client, SubmitOptions, default_client, delay_until
 from .handle import RequestHandle
 
 if TYPE_CHECKING:
@@ -38,9 +39,15 @@ class RemoteFunction:
         max_time_in_queue_seconds: float | None = None,
         metadata: dict[str, Any] | None = None,
         delay_seconds: float | None = None,
+        eta: datetime | float | None = None,
         **kwargs: Any,
     ) -> RequestHandle:
-        """Validate the input, queue the request and return its handle at once."""
+        """Validate the input, queue the request and return its handle at once.
+
+        ``delay_seconds`` or ``eta`` (an aware datetime or epoch seconds) hold it back until
+        then; its ``max_time_in_queue_seconds`` counts from that moment."""
+        if eta is not None:
+            delay_seconds = delay_until(eta, delay_seconds)
         opts = SubmitOptions(
             idempotency_key=idempotency_key,
             webhook_endpoint=webhook_endpoint,

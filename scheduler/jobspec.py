@@ -31,6 +31,9 @@ class JobSpec:
     #: The job's own failures that may be retried (within ``retry.retries``).
     retry_on: tuple[type[BaseException], ...] = (Exception,)
     upload: bool = False
+    #: Periodic jobs: a cron expression (UTC) and the input each tick runs with.
+    schedule: str | None = None
+    schedule_input: dict[str, Any] | None = None
     kind: str = "job"  # or "cord"
     #: Cords only: served at /apps/{app}{public_api_path} with this HTTP method.
     public_api_path: str | None = None

@@ -19,6 +19,9 @@
 | ``{ns}:consumer:{worker}``       | string | a live consumer's registration (expires)          |
 | ``{ns}:consumers``               | set    | worker ids that registered                        |
 | ``{ns}:wake:{queue}``            | list   | wake-up tokens for idle consumers (capped at 64)  |
+| ``{ns}:cron``                    | hash   | ``{app}:{job}`` -> last cron tick handled (s)     |
+| ``{ns}:inflight``                | hash   | app -> requests queued or running (the app cap)   |
+| ``{ns}:rate:{key_id}``           | hash   | a key's submission token bucket (tokens, at)      |
 | ``{ns}:msgseq``                  | string | counter for unique broker message ids             |
 | ``{ns}:cancels``                 | pubsub | request ids whose cancel was asked while running  |
 | ``{dq}:{queue}``                 | list   | dramatiq: message ids waiting on a queue          |
@@ -34,6 +37,8 @@ __all__ = [
     "NAMESPACE",
     "BROKER_NAMESPACE",
     "ACTOR_NAME",
+    "CRON_KEY",
+    "INFLIGHT_KEY",
     "record_key",
     "events_key",
     "chunks_key",
@@ -54,6 +59,8 @@ ACTOR_NAME = "jobcord_execute"
 RUNNING_KEY = f"{NAMESPACE}:running"
 DELAYED_KEY = f"{NAMESPACE}:delayed"
 CANCELS_CHANNEL = f"{NAMESPACE}:cancels"
+CRON_KEY = f"{NAMESPACE}:cron"
+INFLIGHT_KEY = f"{NAMESPACE}:inflight"
 
 
 def record_key(request_id: str) -> str:

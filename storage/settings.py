@@ -57,6 +57,11 @@ class Settings(BaseSettings):
         ge=0,
         description="Every Nth fetch prefers the lowest waiting priority (0: strict order).",
     )
+    cron_misfire_grace_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description="A missed cron tick still fires (once) if it is at most this old.",
+    )
     upload_retry_s: float = Field(default=30.0, gt=0, description="Budget for S3 upload retries.")
     log_format: str = Field(default="json", pattern="^(json|console)$")
     log_level: str = Field(default="INFO")

@@ -280,3 +280,23 @@ def http(api_server: ApiServer, api_key: str) -> Iterator[httpx.Client]:
         base_url=api_server.url, headers={"Authorization": f"Bearer {api_key}"}, timeout=30
     ) as c:
         yield c
+
+
+@pytest.fixture
+def start_scheduler(jobcord_env: dict[str, str]) -> Iterator[Callable[..., subprocess.Popen]]:
+    """``start(*apps, **env)``: a ``jobcord scheduler`` process, stopped after the test."""
+    procs: list[subprocess.Popen] = []
+
+    def start(*apps: str, **extra: str) -> subprocess.Popen:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "jobcord.cli", "scheduler", *apps],
+            cwd=ROOT,
+            env={**os.environ, **jobcord_env, **extra},
+            stderr=subprocess.DEVNULL,
+        )
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        terminate(proc)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model
 
 from scheduler.jobspec import JobSpec
 
@@ -30,5 +30,9 @@ def job_body_model(spec: JobSpec) -> type[BaseModel]:
         max_time_in_queue_seconds=(float | None, Field(default=None, gt=0, le=72 * 3600)),
         timeout_seconds=(float | None, Field(default=None, gt=0)),
         delay_seconds=(float | None, Field(default=None, ge=0, le=7 * 24 * 3600)),
+        eta=(
+            AwareDatetime | None,
+            Field(default=None, description="Run at (ISO 8601 with zone); not with delay_seconds"),
+        ),
         metadata=(dict[str, Any] | None, None),
     )

@@ -15,7 +15,7 @@ from scheduler.jobspec import JobSpec
 from storage.apikeys import ApiKey
 from storage.requests import Submission
 
-from ..client import SubmitOptions
+from ..client import SubmitOptions, delay_until
 from .bodies import Accepted, job_body_model
 from .context import Gateway
 
@@ -36,7 +36,9 @@ def _submit(gw: Gateway, spec: JobSpec, body: Any, idempotency_key: str | None) 
         priority=body.priority,
         max_time_in_queue_seconds=body.max_time_in_queue_seconds,
         timeout_seconds=body.timeout_seconds,
-        delay_seconds=body.delay_seconds,
+        delay_seconds=(
+            body.delay_seconds if body.eta is None else delay_until(body.eta, body.delay_seconds)
+        ),
         metadata=body.metadata,
     )
     sub = gw.client.submit(spec, body.input.model_dump(mode="json"), opts)

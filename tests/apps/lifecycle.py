@@ -108,6 +108,13 @@ def picky(key: str, error: str) -> int:
     return n
 
 
+@app.job(schedule="* * * * * */2", schedule_input={"key": "every-2s"})
+def every_two_seconds(key: str, ctx: JobContext) -> int:
+    """Fired by `jobcord scheduler tests.apps.lifecycle:app` (tests only start it on purpose)."""
+    _redis().rpush(f"jobcord:test:ticks:{key}", ctx.request_id)
+    return _count(key)
+
+
 @app.job()
 def always_fails(reason: str) -> None:
     raise ValueError(f"bad thing: {reason}")

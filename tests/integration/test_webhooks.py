@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,7 +14,7 @@ from producers import WebhookVerificationError, verify_webhook
 from scheduler.webhooks import new_secret, sign
 from storage.statuses import Status, WebhookStatus
 from tests.apps import lifecycle as jobs
-from tests.conftest import ROOT, setenv_all, terminate, wait_for
+from tests.conftest import setenv_all, wait_for
 
 SECRET = new_secret()
 
@@ -70,22 +67,8 @@ def webhook_env(jobcord_env, monkeypatch):
 
 
 @pytest.fixture
-def scheduler_proc(webhook_env):
-    procs = []
-
-    def start(**extra: str) -> subprocess.Popen:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "jobcord.cli", "scheduler"],
-            cwd=ROOT,
-            env={**os.environ, **webhook_env, **extra},
-            stderr=subprocess.DEVNULL,
-        )
-        procs.append(proc)
-        return proc
-
-    yield start
-    for proc in procs:
-        terminate(proc)
+def scheduler_proc(webhook_env, start_scheduler):
+    return lambda **extra: start_scheduler(**webhook_env, **extra)
 
 
 @pytest.fixture

@@ -1,0 +1,137 @@
+"""Periodic jobs: ``@app.job(schedule="*/5 * * * *")``, fired by ``jobcord scheduler``.
+
+Exactly once per tick, with any number of schedulers: a tick's request is submitted with the
+idempotency key ``jobcord-cron:{job}:{tick}``, so schedulers racing for the same tick (or one
+retrying after a crash between submit and bookkeeping) all get the one request. ``{ns}:cron``
+remembers the last tick handled per job.
+
+Missed ticks (every scheduler was down) are coalesced: the most recent one fires once if it is
+at most ``cron_misfire_grace_s`` old; older ones are skipped and logged. A schedule seen for the
+first time starts from now: it never fires ticks from before it existed.
+
+Expressions are evaluated in UTC; croniter's sixth field (seconds) is accepted.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+import structlog
+from croniter import croniter
+
+from storage.keys import CRON_KEY
+from storage.requests import NewRequest, RequestStore
+
+from .jobspec import AppRegistry, JobSpec
+from .signatures import input_hash
+
+__all__ = ["CronTicker", "check_schedule", "previous_tick"]
+
+log = structlog.get_logger("jobcord.cron")
+
+
+def check_schedule(expression: str) -> str:
+    """Validate a cron expression (5 fields, or 6 with seconds last, or @hourly & co)."""
+    if not isinstance(expression, str) or not croniter.is_valid(expression):
+        raise ValueError(f"schedule {expression!r} is not a valid cron expression")
+    return expression
+
+
+def previous_tick(expression: str, at: float) -> float:
+    """The latest tick before ``at`` (epoch seconds, UTC)."""
+    return float(croniter(expression, datetime.fromtimestamp(at, UTC)).get_prev(float))
+
+
+@dataclass(frozen=True)
+class Fired:
+    job: str
+    tick: float
+    outcome: str  # "submitted" | "existing" | "skipped"
+    request_id: str | None = None
+
+
+class CronTicker(threading.Thread):
+    def __init__(
+        self, apps: list[AppRegistry], store: RequestStore, *, interval_s: float, grace_s: float
+    ) -> None:
+        super().__init__(name="jobcord-cron", daemon=True)
+        self.specs = [s for a in apps for s in a.jobs.values() if s.schedule]
+        self.store = store
+        self.interval_s = interval_s
+        self.grace_s = grace_s
+        self._stopped = threading.Event()
+
+    def run_once(self, now: float | None = None) -> list[Fired]:
+        now = time.time() if now is None else now
+        out = []
+        for spec in self.specs:
+            fired = self._tick(spec, now)
+            if fired is not None:
+                out.append(fired)
+        return out
+
+    def _tick(self, spec: JobSpec, now: float) -> Fired | None:
+        assert spec.schedule is not None
+        field = f"{spec.app}:{spec.name}"
+        latest = previous_tick(spec.schedule, now)
+        raw: Any = self.store.client.hget(CRON_KEY, field)
+        if raw is None:  # a new schedule starts from now
+            self.store.client.hsetnx(CRON_KEY, field, repr(latest))
+            return None
+        if latest <= float(raw):
+            return None
+        if now - latest > self.grace_s:
+            fired = Fired(spec.name, latest, "skipped")
+            log.warning("cron ticks missed and skipped", job=spec.name, latest_tick=latest)
+        else:
+            sub = self.store.submit(_tick_request(spec, latest))
+            outcome = "submitted" if sub.created else "existing"
+            fired = Fired(spec.name, latest, outcome, sub.request_id)
+            log.info("cron tick", job=spec.name, tick=latest, outcome=outcome, id=sub.request_id)
+        self._advance(field, latest)
+        return fired
+
+    def _advance(self, field: str, tick: float) -> None:
+        """Move the job's mark forward, never back (another scheduler may be ahead)."""
+
+        def move(pipe: Any) -> None:
+            current = pipe.hget(CRON_KEY, field)
+            if current is None or float(current) < tick:
+                pipe.multi()
+                pipe.hset(CRON_KEY, field, repr(tick))
+
+        self.store.client.transaction(move, CRON_KEY)
+
+    def run(self) -> None:
+        while not self._stopped.wait(self.interval_s):
+            try:
+                self.run_once()
+            except redis.RedisError as exc:
+                log.warning("cron pass failed", error=str(exc))
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+
+def _tick_request(spec: JobSpec, tick: float) -> NewRequest:
+    input_json = dict(spec.schedule_input or {})
+    return NewRequest(
+        request_id=uuid.uuid4().hex,
+        app=spec.app,
+        job=spec.name,
+        queue=spec.queue,
+        input_json=json.dumps(input_json),
+        input_hash=input_hash(spec.name, input_json),
+        priority=1,
+        timeout_s=spec.timeout_s,
+        max_retries=spec.retry.retries,
+        idempotency_key=f"jobcord-cron:{spec.name}:{tick:.0f}",
+        metadata={"scheduled_for": datetime.fromtimestamp(tick, UTC).isoformat()},
+    )
