@@ -68,7 +68,7 @@ def webhook_env(jobcord_env, monkeypatch):
 
 @pytest.fixture
 def scheduler_proc(webhook_env, start_scheduler):
-    return lambda **extra: start_scheduler(**webhook_env, **extra)
+    return lambda **extra: start_scheduler(**{**webhook_env, **extra})
 
 
 @pytest.fixture
