@@ -83,10 +83,19 @@ def _key_store():  # type: ignore[no-untyped-def]
 @keys_app.command("create")
 def keys_create(
     apps: Annotated[str, typer.Option(help="Comma-separated app names, or '*' for all")],
+    rate: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help="Submissions per second for this key (0: none; default: the "
+            "gateway's JOBCORD_API_RATE_PER_S)",
+        ),
+    ] = None,
 ) -> None:
     """Create a key; it is printed once and stored only as a hash."""
-    key, record = _key_store().create(apps.split(","))
-    err_console.print(f"key id {record.key_id} for apps {', '.join(sorted(record.apps))}")
+    key, record = _key_store().create(apps.split(","), rate_per_s=rate)
+    limit = "" if rate is None else f", {rate:g} submissions/s"
+    err_console.print(f"key id {record.key_id} for apps {', '.join(sorted(record.apps))}{limit}")
     err_console.print("store it now: it cannot be shown again")
     console.print(key)
 
@@ -94,9 +103,10 @@ def keys_create(
 @keys_app.command("list")
 def keys_list() -> None:
     """Key ids and their apps (never the secrets)."""
-    table = Table("id", "apps", "created")
+    table = Table("id", "apps", "rate/s", "created")
     for k in _key_store().list():
-        table.add_row(k.key_id, ", ".join(sorted(k.apps)), f"{k.created_at:.0f}")
+        rate = "default" if k.rate_per_s is None else f"{k.rate_per_s:g}"
+        table.add_row(k.key_id, ", ".join(sorted(k.apps)), rate, f"{k.created_at:.0f}")
     console.print(table)
 
 

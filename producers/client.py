@@ -139,6 +139,7 @@ class RedisClient:
                 idempotency_key=opts.idempotency_key,
                 webhook_endpoint=opts.webhook_endpoint,
                 metadata=opts.metadata,
+                max_in_flight=self.settings.in_flight_cap(spec.app),
             )
         )
 

@@ -36,6 +36,8 @@ class ApiKey:
     key_id: str
     apps: frozenset[str]  # "*" means every app
     created_at: float
+    #: This key's submissions per second; None: the gateway's default.
+    rate_per_s: float | None = None
 
     def allows(self, app: str) -> bool:
         return "*" in self.apps or app in self.apps
@@ -45,17 +47,25 @@ class ApiKeyStore:
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
 
-    def create(self, apps: list[str]) -> tuple[str, ApiKey]:
+    def create(self, apps: list[str], *, rate_per_s: float | None = None) -> tuple[str, ApiKey]:
         """Returns (the key, to show once; its record)."""
         apps = sorted({a.strip() for a in apps if a.strip()})
         if not apps:
             raise ValueError("a key needs at least one app (or '*')")
+        if rate_per_s is not None and rate_per_s < 0:
+            raise ValueError("rate must be >= 0 submissions per second (0: no limit)")
         key_id = secrets.token_hex(6)
         secret = secrets.token_urlsafe(32)
         now = time.time()
-        record = {"digest": _digest(secret), "apps": json.dumps(apps), "created_at": now}
-        self.client.hset(_key(key_id), mapping=record)  # type: ignore[arg-type]
-        return f"{_PREFIX}{key_id}_{secret}", ApiKey(key_id, frozenset(apps), now)
+        record: dict[str, str | float] = {
+            "digest": _digest(secret),
+            "apps": json.dumps(apps),
+            "created_at": now,
+        }
+        if rate_per_s is not None:
+            record["rate_per_s"] = rate_per_s
+        self.client.hset(_key(key_id), mapping=record)
+        return f"{_PREFIX}{key_id}_{secret}", ApiKey(key_id, frozenset(apps), now, rate_per_s)
 
     def verify(self, presented: str) -> ApiKey | None:
         if not presented.startswith(_PREFIX) or presented.count("_") < 2:
@@ -64,7 +74,7 @@ class ApiKeyStore:
         raw: Any = self.client.hgetall(_key(key_id))
         if not raw or not hmac.compare_digest(raw["digest"], _digest(secret)):
             return None
-        return ApiKey(key_id, frozenset(json.loads(raw["apps"])), float(raw["created_at"]))
+        return _parse(key_id, raw)
 
     def revoke(self, key_id: str) -> bool:
         return bool(self.client.delete(_key(key_id)))
@@ -74,8 +84,15 @@ class ApiKeyStore:
         for name in self.client.scan_iter(match=_key("*")):
             raw: Any = self.client.hgetall(name)
             if raw:
-                key_id = str(name).rsplit(":", 1)[1]
-                out.append(
-                    ApiKey(key_id, frozenset(json.loads(raw["apps"])), float(raw["created_at"]))
-                )
+                out.append(_parse(str(name).rsplit(":", 1)[1], raw))
         return sorted(out, key=lambda k: k.created_at)
+
+
+def _parse(key_id: str, raw: dict[str, str]) -> ApiKey:
+    rate = raw.get("rate_per_s")
+    return ApiKey(
+        key_id,
+        frozenset(json.loads(raw["apps"])),
+        float(raw["created_at"]),
+        None if rate is None else float(rate),
+    )

@@ -13,6 +13,7 @@ __all__ = [
     "IdempotencyConflict",
     "ResultStoreError",
     "NotRetryable",
+    "TooManyRequests",
 ]
 
 
@@ -56,3 +57,13 @@ class NotRetryable(JobcordError):
     """A retry was asked for a request that succeeded or has not ended."""
 
     http_status = 409
+
+
+class TooManyRequests(JobcordError):
+    """A limit said no for now (the app's in-flight cap, a key's rate): try again later."""
+
+    http_status = 429
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -17,7 +17,7 @@ from typing import Any
 import redis
 
 from . import keys
-from .errors import IdempotencyConflict, NotRetryable, RequestNotFound
+from .errors import IdempotencyConflict, NotRetryable, RequestNotFound, TooManyRequests
 from .records import RequestRecord
 from .settings import Settings
 from .statuses import TERMINAL_STATUSES, Status
@@ -65,6 +65,8 @@ class NewRequest:
     idempotency_key: str | None = None
     webhook_endpoint: str | None = None
     metadata: dict[str, Any] | None = None
+    #: Refuse (TooManyRequests) when the app has this many requests queued or running; 0: no cap.
+    max_in_flight: int = 0
 
 
 @dataclass(frozen=True)
@@ -121,10 +123,17 @@ class RequestStore:
             req.queue,
             req.max_queue_s or 0,
             req.delay_s or 0,
+            req.max_in_flight,
             *flat,
         )
         if outcome == "conflict":
             raise IdempotencyConflict(req.idempotency_key or "", request_id)
+        if outcome == "busy":
+            raise TooManyRequests(
+                f"app {req.app!r} has {request_id} requests queued or running, its cap is "
+                f"{req.max_in_flight}; try again when some have finished",
+                retry_after_s=1.0,
+            )
         return Submission(request_id=request_id, created=outcome == "created")
 
     def cancel(self, request_id: str) -> Status:

@@ -69,6 +69,23 @@ class Settings(BaseSettings):
     api_max_wait_s: float = Field(
         default=300.0, gt=0, description="Longest run_remote wait_seconds and cord wait."
     )
+    api_rate_per_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="Submissions per second per API key (0: no limit); a key may carry its own.",
+    )
+    api_rate_burst: int = Field(default=0, ge=0, description="Bucket size; 0: 2 s of rate.")
+    max_in_flight_per_app: int = Field(
+        default=0, ge=0, description="Requests queued or running per app (0: no cap); 429 past it."
+    )
+    app_max_in_flight: dict[str, int] = Field(
+        default_factory=dict, description='Per-app caps as JSON, e.g. {"demo": 100}.'
+    )
+    autoscale_concurrency_target: float = Field(
+        default=1.0,
+        gt=0,
+        description="Requests per consumer that desired_consumers aims for (GET /v1/queues).",
+    )
     webhook_secret: str | None = Field(
         default=None, description="Default whsec_ signing secret for every app."
     )
@@ -81,6 +98,9 @@ class Settings(BaseSettings):
         description="Delays before each retry after a failed delivery (about 28 h in all).",
     )
     webhook_concurrency: int = Field(default=8, ge=1)
+
+    def in_flight_cap(self, app: str) -> int:
+        return self.app_max_in_flight.get(app, self.max_in_flight_per_app)
 
     def webhook_schedule(self) -> list[float]:
         return [float(x) for x in self.webhook_retry_schedule_s.split(",") if x.strip()]

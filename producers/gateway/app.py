@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -12,7 +13,8 @@ from fastapi.responses import JSONResponse
 from scheduler.jobspec import AppRegistry
 from storage.apikeys import ApiKeyStore
 from storage.connection import redis_url
-from storage.errors import JobcordError
+from storage.errors import JobcordError, TooManyRequests
+from storage.ratelimit import RateLimiter
 from storage.registry import ConsumerRegistry
 from storage.settings import Settings
 
@@ -40,6 +42,7 @@ def create_app(app: AppRegistry, settings: Settings, *, require_auth: bool = Tru
         follower=Follower(redis_url(settings)),
         consumers=ConsumerRegistry(client.redis),
         auth=Authenticator(ApiKeyStore(client.redis), required=require_auth),
+        rates=RateLimiter(client.redis),
     )
 
     @asynccontextmanager
@@ -59,7 +62,11 @@ def create_app(app: AppRegistry, settings: Settings, *, require_auth: bool = Tru
     @api.exception_handler(JobcordError)
     async def jobcord_error(_: Request, exc: JobcordError) -> JSONResponse:
         status = exc.http_status if exc.http_status < 500 else 503
-        return JSONResponse({"detail": str(exc), "type": type(exc).__name__}, status)
+        headers = {}
+        if isinstance(exc, TooManyRequests):
+            headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+        body = {"detail": str(exc), "type": type(exc).__name__}
+        return JSONResponse(body, status, headers=headers)
 
     @api.exception_handler(RecursionError)
     async def too_deep(_: Request, exc: RecursionError) -> JSONResponse:

@@ -9,6 +9,7 @@ from fastapi import HTTPException
 from scheduler.jobspec import AppRegistry
 from storage.apikeys import ApiKey
 from storage.errors import RequestNotFound
+from storage.ratelimit import RateLimiter
 from storage.records import RequestRecord
 from storage.registry import ConsumerRegistry
 from storage.settings import Settings
@@ -28,6 +29,7 @@ class Gateway:
     follower: Follower
     consumers: ConsumerRegistry
     auth: Authenticator
+    rates: RateLimiter
 
     def record_for(self, request_id: str, key: ApiKey, *, urls: bool = False) -> RequestRecord:
         """The request, if this key may see it; otherwise exactly what an unknown id gets.
@@ -43,3 +45,10 @@ class Gateway:
     def check_app(self, app: str, key: ApiKey) -> None:
         if app != self.app.name or not key.allows(app):
             raise HTTPException(404, f"no app named {app!r}")
+
+    def admit(self, app: str, key: ApiKey) -> None:
+        """A submission: the key must see the app and be within its rate (else 429)."""
+        self.check_app(app, key)
+        rate = self.settings.api_rate_per_s if key.rate_per_s is None else key.rate_per_s
+        burst = self.settings.api_rate_burst or max(1, int(2 * rate))
+        self.rates.take(key.key_id, rate, burst)

@@ -58,7 +58,7 @@ def _add_cord(router: APIRouter, gw: Gateway, spec: JobSpec) -> None:
         return sub.request_id
 
     async def call(request: Request, key: Key) -> Response:
-        gw.check_app(spec.app, key)
+        gw.admit(spec.app, key)
         if request.method == "GET":
             payload: Any = dict(request.query_params)
         else:

@@ -53,7 +53,7 @@ def _add_job_routes(router: APIRouter, gw: Gateway, spec: JobSpec) -> None:
     Key = Annotated[ApiKey, Depends(gw.auth)]  # noqa: N806
 
     def async_run_remote(body: Body, key: Key, idempotency_key: IdemHeader = None) -> JSONResponse:  # type: ignore[valid-type]
-        gw.check_app(spec.app, key)
+        gw.admit(spec.app, key)
         sub = _submit(gw, spec, body, idempotency_key)
         status = "QUEUED" if sub.created else gw.client.get(sub.request_id).status.value
         body = {"request_id": sub.request_id, "status": status, "created": sub.created}
@@ -67,7 +67,7 @@ def _add_job_routes(router: APIRouter, gw: Gateway, spec: JobSpec) -> None:
             float, Query(ge=0, le=gw.settings.api_max_wait_s, description="How long to wait")
         ] = 30.0,
     ) -> JSONResponse:
-        gw.check_app(spec.app, key)
+        gw.admit(spec.app, key)
         sub = await run_in_threadpool(_submit, gw, spec, body, idempotency_key)
         status = await gw.follower.wait_terminal(sub.request_id, wait_seconds)
         record = await run_in_threadpool(gw.client.get, sub.request_id)

@@ -1,49 +1,43 @@
-"""Operations: /healthz (no auth), /metrics, /v1/queues."""
+"""Operations: /healthz (no auth), /metrics, /v1/queues (capacity signals per GPU class)."""
 
 from typing import Annotated, Any
 
 import redis
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
+from scheduler.capacity import QueueCapacity, queue_capacity
 from storage.apikeys import ApiKey
-from storage.keys import BROKER_NAMESPACE, DELAYED_KEY, RUNNING_KEY, record_key
 
 from .context import Gateway
 
 __all__ = ["ops_router"]
 
+_LABELS = ("queue", "app", "gpu_class")
+_GAUGES = {
+    "waiting": Gauge("jobcord_queue_waiting", "Requests runnable now, not started", _LABELS),
+    "delayed": Gauge("jobcord_queue_delayed", "Requests waiting for a retry or delay", _LABELS),
+    "oldest_waiting_s": Gauge(
+        "jobcord_queue_oldest_waiting_seconds", "Age of the oldest runnable request", _LABELS
+    ),
+    "in_progress": Gauge("jobcord_queue_in_progress", "Requests running", _LABELS),
+    "slots": Gauge("jobcord_queue_consumer_slots", "Live consumer slots serving it", _LABELS),
+    "desired_consumers": Gauge(
+        "jobcord_queue_desired_consumers",
+        "ceil((waiting + in progress) / JOBCORD_AUTOSCALE_CONCURRENCY_TARGET)",
+        _LABELS,
+    ),
+}
 
-def queue_stats(gw: Gateway) -> list[dict[str, Any]]:
-    r = gw.client.redis
-    specs = {s.queue: s for s in gw.app.jobs.values()}
-    running: Any = r.zrange(RUNNING_KEY, 0, -1)
-    delayed: Any = r.zrange(DELAYED_KEY, 0, -1)
-    pipe = r.pipeline(transaction=False)
-    for rid in [*running, *delayed]:
-        pipe.hget(record_key(rid), "queue")
-    owners = pipe.execute()
-    in_progress = owners[: len(running)]
-    waiting_retry = owners[len(running) :]
-    consumers = gw.consumers.live()
-    out = []
-    for queue, spec in sorted(specs.items()):
-        out.append(
-            {
-                "queue": queue,
-                "app": spec.app,
-                "gpu_class": spec.gpu_class,
-                "queued": sum(
-                    int(r.llen(f"{BROKER_NAMESPACE}:{queue}{level}"))
-                    for level in (".p0", "", ".p2")
-                )
-                + waiting_retry.count(queue),
-                "in_progress": in_progress.count(queue),
-                "consumers": [c for c in consumers if queue in c.get("queues", [])],
-            }
-        )
-    return out
+
+def queue_stats(gw: Gateway) -> list[QueueCapacity]:
+    return queue_capacity(
+        gw.client.redis,
+        list(gw.app.jobs.values()),
+        gw.consumers.live(),
+        concurrency_target=gw.settings.autoscale_concurrency_target,
+    )
 
 
 def ops_router(gw: Gateway) -> APIRouter:
@@ -60,12 +54,16 @@ def ops_router(gw: Gateway) -> APIRouter:
 
     @router.get("/metrics")
     def metrics(key: Key) -> Response:
+        for q in queue_stats(gw):  # capacity gauges are read from Redis at scrape time
+            for name, gauge in _GAUGES.items():
+                gauge.labels(q.queue, q.app, q.gpu_class).set(getattr(q, name))
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @router.get("/v1/queues")
     def queues(key: Key) -> dict[str, Any]:
-        """Per GPU-class queue: waiting and running counts, and the live consumers serving it."""
+        """Per GPU-class queue: waiting, delayed, oldest wait, running, consumers and slots,
+        and the desired consumer count for an autoscaler."""
         gw.check_app(gw.app.name, key)
-        return {"queues": queue_stats(gw)}
+        return {"queues": [q.as_dict() for q in queue_stats(gw)]}
 
     return router

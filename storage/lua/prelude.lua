@@ -76,6 +76,10 @@ local function terminate(rid, status, attempt, retention, fields)
     if fields[i] == 'error' then err_json = fields[i + 1] end
   end
   log_attempt(rid, status, nil, err_json)
+  local app = redis.call('HGET', rk, 'app')
+  if redis.call('HINCRBY', ns .. ':inflight', app, -1) < 0 then
+    redis.call('HSET', ns .. ':inflight', app, 0)  -- requests from before the counter existed
+  end
   redis.call('HSET', rk, 'status', status, 'finished_at', now_s)
   if #fields > 0 then redis.call('HSET', rk, unpack(fields)) end
   redis.call('HDEL', rk, 'lease')

@@ -1,9 +1,10 @@
 -- submit(ns, dq, rid, idem_key, idem_value_hash, idem_ttl, queue, max_queue_s, delay_s,
---        field, value, ...)
--- Creates the record, claims the idempotency key and enqueues attempt 1, all at once.
--- Returns {'created', rid} | {'existing', rid} | {'conflict', rid}.
+--        max_in_flight, field, value, ...)
+-- Creates the record, claims the idempotency key and enqueues attempt 1, all at once; refuses
+-- when the app already has max_in_flight requests queued or running (0: no cap).
+-- Returns {'created', rid} | {'existing', rid} | {'conflict', rid} | {'busy', in_flight}.
 local rid, idem, idem_hash, idem_ttl, queue = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local max_queue_s, delay_s = tonumber(ARGV[8]), tonumber(ARGV[9])
+local max_queue_s, delay_s, cap = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 if idem ~= '' then
   local existing = redis.call('GET', idem)
   if existing then
@@ -12,10 +13,14 @@ if idem ~= '' then
     if string.sub(existing, sep + 1) == idem_hash then return {'existing', other} end
     return {'conflict', other}
   end
-  redis.call('SET', idem, rid .. '|' .. idem_hash, 'EX', idem_ttl)
 end
 local fields = {}
-for i = 10, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 11, #ARGV do fields[#fields + 1] = ARGV[i] end
+local app = fields[2]  -- 'app' is always the first field
+local in_flight = tonumber(redis.call('HGET', ns .. ':inflight', app) or '0')
+if cap > 0 and in_flight >= cap then return {'busy', tostring(in_flight)} end
+if idem ~= '' then redis.call('SET', idem, rid .. '|' .. idem_hash, 'EX', idem_ttl) end
+redis.call('HINCRBY', ns .. ':inflight', app, 1)
 local rk = rec_key(rid)
 redis.call('HSET', rk, 'id', rid, 'status', 'QUEUED', 'attempt', 1, 'queue', queue,
   'created_at', now_s, unpack(fields))

@@ -1,0 +1,109 @@
+"""Capacity signals per GPU-class queue, for operators and their autoscalers.
+
+For each queue: requests waiting (runnable now) and delayed (a retry's backoff, a
+``delay_seconds``), the age of the oldest runnable one, requests in progress, the live
+consumers and their slots, and ``desired_consumers``: ceil((waiting + in progress) /
+concurrency target), the figure hosted autoscalers compute from a per-replica concurrency
+target (Baseten, Knative). The target is ``JOBCORD_AUTOSCALE_CONCURRENCY_TARGET`` requests per
+consumer.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import redis
+
+from storage.keys import BROKER_NAMESPACE, DELAYED_KEY, RUNNING_KEY, record_key
+
+from .jobspec import JobSpec
+
+__all__ = ["QueueCapacity", "queue_capacity", "PRIORITY_SUFFIXES"]
+
+#: The lists one queue's messages wait on, one per priority level (0, 1, 2).
+PRIORITY_SUFFIXES = (".p0", "", ".p2")
+
+
+@dataclass
+class QueueCapacity:
+    queue: str
+    app: str
+    gpu_class: str
+    queued: int  # waiting + delayed
+    waiting: int
+    delayed: int
+    oldest_waiting_s: float
+    in_progress: int
+    slots: int
+    desired_consumers: int
+    consumers: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def queue_capacity(
+    client: redis.Redis,
+    specs: list[JobSpec],
+    consumers: list[dict[str, Any]],
+    *,
+    concurrency_target: float,
+) -> list[QueueCapacity]:
+    queues = {s.queue: s for s in specs}
+    owners = _owner_queues(client)
+    now = time.time()
+    out = []
+    for queue, spec in sorted(queues.items()):
+        waiting, oldest = _waiting(client, queue, now)
+        in_progress = owners["running"].count(queue)
+        serving = [c for c in consumers if queue in c.get("queues", [])]
+        out.append(
+            QueueCapacity(
+                queue=queue,
+                app=spec.app,
+                gpu_class=spec.gpu_class,
+                queued=waiting + owners["delayed"].count(queue),
+                waiting=waiting,
+                delayed=owners["delayed"].count(queue),
+                oldest_waiting_s=oldest,
+                in_progress=in_progress,
+                slots=sum(int(c.get("slots", 0)) for c in serving),
+                desired_consumers=math.ceil((waiting + in_progress) / concurrency_target),
+                consumers=serving,
+            )
+        )
+    return out
+
+
+def _owner_queues(client: redis.Redis) -> dict[str, list[str]]:
+    """The queue of every running and every delayed request."""
+    running: Any = client.zrange(RUNNING_KEY, 0, -1)
+    delayed: Any = client.zrange(DELAYED_KEY, 0, -1)
+    pipe = client.pipeline(transaction=False)
+    for rid in [*running, *delayed]:
+        pipe.hget(record_key(rid), "queue")
+    found = pipe.execute()
+    return {"running": found[: len(running)], "delayed": found[len(running) :]}
+
+
+def _waiting(client: redis.Redis, queue: str, now: float) -> tuple[int, float]:
+    """Messages waiting on the queue's priority lists, and the age of the oldest head."""
+    base = f"{BROKER_NAMESPACE}:{queue}"
+    pipe = client.pipeline(transaction=False)
+    for suffix in PRIORITY_SUFFIXES:
+        pipe.llen(base + suffix)
+        pipe.lindex(base + suffix, 0)
+    replies = pipe.execute()
+    count = sum(int(n) for n in replies[0::2])
+    heads = [h for h in replies[1::2] if h]
+    oldest = 0.0
+    if heads:
+        for raw in client.hmget(f"{base}.msgs", heads):  # type: ignore[union-attr]
+            if raw:
+                enqueued = json.loads(raw)["message_timestamp"] / 1000
+                oldest = max(oldest, now - enqueued)
+    return count, round(oldest, 3)
