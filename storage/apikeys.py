@@ -64,7 +64,7 @@ class ApiKeyStore:
         }
         if rate_per_s is not None:
             record["rate_per_s"] = rate_per_s
-        self.client.hset(_key(key_id), mapping=record)
+        self.client.hset(_key(key_id), mapping=record)  # type: ignore[arg-type]
         return f"{_PREFIX}{key_id}_{secret}", ApiKey(key_id, frozenset(apps), now, rate_per_s)
 
     def verify(self, presented: str) -> ApiKey | None:
