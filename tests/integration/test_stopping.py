@@ -79,6 +79,9 @@ def test_job_that_keeps_killing_its_process_ends_failed(client, rds, start_worke
     assert rec.status is Status.FAILED
     assert rec.error.type == "WorkerLost"
     assert rds.get("jobcord:test:count:poison") == "3"  # JOBCORD_MAX_WORKER_LOSSES default
+    assert [a.error for a in rec.attempts] == ["WorkerLost"] * 3 and rec.worker_losses == 3
+    # A poison request is in the dead-letter view like any other failure.
+    assert [r.request_id for r in client.store.failed("lifecycle")] == [handle.request_id]
 
 
 def test_sigkilled_consumer_request_is_redelivered_within_seconds(client, rds, start_worker):
