@@ -154,9 +154,9 @@ def test_retries_exhausted_end_failed(client, rds, start_worker):
 
 def test_unknown_to_consumer_is_failed_not_retried(client, rds, start_worker):
     # A request whose job this consumer does not know (e.g. an older deploy) fails clearly.
-    start_worker()
     sub = client.submit(jobs.count.spec, {"key": "x", "sleep_s": 0.0}, _opts())
     rds.hset(f"jobcord:req:{sub.request_id}", "job", "vanished")
+    start_worker()
     rec = client.wait(sub.request_id, 20)
     assert rec.status is Status.FAILED and rec.error.type == "UnknownJob"
 

@@ -56,9 +56,9 @@ def test_input_validation_errors_are_never_retried(client, rds, start_worker):
     # An input that passed submit but fails the job's model later (e.g. an older deploy).
     from producers import SubmitOptions
 
-    start_worker()
     sub = client.submit(jobs.flaky.spec, {"key": "k", "fail_times": 0}, SubmitOptions())
     rds.hset(f"jobcord:req:{sub.request_id}", "input", '{"key": "k", "fail_times": "x"}')
+    start_worker()
     rec = client.wait(sub.request_id, 20)
     assert rec.status is Status.FAILED and rec.error.type == "InputValidationError"
     assert rec.attempt == 1 and rec.failures == 0
