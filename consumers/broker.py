@@ -26,7 +26,10 @@ class _WakingConsumer(_RedisConsumer):
         # timeout=0 turns dramatiq's own backoff sleep into sleep(0): we do the waiting here.
         super().__init__(broker, queue_name, prefetch, 0)
         self.idle_s = max(timeout, 100) / 1000
-        self._wake = None if queue_name.endswith(".DQ") else wake_key(queue_name)
+        # Fallback queues are polled (once per idle period): their wake tokens belong to the
+        # consumers whose own queue it is.
+        own = not queue_name.endswith(".DQ") and queue_name not in broker.fallback_after_s
+        self._wake = wake_key(queue_name) if own else None
         self._freed = threading.Condition()
 
     def _notify(self) -> None:
@@ -61,7 +64,7 @@ class _WakingConsumer(_RedisConsumer):
                 self.broker.client.blpop([self._wake], timeout=self.idle_s)
             except redis.ConnectionError as exc:
                 raise ConnectionClosed(exc) from None
-        else:  # delay queues are not used by jobcord: idle quietly
+        else:  # a fallback queue, or a delay queue (unused by jobcord): idle quietly
             with self._freed:
                 self._freed.wait(self.idle_s)
         return None
@@ -71,12 +74,21 @@ class WakingRedisBroker(RedisBroker):
     """RedisBroker in jobcord's namespace, with no default middleware (jobcord does retries,
     time limits and age limits itself, in the request record), and a fetch that honours
     priorities (storage/lua/fetch.lua: one list per level, all sharing dramatiq's message hash,
-    so acks, requeues and dead-letters stay dramatiq's own)."""
+    so acks, requeues and dead-letters stay dramatiq's own). Queues in ``fallback_after_s``
+    belong to a cheaper GPU class: only messages older than that are taken from them."""
 
-    def __init__(self, url: str, *, priority_aging_every: int = 10) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        priority_aging_every: int = 10,
+        fallback_after_s: dict[str, float] | None = None,
+    ) -> None:
         client = redis.Redis.from_url(url, socket_timeout=BLOCKING_READ_TIMEOUT_S)
         super().__init__(client=client, namespace=BROKER_NAMESPACE, middleware=[])
         self.priority_aging_every = priority_aging_every
+        #: Queues served as a fallback -> how long a message must wait before we take it.
+        self.fallback_after_s = dict(fallback_after_s or {})
         self._fetch = client.register_script(lua_script("fetch"))
 
     def do_fetch(self, queue_name: str, prefetch: int) -> list[bytes]:
@@ -90,6 +102,7 @@ class WakingRedisBroker(RedisBroker):
                 self.broker_id,
                 prefetch,
                 self.priority_aging_every,
+                int(self.fallback_after_s.get(queue_name, 0) * 1000),
             ]
         )
 

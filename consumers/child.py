@@ -6,7 +6,7 @@ time sent by its parent over a pipe. The parent kills it to enforce timeouts and
 
 Messages child -> parent: ("ready", pid) | ("startup_failed", text) | ("progress", f, msg) |
 ("chunk", data) (streaming cords) |
-("ok", content_type, data) | ("error", type, message, traceback, retryable).
+("ok", content_type, data) | ("error", type, message, traceback, retryable, poisoned).
 """
 
 from __future__ import annotations
@@ -54,6 +54,8 @@ def child_main(app_ref: str, conn: Connection, env: dict[str, str], log_format: 
     from scheduler.outputs import JSON_TYPE, encode_output
     from scheduler.retry_policy import is_retryable
     from storage.logs import configure_logging
+
+    from .cuda_errors import poisons_cuda_context
 
     configure_logging(log_format)
     send_lock = threading.Lock()
@@ -114,7 +116,9 @@ def child_main(app_ref: str, conn: Connection, env: dict[str, str], log_format: 
                 send("ok", encoded.content_type, encoded.data)
         except BaseException as exc:  # the job's failure is data for the parent
             retryable = spec is not None and is_retryable(exc, spec.retry_on)
-            send("error", type(exc).__name__, str(exc), traceback.format_exc(), retryable)
+            poisoned = poisons_cuda_context(exc)
+            tb = traceback.format_exc()
+            send("error", type(exc).__name__, str(exc), tb, retryable, poisoned)
         finally:
             current.clear()
 

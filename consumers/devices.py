@@ -1,19 +1,22 @@
 """Device discovery through NVML (nvidia-ml-py), with a CPU fallback.
 
 NVML ignores ``CUDA_VISIBLE_DEVICES`` and may order devices differently from CUDA, so jobcord
-pins processes by UUID. ``JOBCORD_FAKE_GPUS`` (JSON list of {name, memory_gb}) replaces NVML
-at this one hardware boundary for tests on machines without a GPU.
+pins processes by UUID. ``JOBCORD_FAKE_GPUS`` (JSON list of {name, memory_gb, uuid?, mig?,
+process_memory_gb?}) replaces NVML at this one hardware boundary for tests on machines without
+a GPU (``process_memory_gb``: what any process holds on that device after a job).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from scheduler.gpu_classes import classify_gpu_name
 
-__all__ = ["Device", "discover_devices", "pinning_env", "select_devices"]
+__all__ = ["Device", "discover_devices", "pinning_env", "select_devices", "memory_probe"]
 
 
 @dataclass(frozen=True)
@@ -30,12 +33,19 @@ class Device:
         return round(self.memory_bytes / 2**30, 1)
 
 
+def _fake_specs(spec: str) -> list[dict[str, Any]]:
+    items = json.loads(spec)
+    for i, d in enumerate(items):
+        d.setdefault("uuid", f"GPU-fake-{i:04d}")
+    return list(items)
+
+
 def _fake_devices(spec: str) -> list[Device]:
     out = []
-    for i, d in enumerate(json.loads(spec)):
+    for i, d in enumerate(_fake_specs(spec)):
         mem = int(float(d.get("memory_gb", 80)) * 2**30)
         name = d.get("name", "NVIDIA H100 80GB HBM3")
-        uuid = d.get("uuid", f"GPU-fake-{i:04d}")
+        uuid = d["uuid"]
         out.append(
             Device(i, uuid, name, mem, bool(d.get("mig", False)), classify_gpu_name(name, mem))
         )
@@ -102,3 +112,38 @@ def pinning_env(devices: list[Device]) -> dict[str, str]:
         "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
         "CUDA_VISIBLE_DEVICES": ",".join(d.uuid for d in devices),
     }
+
+
+def memory_probe(devices: list[Device]) -> Callable[[int], float | None] | None:
+    """A function pid -> the largest fraction of one of ``devices`` that process holds, from
+    NVML's per-process accounting (where NVML cannot see the pid, e.g. in a container with its
+    own pid namespace, the device's used memory stands in). None for CPU consumers."""
+    if not devices:
+        return None
+    fake = os.environ.get("JOBCORD_FAKE_GPUS")
+    if fake:
+        held = {d["uuid"]: float(d.get("process_memory_gb", 0)) for d in _fake_specs(fake)}
+        return lambda pid: max(held.get(d.uuid, 0.0) * 2**30 / d.memory_bytes for d in devices)
+    return lambda pid: _nvml_fraction(devices, pid)
+
+
+def _nvml_fraction(devices: list[Device], pid: int) -> float | None:
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:  # noqa: BLE001 - no driver, no library: nothing to measure
+        return None
+    try:
+        worst = 0.0
+        for d in devices:
+            h = pynvml.nvmlDeviceGetHandleByUUID(d.uuid)
+            procs = pynvml.nvmlDeviceGetComputeRunningProcesses(h)
+            mine = [p.usedGpuMemory or 0 for p in procs if p.pid == pid]
+            used = sum(mine) if mine else int(pynvml.nvmlDeviceGetMemoryInfo(h).used)
+            worst = max(worst, used / d.memory_bytes)
+        return worst
+    except pynvml.NVMLError:
+        return None
+    finally:
+        pynvml.nvmlShutdown()

@@ -16,4 +16,6 @@ JOB_SECONDS = Histogram(
     ["app", "job"],
     buckets=(0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 1800, 7200),
 )
-CHILD_RESTARTS = Counter("jobcord_child_restarts_total", "Job processes replaced", ["slot"])
+CHILD_RESTARTS = Counter(
+    "jobcord_child_restarts_total", "Job processes replaced, by first word of why", ["slot", "why"]
+)

@@ -23,7 +23,7 @@ from storage.errors import JobcordError
 from .child import Task, child_main
 from .metrics import CHILD_RESTARTS
 
-__all__ = ["ChildSlot", "Outcome", "StartupFailed"]
+__all__ = ["ChildSlot", "Outcome", "Recycling", "StartupFailed"]
 
 log = structlog.get_logger("jobcord.slot")
 _spawn = multiprocessing.get_context("spawn")
@@ -48,6 +48,25 @@ class Outcome:
     stop_reason: str = ""  # with kind == "stopped": cancel | lost | shutdown
 
 
+@dataclass(frozen=True)
+class Recycling:
+    """When to replace a healthy child anyway (both off by default)."""
+
+    max_jobs: int = 0  # after this many jobs
+    memory_fraction: float = 0.0  # when, after a job, it still holds this much of a GPU
+    #: pid -> the largest fraction of one of its GPUs that process holds (None: unknown).
+    probe: Callable[[int], float | None] | None = None
+
+    def reason(self, jobs_done: int, pid: int) -> str | None:
+        if self.max_jobs and jobs_done >= self.max_jobs:
+            return f"ran {jobs_done} jobs"
+        if self.memory_fraction and self.probe is not None:
+            held = self.probe(pid)
+            if held is not None and held >= self.memory_fraction:
+                return f"holds {held:.0%} of a GPU's memory after a job"
+        return None
+
+
 class ChildSlot:
     def __init__(
         self,
@@ -58,8 +77,11 @@ class ChildSlot:
         kill_grace_s: float = 3.0,
         startup_timeout_s: float = 600.0,
         log_format: str = "json",
+        recycling: Recycling | None = None,
     ) -> None:
         self.app_ref = app_ref
+        self.recycling = recycling or Recycling()
+        self.jobs_done = 0  # by the current child
         self.name = name
         self.env = env or {}
         self.kill_grace_s = kill_grace_s
@@ -71,9 +93,11 @@ class ChildSlot:
         self._wake_r, self._wake_w = socket.socketpair()
         self._stop_reason: str | None = None
         self._retired = False
-        # Set when a task was abandoned (timeout, cancel, crash): the outcome is recorded
-        # first and the child killed afterwards, in ensure_running, so callers learn fast.
+        # Set when a task was abandoned (timeout, cancel, crash) or the child must be recycled:
+        # the outcome is recorded first and the child killed afterwards, in ensure_running,
+        # so callers learn fast.
         self._doomed = False
+        self._replace_reason: str | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -86,6 +110,7 @@ class ChildSlot:
         _spawner.submit(self.process.start).result()
         child_conn.close()
         self.conn = parent_conn
+        self.jobs_done = 0
         if not parent_conn.poll(self.startup_timeout_s):
             self.kill()
             raise StartupFailed(f"{self.name}: startup took longer than {self.startup_timeout_s} s")
@@ -106,11 +131,17 @@ class ChildSlot:
             self.kill()
             return
         started = time.monotonic()
+        reason = self._replace_reason or "stopped or died"
         self.kill()
         self.restarts += 1
-        CHILD_RESTARTS.labels(self.name).inc()
+        CHILD_RESTARTS.labels(self.name, reason.split(" ")[0]).inc()
         self.start()
-        log.info("child replaced", slot=self.name, seconds=round(time.monotonic() - started, 3))
+        log.info(
+            "child replaced",
+            slot=self.name,
+            reason=reason,
+            seconds=round(time.monotonic() - started, 3),
+        )
 
     def kill(self) -> None:
         """SIGTERM, then SIGKILL after the grace period; always reaps the process."""
@@ -127,6 +158,7 @@ class ChildSlot:
             self.conn.close()
         self.process = self.conn = None
         self._doomed = False
+        self._replace_reason = None
 
     def close(self) -> None:
         """Ask the child to run its shutdown hooks and exit; kill it if it does not."""
@@ -180,8 +212,10 @@ class ChildSlot:
                 elif msg[0] == "chunk" and on_chunk is not None:
                     on_chunk(msg[1])
                 elif msg[0] == "ok":
+                    self._after_job(poisoned=False)
                     return Outcome("ok", content_type=msg[1], data=msg[2])
                 elif msg[0] == "error":
+                    self._after_job(poisoned=msg[5])
                     return Outcome(
                         "error",
                         error_type=msg[1],
@@ -189,6 +223,15 @@ class ChildSlot:
                         traceback=msg[3],
                         retryable=msg[4],
                     )
+
+    def _after_job(self, *, poisoned: bool) -> None:
+        """Doom a child whose CUDA context is poisoned, or that is due for recycling."""
+        self.jobs_done += 1
+        reason = "cuda context poisoned" if poisoned else None
+        reason = reason or self.recycling.reason(self.jobs_done, self.process.pid)
+        if reason is not None:
+            self._doomed = True
+            self._replace_reason = reason
 
     def _drain_wake(self) -> None:
         self._wake_r.setblocking(False)

@@ -20,6 +20,7 @@ from scheduler.gpu_classes import CPU_CLASS
 from scheduler.jobspec import AppRegistry
 from scheduler.loader import load_app
 from scheduler.maintenance import MaintenanceLoop
+from scheduler.placement import plan_placement
 from storage.connection import connect, redis_url
 from storage.errors import ConfigurationError
 from storage.keys import ACTOR_NAME
@@ -29,12 +30,19 @@ from storage.results import open_result_store
 from storage.settings import Settings
 
 from .broker import WakingRedisBroker
-from .devices import Device, pinning_env
+from .devices import Device, memory_probe, pinning_env
 from .leases import LeaseKeeper
 from .runner import Runner
-from .slots import ChildSlot
+from .slots import ChildSlot, Recycling
 
-__all__ = ["ConsumerConfig", "Consumer", "run_consumer", "served_queues"]
+__all__ = [
+    "ConsumerConfig",
+    "Consumer",
+    "run_consumer",
+    "served_queues",
+    "consumer_class",
+    "device_groups",
+]
 
 log = structlog.get_logger("jobcord.worker")
 
@@ -42,25 +50,39 @@ log = structlog.get_logger("jobcord.worker")
 @dataclass
 class ConsumerConfig:
     app_ref: str
-    concurrency: int = 1
+    concurrency: int = 1  # children per device group
     devices: list[Device] = field(default_factory=list)
     drain_s: float = 30.0  # on SIGTERM, running requests get this long before being handed back
+    gpus_per_child: int | None = None  # None: as many as the app's largest job of this class
+    max_jobs_per_child: int = 0  # recycle a child after this many jobs (0: never)
+    recycle_memory_fraction: float = 0.0  # recycle when a child keeps this much of a GPU
+
+
+def consumer_class(devices: list[Device]) -> str:
+    """The one GPU class a consumer's devices belong to (``cpu`` without devices)."""
+    classes = {d.gpu_class for d in devices}
+    if not devices:
+        return CPU_CLASS
+    if len(classes) == 1 and None not in classes:
+        return classes.pop()  # type: ignore[return-value]
+    names = ", ".join(f"{d.index}:{d.name}" for d in devices)
+    raise ConfigurationError(
+        f"run one worker per GPU class (--gpus with matching indexes); got {names}"
+    )
 
 
 def served_queues(app: AppRegistry, devices: list[Device]) -> tuple[str, list[str]]:
-    """The class this consumer serves and the app's queues for it."""
-    classes = {d.gpu_class for d in devices}
-    if not devices:
-        gpu_class = CPU_CLASS
-    elif len(classes) == 1 and None not in classes:
-        gpu_class = classes.pop()  # type: ignore[assignment]
-    else:
-        names = ", ".join(f"{d.index}:{d.name}" for d in devices)
-        raise ConfigurationError(
-            f"run one worker per GPU class (--gpus with matching indexes); got {names}"
-        )
-    queues = sorted({s.queue for s in app.jobs.values() if s.gpu_class == gpu_class})
-    return gpu_class, queues
+    """The class this consumer serves and the app's queues it takes from (own and fallback)."""
+    plan = plan_placement(app, consumer_class(devices), len(devices))
+    return plan.gpu_class, plan.own + plan.fallback
+
+
+def device_groups(devices: list[Device], per_child: int) -> list[list[Device]]:
+    """Consecutive groups of ``per_child`` devices (one child each); ``[[]]`` for CPU."""
+    if per_child <= 0 or not devices:
+        return [[]]
+    usable = len(devices) - len(devices) % per_child
+    return [devices[i : i + per_child] for i in range(0, usable, per_child)]
 
 
 class Consumer:
@@ -70,21 +92,36 @@ class Consumer:
         self.config = config
         self.settings = settings
         self.app = load_app(config.app_ref)
-        self.gpu_class, self.queues = served_queues(self.app, config.devices)
+        try:
+            self.plan = plan_placement(
+                self.app,
+                consumer_class(config.devices),
+                len(config.devices),
+                config.gpus_per_child,
+            )
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
+        self.gpu_class = self.plan.gpu_class
+        self.queues = self.plan.own + self.plan.fallback
+        self.groups = device_groups(config.devices, self.plan.gpus_per_child)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._stop = threading.Event()
 
     def _slots(self) -> list[ChildSlot]:
-        groups = [[d] for d in self.config.devices] or [[]]
         return [
             ChildSlot(
                 self.config.app_ref,
-                name=f"{self.gpu_class}{'-' + str(g[0].index) if g else ''}-{i}",
+                name=f"{self.gpu_class}{''.join(f'-{d.index}' for d in g)}-{i}",
                 env=pinning_env(g),
                 kill_grace_s=self.settings.kill_grace_s,
                 log_format=self.settings.log_format,
+                recycling=Recycling(
+                    max_jobs=self.config.max_jobs_per_child,
+                    memory_fraction=self.config.recycle_memory_fraction,
+                    probe=memory_probe(g),
+                ),
             )
-            for g in groups
+            for g in self.groups
             for i in range(self.config.concurrency)
         ]
 
@@ -93,7 +130,17 @@ class Consumer:
         if not self.queues:
             raise ConfigurationError(
                 f"app {self.app.name!r} has no job for GPU class {self.gpu_class!r}"
+                + (f" that fits {self.plan.gpus_per_child} GPU(s)" if self.plan.too_big else "")
             )
+        if self.plan.too_big:
+            log.warning(
+                "jobs need more GPUs than a child has; not served here",
+                jobs=self.plan.too_big,
+                gpus_per_child=self.plan.gpus_per_child,
+            )
+        unused = len(self.config.devices) - sum(len(g) for g in self.groups)
+        if unused:
+            log.warning("devices left over after grouping; unused", count=unused)
         url = redis_url(self.settings)
         store = RequestStore(connect(self.settings), self.settings)
         slots = self._slots()
@@ -106,8 +153,10 @@ class Consumer:
             "pid": os.getpid(),
             "app": self.app.name,
             "gpu_class": self.gpu_class,
-            "queues": self.queues,
+            "queues": self.plan.own,
+            "fallback_queues": self.plan.fallback,
             "slots": len(slots),
+            "gpus_per_child": self.plan.gpus_per_child,
             "devices": [d.uuid for d in self.config.devices],
         }
         ttl = 3 * self.settings.lease_ttl_s
@@ -128,7 +177,11 @@ class Consumer:
             self.worker_id,
             ",".join(d.uuid for d in self.config.devices),
         )
-        broker = WakingRedisBroker(url, priority_aging_every=self.settings.priority_aging_every)
+        broker = WakingRedisBroker(
+            url,
+            priority_aging_every=self.settings.priority_aging_every,
+            fallback_after_s={q: self.settings.fallback_after_s for q in self.plan.fallback},
+        )
         dramatiq.actor(actor_name=ACTOR_NAME, queue_name=self.queues[0], broker=broker)(
             runner.execute
         )
@@ -144,8 +197,10 @@ class Consumer:
             worker=self.worker_id,
             app=self.app.name,
             gpu_class=self.gpu_class,
-            queues=self.queues,
+            queues=self.plan.own,
+            fallback_queues=self.plan.fallback,
             slots=len(slots),
+            gpus_per_child=self.plan.gpus_per_child,
         )
         try:
             self._stop.wait()

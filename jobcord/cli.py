@@ -32,8 +32,25 @@ def _settings() -> Settings:
 def worker(
     app_ref: Annotated[str, typer.Argument(metavar="MODULE:APP")],
     gpus: Annotated[str, typer.Option(help="all | none | indexes like 0,1")] = "none",
-    concurrency: Annotated[int, typer.Option(min=1, help="Job processes per device")] = 1,
+    concurrency: Annotated[
+        int, typer.Option(min=1, help="Job processes per device group (they share its GPUs)")
+    ] = 1,
     drain: Annotated[float, typer.Option(help="Seconds to let running jobs finish on stop")] = 30.0,
+    gpus_per_child: Annotated[
+        int | None,
+        typer.Option(min=1, help="GPUs per job process (default: the largest job's gpu_count)"),
+    ] = None,
+    max_jobs_per_child: Annotated[
+        int, typer.Option(min=0, help="Replace a job process after this many jobs (0: never)")
+    ] = 0,
+    recycle_memory_fraction: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Replace a job process still holding this fraction of a GPU after a job (0: off)",
+        ),
+    ] = 0.0,
 ) -> None:
     """Consume the app's queues that this machine's devices can serve."""
     from consumers.devices import discover_devices, select_devices
@@ -41,7 +58,16 @@ def worker(
 
     settings = _settings()
     devices = select_devices(gpus, discover_devices())
-    run_consumer(ConsumerConfig(app_ref, concurrency, devices, drain), settings)
+    config = ConsumerConfig(
+        app_ref,
+        concurrency,
+        devices,
+        drain,
+        gpus_per_child=gpus_per_child,
+        max_jobs_per_child=max_jobs_per_child,
+        recycle_memory_fraction=recycle_memory_fraction,
+    )
+    run_consumer(config, settings)
 
 
 @app.command()

@@ -28,6 +28,7 @@ from scheduler.signatures import input_hash
 from scheduler.webhooks.targets import WebhookTargetRefused, parse_networks, resolve_target
 from storage.connection import connect
 from storage.records import RequestRecord
+from storage.registry import ConsumerRegistry, unserved_reason
 from storage.requests import NewRequest, RequestStore, Submission
 from storage.results import ResultStore, open_result_store, with_urls
 from storage.settings import Settings, load_settings
@@ -155,6 +156,8 @@ class RedisClient:
     def get(self, request_id: str) -> RequestRecord:
         """The record, with fresh download URLs (presigned on S3) for stored results."""
         record = self.store.get(request_id)
+        if record.status is Status.QUEUED and record.retry_at is None:
+            record.waiting_reason = unserved_reason(record, ConsumerRegistry(self.redis).live())
         if record.result is None and not record.files:
             return record  # no result store (nor boto3) needed
         return with_urls(record, self.results)

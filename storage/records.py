@@ -88,6 +88,10 @@ class RequestRecord(BaseModel):
     metadata: dict[str, Any] | None = None
     progress: float | None = None
     progress_message: str | None = None
+    waiting_reason: str | None = Field(
+        default=None,
+        description="Why a queued request may never start (no live consumer serves its queue).",
+    )
 
     @classmethod
     def from_hash(cls, raw: dict[str, str]) -> RequestRecord:

@@ -8,8 +8,9 @@ from typing import Any
 import redis
 
 from .keys import NAMESPACE
+from .records import RequestRecord
 
-__all__ = ["ConsumerRegistry"]
+__all__ = ["ConsumerRegistry", "unserved_reason"]
 
 _SET = f"{NAMESPACE}:consumers"
 
@@ -42,3 +43,27 @@ class ConsumerRegistry:
         if gone:
             self.client.srem(_SET, *gone)
         return [json.loads(v) for v in values if v is not None]
+
+
+def unserved_reason(record: RequestRecord, consumers: list[dict[str, Any]]) -> str | None:
+    """Why no live consumer could start this queued request, or None if one could."""
+    serving = [
+        c
+        for c in consumers
+        if record.queue in c.get("queues", []) or record.queue in c.get("fallback_queues", [])
+    ]
+    if serving:
+        return None
+    mine = sorted(
+        {
+            f"{c['gpu_class']} ({c.get('gpus_per_child', 0)} GPU/child)"
+            for c in consumers
+            if c.get("app") == record.app
+        }
+    )
+    others = (
+        f"live consumers of app {record.app!r} serve: {', '.join(mine)}"
+        if mine
+        else (f"no consumer of app {record.app!r} is running")
+    )
+    return f"no live consumer serves queue {record.queue}; {others}"

@@ -52,6 +52,12 @@ class Settings(BaseSettings):
         description="Retries after an infrastructure fault (result store down), apart from "
         "the job's own retries; 1 s, 2 s, 4 s ... apart.",
     )
+    fallback_after_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="A request waiting this long on its cheapest GPU class may run on another "
+        "class its selector accepts.",
+    )
     priority_aging_every: int = Field(
         default=10,
         ge=0,

@@ -167,6 +167,48 @@ def where_am_i(ctx: JobContext) -> dict[str, str]:
     }
 
 
+def _placement(ctx: JobContext) -> dict[str, object]:
+    return {"pid": os.getpid(), "devices": ctx.devices}
+
+
+@app.job(node_selector=NodeSelector(gpu_count=1, min_vram_gb_per_gpu=40))
+def wide(ctx: JobContext, seconds: float = 0.0) -> dict[str, object]:
+    """Prefers the cheapest 40 GB class (a6000); h100 consumers may take it as a fallback."""
+    time.sleep(seconds)
+    return _placement(ctx)
+
+
+@app.job(node_selector=NodeSelector(gpu_count=2, include=["h100"]))
+def two_gpus(ctx: JobContext) -> dict[str, object]:
+    return _placement(ctx)
+
+
+@app.job(node_selector=NodeSelector(gpu_count=1, include=["h100"]))
+def gpu_pid(ctx: JobContext) -> dict[str, object]:
+    return _placement(ctx)
+
+
+@app.job()
+def cuda_fault(key: str) -> int:
+    """Fails the way a sticky CUDA error does; the process that ran it is recorded."""
+    _redis().set(f"jobcord:test:pid:{key}", os.getpid())
+    raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+
+@app.job(node_selector=NodeSelector(gpu_count=1, include=["h100"]), timeout=60)
+def torch_matmul(n: int, ctx: JobContext) -> dict[str, object]:
+    """A real tensor job (torch CPU build here) in a child pinned to a (fake) H100."""
+    import torch
+
+    a = torch.arange(n * n, dtype=torch.float32).reshape(n, n)
+    return {
+        "trace": float((a @ torch.eye(n)).trace().item()),
+        "cuda_available": torch.cuda.is_available(),
+        "CUDA_VISIBLE_DEVICES": os.environ["CUDA_VISIBLE_DEVICES"],
+        "pid": os.getpid(),
+    }
+
+
 @app.cord(public_api_path="/double", method="POST", timeout=10)
 def double(x: int) -> dict[str, int]:
     if x < 0:
