@@ -53,13 +53,14 @@ def matmul(n: int, ctx: JobContext) -> dict[str, Any]:
 
 
 @app.job(node_selector=ANY_GPU, timeout=5)
-def spin(seconds: float) -> str:
+def spin(seconds: float, ctx: JobContext) -> str:
     """A long CUDA computation: only killing the process stops it (its timeout is 5 s)."""
     import time
 
     import torch
 
     x = torch.randn(8192, 8192, device="cuda")
+    ctx.progress(0.0, f"spinning in pid {os.getpid()}")
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         x = (x @ x).clamp_(-1, 1)  # kernels queue up; synchronize only at the end
