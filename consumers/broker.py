@@ -9,6 +9,7 @@ arrives. We reuse dramatiq's own fetch/ack/requeue and keep its message layout.
 from __future__ import annotations
 
 import threading
+import time
 
 import redis
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
@@ -16,9 +17,12 @@ from dramatiq.errors import ConnectionClosed
 
 from storage.connection import BLOCKING_READ_TIMEOUT_S
 from storage.keys import BROKER_NAMESPACE, NAMESPACE, wake_key
+from storage.registry import ConsumerRegistry
 from storage.requests import lua_script
 
 __all__ = ["WakingRedisBroker"]
+
+_OWNERS_TTL_S = 2.0
 
 
 class _WakingConsumer(_RedisConsumer):
@@ -26,10 +30,7 @@ class _WakingConsumer(_RedisConsumer):
         # timeout=0 turns dramatiq's own backoff sleep into sleep(0): we do the waiting here.
         super().__init__(broker, queue_name, prefetch, 0)
         self.idle_s = max(timeout, 100) / 1000
-        # Fallback queues are polled (once per idle period): their wake tokens belong to the
-        # consumers whose own queue it is.
-        own = not queue_name.endswith(".DQ") and queue_name not in broker.fallback_after_s
-        self._wake = wake_key(queue_name) if own else None
+        self._wake = None if queue_name.endswith(".DQ") else wake_key(queue_name)
         self._freed = threading.Condition()
 
     def _notify(self) -> None:
@@ -59,12 +60,12 @@ class _WakingConsumer(_RedisConsumer):
             with self._freed:
                 if self.outstanding_message_count >= self.prefetch:
                     self._freed.wait(self.idle_s)
-        elif self._wake is not None:
+        elif self._wake is not None and self.broker.owns_wakeups(self.queue_name):
             try:
                 self.broker.client.blpop([self._wake], timeout=self.idle_s)
             except redis.ConnectionError as exc:
                 raise ConnectionClosed(exc) from None
-        else:  # a fallback queue, or a delay queue (unused by jobcord): idle quietly
+        else:  # another class's queue, or a delay queue (unused by jobcord): poll quietly
             with self._freed:
                 self._freed.wait(self.idle_s)
         return None
@@ -89,6 +90,9 @@ class WakingRedisBroker(RedisBroker):
         self.priority_aging_every = priority_aging_every
         #: Queues served as a fallback -> how long a message must wait before we take it.
         self.fallback_after_s = dict(fallback_after_s or {})
+        self._registry = ConsumerRegistry(redis.Redis.from_url(url, decode_responses=True))
+        self._owned: set[str] = set()
+        self._owned_at = float("-inf")
         self._fetch = client.register_script(lua_script("fetch"))
 
     def do_fetch(self, queue_name: str, prefetch: int) -> list[bytes]:
@@ -102,9 +106,34 @@ class WakingRedisBroker(RedisBroker):
                 self.broker_id,
                 prefetch,
                 self.priority_aging_every,
-                int(self.fallback_after_s.get(queue_name, 0) * 1000),
+                self._min_age_ms(queue_name),
             ]
         )
+
+    def _has_owner(self, queue_name: str) -> bool:
+        """Whether a live consumer serves this queue as its own class (cached for 2 s)."""
+        now = time.monotonic()
+        if now - self._owned_at > _OWNERS_TTL_S:
+            try:
+                live = self._registry.live()
+            except redis.RedisError:
+                live = []
+            self._owned = {q for c in live for q in c.get("queues", [])}
+            self._owned_at = now
+        return queue_name in self._owned
+
+    def _min_age_ms(self, queue_name: str) -> int:
+        """A fallback queue's messages are ours only after they waited for its own class; if
+        no consumer of that class is alive, at once."""
+        wait_s = self.fallback_after_s.get(queue_name, 0.0)
+        if wait_s <= 0 or not self._has_owner(queue_name):
+            return 0
+        return int(wait_s * 1000)
+
+    def owns_wakeups(self, queue_name: str) -> bool:
+        """Idle consumers of a queue block on its wake list, unless it is another class's
+        queue whose own consumers are alive: those wake-ups are theirs."""
+        return queue_name not in self.fallback_after_s or not self._has_owner(queue_name)
 
     @property
     def consumer_class(self):  # type: ignore[no-untyped-def]

@@ -8,7 +8,9 @@ The rule (documented in the README, tested):
 - It also serves, as *fallback*, the queues of other classes whose every job accepts its
   class too (a cheaper class is preferred), but only requests that have waited at least
   ``JOBCORD_FALLBACK_AFTER_S`` there: the cheapest class gets the first chance, and a busy
-  (or absent) cheaper class does not leave a request waiting while an adequate GPU idles.
+  cheaper class does not leave a request waiting while an adequate GPU idles. When no
+  consumer of the cheaper class is alive at all, it takes them at once (a fleet of H100s
+  serves a job whose cheapest adequate class is the T4 without delay).
 - ``exclude``, ``include`` and ``min_vram_gb_per_gpu`` are never bent: a class the selector
   rejects never sees the request.
 """

@@ -44,11 +44,13 @@ def test_cheapest_class_first_then_fallback_when_it_is_busy(client, start_worker
     assert late.started_at - late.created_at >= 1.4
 
 
-def test_fallback_serves_a_class_with_no_consumer_at_all(client, start_worker):
-    start_worker(APP, "--gpus", "all", env={**_fake(H100), "JOBCORD_FALLBACK_AFTER_S": "0.5"})
+def test_fallback_serves_a_class_with_no_consumer_at_once(client, start_worker):
+    # No a6000 consumer is alive: the h100 consumer does not make the request wait 30 s.
+    start_worker(APP, "--gpus", "all", env={**_fake(H100), "JOBCORD_FALLBACK_AFTER_S": "30"})
     rec = jobs.wide.async_run_remote().wait(20)
     assert rec.status is Status.SUCCEEDED and rec.device == "GPU-h100-a"
     assert rec.queue == "jobcord.lifecycle.a6000"  # it waited on its cheapest class's queue
+    assert rec.started_at - rec.created_at < 1.0
 
 
 def test_a_request_no_consumer_can_serve_says_why(client, http, start_worker):
