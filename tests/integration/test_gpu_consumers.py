@@ -108,3 +108,20 @@ def test_torch_tensor_job_in_a_pinned_child(client, start_worker):
     assert out["trace"] == float(sum(i * 64 + i for i in range(64)))
     assert out["CUDA_VISIBLE_DEVICES"] == "GPU-h100-a" and out["cuda_available"] is False
     assert time.monotonic() - t0 < 60
+
+
+def test_each_child_is_pinned_to_its_own_gpu(client, start_worker):
+    start_worker(APP, "--gpus", "all", "--gpus-per-child", "1", env=_fake(H100, H100_B))
+    handles = [jobs.wide.async_run_remote(seconds=1.0) for _ in range(2)]
+    devices = sorted(h.result(timeout=20)["devices"] for h in handles)
+    assert devices == ["GPU-h100-a", "GPU-h100-b"]
+
+
+def test_one_childs_death_leaves_its_siblings_running(client, rds, start_worker):
+    start_worker(APP, "--concurrency", "2")
+    survivor = jobs.report_pid.async_run_remote("sibling", 3.0)
+    wait_for(lambda: rds.get("jobcord:test:pid:sibling:1"), 20, "the long job to start")
+    dying = jobs.crash.async_run_remote("sibling-crash")  # kills its own process, 3 times
+    assert dying.wait(20).error.type == "WorkerLost"
+    rec = survivor.wait(20)
+    assert rec.status is Status.SUCCEEDED and rec.attempt == 1 and rec.worker_losses == 0
