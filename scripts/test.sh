@@ -29,4 +29,6 @@ fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy storage scheduler producers consumers jobcord
-"$PY" -m pytest -q "$@"
+# Parallel workers (pytest-xdist), each on its own Redis database; most tests wait on real
+# processes rather than burn CPU, so 3 workers pay off even on 2 cores.
+"$PY" -m pytest -q -n "${JOBCORD_TEST_WORKERS:-3}" "$@"

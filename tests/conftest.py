@@ -66,6 +66,11 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str, step: f
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     url = os.environ.get("JOBCORD_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+    # Under pytest-xdist each worker gets its own database (13, 12, 11, ...): tests clean
+    # the whole jobcord keyspace, so workers must never share one.
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    base, _, db = url.rpartition("/")
+    url = f"{base}/{int(db or 13) - int(worker.removeprefix('gw'))}"
     try:
         redis.Redis.from_url(url, socket_timeout=2).ping()
     except (redis.ConnectionError, redis.TimeoutError, OSError):
