@@ -32,6 +32,8 @@ class _WakingConsumer(_RedisConsumer):
         self.idle_s = max(timeout, 100) / 1000
         self._wake = None if queue_name.endswith(".DQ") else wake_key(queue_name)
         self._freed = threading.Condition()
+        if self._wake is not None:
+            broker.consumers_by_queue[queue_name] = self
 
     def _notify(self) -> None:
         with self._freed:
@@ -91,6 +93,7 @@ class WakingRedisBroker(RedisBroker):
         #: Queues served as a fallback -> how long a message must wait before we take it.
         self.fallback_after_s = dict(fallback_after_s or {})
         self._registry = ConsumerRegistry(redis.Redis.from_url(url, decode_responses=True))
+        self.consumers_by_queue: dict[str, _WakingConsumer] = {}
         self._owned: set[str] = set()
         self._owned_at = float("-inf")
         self._fetch = client.register_script(lua_script("fetch"))
@@ -109,6 +112,13 @@ class WakingRedisBroker(RedisBroker):
                 self._min_age_ms(queue_name),
             ]
         )
+
+    def add_capacity(self, n: int) -> None:
+        """Let every queue's consumer hold ``n`` more (or fewer) messages: a slot was lent
+        while its job waits on other requests, or given back."""
+        for consumer in list(self.consumers_by_queue.values()):
+            consumer.prefetch = max(1, consumer.prefetch + n)
+            consumer._notify()
 
     def _has_owner(self, queue_name: str) -> bool:
         """Whether a live consumer serves this queue as its own class (cached for 2 s)."""

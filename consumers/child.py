@@ -11,8 +11,10 @@ Messages child -> parent: ("ready", pid) | ("startup_failed", text) | ("progress
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
+import inspect
 import os
 import signal
 import threading
@@ -48,7 +50,7 @@ def child_main(app_ref: str, conn: Connection, env: dict[str, str], log_format: 
         os._exit(1)
     os.environ.update(env)  # CUDA_VISIBLE_DEVICES & co. before anything can import CUDA
 
-    from scheduler.context import JobContext
+    from scheduler.context import JobContext, running_job
     from scheduler.jobspec import JobSpec
     from scheduler.loader import load_app
     from scheduler.outputs import JSON_TYPE, encode_output
@@ -99,6 +101,7 @@ def child_main(app_ref: str, conn: Connection, env: dict[str, str], log_format: 
             state=state,
             devices=os.environ.get("CUDA_VISIBLE_DEVICES", ""),
             _report=lambda f, m: send("progress", f, m),
+            _waiting=lambda on: send("waiting", on),
         )
         current[:] = [ctx]
         spec: JobSpec | None = None
@@ -107,18 +110,23 @@ def child_main(app_ref: str, conn: Connection, env: dict[str, str], log_format: 
             kwargs = spec.signature.typed_kwargs(task.input)
             if spec.signature.context_param:
                 kwargs[spec.signature.context_param] = ctx
-            if spec.stream:
-                for item in spec.fn(**kwargs):
-                    send("chunk", encode_output(spec.signature, item).data)
-                send("ok", JSON_TYPE, b"null")
-            else:
-                encoded = encode_output(spec.signature, spec.fn(**kwargs))
-                send("ok", encoded.content_type, encoded.data)
+            with running_job(ctx):
+                if spec.stream:
+                    for item in spec.fn(**kwargs):
+                        send("chunk", encode_output(spec.signature, item).data)
+                    send("ok", JSON_TYPE, b"null")
+                else:
+                    value = spec.fn(**kwargs)
+                    if inspect.iscoroutine(value):  # async def jobs get an event loop
+                        value = asyncio.run(value)
+                    encoded = encode_output(spec.signature, value)
+                    send("ok", encoded.content_type, encoded.data)
         except BaseException as exc:  # the job's failure is data for the parent
             retryable = spec is not None and is_retryable(exc, spec.retry_on)
             poisoned = poisons_cuda_context(exc)
             tb = traceback.format_exc()
-            send("error", type(exc).__name__, str(exc), tb, retryable, poisoned)
+            kind = type(exc)
+            send("error", kind.__name__, str(exc), tb, retryable, poisoned, kind.__module__)
         finally:
             current.clear()
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 import queue
 import shutil
 import tempfile
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +70,10 @@ class Runner:
         settings: Settings,
         worker_id: str,
         device: str,
+        *,
+        new_slot: Callable[[], ChildSlot] | None = None,
+        add_capacity: Callable[[int], None] | None = None,
+        max_lent: int = 0,
     ) -> None:
         self.app = app
         self.store = store
@@ -79,6 +85,12 @@ class Runner:
         self._idle: queue.Queue[ChildSlot] = queue.Queue()
         for slot in slots:
             self._idle.put(slot)
+        self._new_slot = new_slot
+        self._add_capacity = add_capacity or (lambda n: None)
+        self._lending = threading.Lock()
+        self._to_retire = 0  # borrowed slots to close when they come back idle
+        self._lent: set[str] = set()  # requests whose job waits and whose slot is lent
+        self._max_lent = max_lent
 
     def execute(self, request_id: str, attempt: int) -> None:
         token = uuid.uuid4().hex
@@ -103,10 +115,53 @@ class Runner:
             self.leases.remove(request_id)
             if output_dir is not None:
                 shutil.rmtree(output_dir, ignore_errors=True)
-            try:
-                slot.ensure_running()
-            finally:
-                self._idle.put(slot)
+            self._waiting(request_id, False)  # killed while waiting: take the lent slot back
+            self._give_back(slot)
+
+    # -- lending: a job waiting on its children does not hold the slot they need -----------
+    def _waiting(self, request_id: str, on: bool) -> None:
+        """A job started (True) or stopped (False) waiting on other requests: lend its slot,
+        i.e. start one more child and take one more message meanwhile."""
+        if self._new_slot is None:
+            return
+        with self._lending:
+            if not on:
+                if request_id in self._lent:
+                    self._lent.discard(request_id)
+                    self._to_retire += 1
+                    self._add_capacity(-1)
+                return
+            if len(self._lent) >= self._max_lent:
+                log.warning("no slot lent: JOBCORD_MAX_LENT_SLOTS reached", lent=len(self._lent))
+                return
+            self._lent.add(request_id)
+        self._add_capacity(1)
+        threading.Thread(target=self._start_borrowed, daemon=True).start()
+
+    def _start_borrowed(self) -> None:
+        assert self._new_slot is not None
+        slot = self._new_slot()
+        slot.borrowed = True
+        try:
+            slot.start()
+        except Exception as exc:  # noqa: BLE001 - a failed start must not take the consumer down
+            log.error("borrowed slot did not start", error=str(exc))
+            self._add_capacity(-1)
+            return
+        self._give_back(slot)
+
+    def _give_back(self, slot: ChildSlot) -> None:
+        with self._lending:
+            retire = slot.borrowed and self._to_retire > 0
+            if retire:
+                self._to_retire -= 1
+        if retire:
+            slot.close()
+            return
+        try:
+            slot.ensure_running()
+        finally:
+            self._idle.put(slot)
 
     def _output_dir(self, record: RequestRecord) -> Path | None:
         """A fresh directory, only for jobs that can see it (they take a JobContext)."""
@@ -135,6 +190,7 @@ class Runner:
             timeout,
             lambda f, m: self.store.report_progress(record.request_id, record.attempt, f, m),
             lambda data: self.store.append_chunk(record.request_id, data),
+            lambda on: self._waiting(record.request_id, on),
         )
 
     @_persist
@@ -186,8 +242,11 @@ class Runner:
         spec = self.app.jobs.get(record.job)
         failures = record.failures + 1
         error = _error(result.error_type, result)
-        if spec is not None and result.retryable and spec.retry.should_retry(failures):
-            delay = spec.retry.delay_s(failures)
+        policy = spec.retry if spec is not None else None
+        if policy is not None and record.max_retries is not None:
+            policy = policy.model_copy(update={"retries": record.max_retries})
+        if policy is not None and result.retryable and policy.should_retry(failures):
+            delay = policy.delay_s(failures)
             nxt = self.store.retry(
                 record.request_id,
                 token,
@@ -247,4 +306,7 @@ class Runner:
 def _error(kind: str, result: Outcome | Exception) -> dict[str, Any]:
     if isinstance(result, Exception):
         return {"type": kind, "message": str(result), "traceback": None}
-    return {"type": kind, "message": result.message, "traceback": result.traceback}
+    out = {"type": kind, "message": result.message, "traceback": result.traceback}
+    if result.error_module:
+        out["module"] = result.error_module
+    return out

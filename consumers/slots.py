@@ -46,6 +46,7 @@ class Outcome:
     traceback: str | None = None
     retryable: bool = True
     stop_reason: str = ""  # with kind == "stopped": cancel | lost | shutdown
+    error_module: str = ""  # where the error's class lives, so callers can raise it again
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,8 @@ class ChildSlot:
     ) -> None:
         self.app_ref = app_ref
         self.recycling = recycling or Recycling()
+        #: Started while a job waits on its children, retired when they are no longer needed.
+        self.borrowed = False
         self.jobs_done = 0  # by the current child
         self.name = name
         self.env = env or {}
@@ -184,6 +187,7 @@ class ChildSlot:
         timeout_s: float | None,
         on_progress: Callable[[float, str | None], None],
         on_chunk: Callable[[bytes], None] | None = None,
+        on_waiting: Callable[[bool], None] | None = None,
     ) -> Outcome:
         self.ensure_running()
         self._drain_wake()
@@ -211,6 +215,8 @@ class ChildSlot:
                     on_progress(msg[1], msg[2])
                 elif msg[0] == "chunk" and on_chunk is not None:
                     on_chunk(msg[1])
+                elif msg[0] == "waiting" and on_waiting is not None:
+                    on_waiting(msg[1])
                 elif msg[0] == "ok":
                     self._after_job(poisoned=False)
                     return Outcome("ok", content_type=msg[1], data=msg[2])
@@ -222,6 +228,7 @@ class ChildSlot:
                         message=msg[2],
                         traceback=msg[3],
                         retryable=msg[4],
+                        error_module=msg[6],
                     )
 
     def _after_job(self, *, poisoned: bool) -> None:

@@ -107,23 +107,22 @@ class Consumer:
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._stop = threading.Event()
 
+    def _slot(self, group: list[Device], suffix: str) -> ChildSlot:
+        return ChildSlot(
+            self.config.app_ref,
+            name=f"{self.gpu_class}{''.join(f'-{d.index}' for d in group)}-{suffix}",
+            env=pinning_env(group),
+            kill_grace_s=self.settings.kill_grace_s,
+            log_format=self.settings.log_format,
+            recycling=Recycling(
+                max_jobs=self.config.max_jobs_per_child,
+                memory_fraction=self.config.recycle_memory_fraction,
+                probe=memory_probe(group),
+            ),
+        )
+
     def _slots(self) -> list[ChildSlot]:
-        return [
-            ChildSlot(
-                self.config.app_ref,
-                name=f"{self.gpu_class}{''.join(f'-{d.index}' for d in g)}-{i}",
-                env=pinning_env(g),
-                kill_grace_s=self.settings.kill_grace_s,
-                log_format=self.settings.log_format,
-                recycling=Recycling(
-                    max_jobs=self.config.max_jobs_per_child,
-                    memory_fraction=self.config.recycle_memory_fraction,
-                    probe=memory_probe(g),
-                ),
-            )
-            for g in self.groups
-            for i in range(self.config.concurrency)
-        ]
+        return [self._slot(g, str(i)) for g in self.groups for i in range(self.config.concurrency)]
 
     def run(self) -> None:
         """Serve until SIGTERM/SIGINT (or :meth:`stop`), then drain and hand back work."""
@@ -167,6 +166,11 @@ class Consumer:
         heartbeat()
         leases = LeaseKeeper(store, self.settings.lease_ttl_s, heartbeat)
         maintenance = MaintenanceLoop(store, self.settings.maintenance_interval_s)
+        broker = WakingRedisBroker(
+            url,
+            priority_aging_every=self.settings.priority_aging_every,
+            fallback_after_s={q: self.settings.fallback_after_s for q in self.plan.fallback},
+        )
         runner = Runner(
             self.app,
             store,
@@ -176,18 +180,18 @@ class Consumer:
             self.settings,
             self.worker_id,
             ",".join(d.uuid for d in self.config.devices),
-        )
-        broker = WakingRedisBroker(
-            url,
-            priority_aging_every=self.settings.priority_aging_every,
-            fallback_after_s={q: self.settings.fallback_after_s for q in self.plan.fallback},
+            new_slot=lambda: self._slot(self.groups[0], "borrowed"),
+            add_capacity=broker.add_capacity,
+            max_lent=self.settings.max_lent_slots,
         )
         dramatiq.actor(actor_name=ACTOR_NAME, queue_name=self.queues[0], broker=broker)(
             runner.execute
         )
         for q in self.queues:
             broker.declare_queue(q)
-        worker = dramatiq.Worker(broker, queues=set(self.queues), worker_threads=len(slots))
+        # Threads for the slots, and for those lent while jobs wait on their children.
+        threads = len(slots) + self.settings.max_lent_slots
+        worker = dramatiq.Worker(broker, queues=set(self.queues), worker_threads=threads)
         worker.queue_prefetch = len(slots)  # never hold a message no slot can start now
         leases.start()
         maintenance.start()

@@ -56,6 +56,10 @@ class SubmitOptions:
     timeout_seconds: float | None = None
     delay_seconds: float | None = None
     metadata: dict[str, Any] | None = None
+    #: Overrides the job's ``retries`` for this request.
+    retries: int | None = None
+    #: The request whose running job submits this one (set by calls inside a job).
+    parent_id: str | None = None
 
     def __post_init__(self) -> None:
         if self.priority is not None and self.priority not in (0, 1, 2):
@@ -70,6 +74,8 @@ class SubmitOptions:
             raise ValueError("timeout_seconds must be positive")
         if self.idempotency_key is not None and not 0 < len(self.idempotency_key) <= 256:
             raise ValueError("idempotency_key must be 1 to 256 characters")
+        if self.retries is not None and not 0 <= self.retries <= 100:
+            raise ValueError("retries must be within [0, 100]")
 
 
 def delay_until(eta: datetime | float, delay_seconds: float | None = None) -> float:
@@ -99,6 +105,8 @@ class Client(Protocol):
     def wait(self, request_id: str, timeout_s: float | None) -> RequestRecord: ...
 
     def fetch(self, record: RequestRecord) -> bytes: ...
+
+    def rerun_unless_succeeded(self, request_id: str) -> None: ...
 
 
 class RedisClient:
@@ -134,13 +142,14 @@ class RedisClient:
                 input_hash=input_hash(spec.name, input_json),
                 priority=1 if opts.priority is None else opts.priority,
                 timeout_s=timeout_s,
-                max_retries=spec.retry.retries,
+                max_retries=spec.retry.retries if opts.retries is None else opts.retries,
                 max_queue_s=opts.max_time_in_queue_seconds,
                 delay_s=opts.delay_seconds,
                 idempotency_key=opts.idempotency_key,
                 webhook_endpoint=opts.webhook_endpoint,
                 metadata=opts.metadata,
                 max_in_flight=self.settings.in_flight_cap(spec.app),
+                parent_id=opts.parent_id,
             )
         )
 
@@ -156,6 +165,7 @@ class RedisClient:
     def get(self, request_id: str) -> RequestRecord:
         """The record, with fresh download URLs (presigned on S3) for stored results."""
         record = self.store.get(request_id)
+        record.children = self.store.children_tree(request_id)
         if record.status is Status.QUEUED and record.retry_at is None:
             record.waiting_reason = unserved_reason(record, ConsumerRegistry(self.redis).live())
         if record.result is None and not record.files:
@@ -183,6 +193,12 @@ class RedisClient:
         if last is None or not last.is_terminal:
             raise ResultTimeout(request_id, timeout_s, last)
         return self.store.get(request_id)
+
+    def rerun_unless_succeeded(self, request_id: str) -> None:
+        """Run an ended, unsuccessful request again (same id): a retried parent's child."""
+        record = self.store.get(request_id)
+        if record.status.is_terminal and record.status is not Status.SUCCEEDED:
+            self.store.rerun(request_id)
 
     def fetch(self, record: RequestRecord) -> bytes:
         """The stored output object of a record (large JSON or bytes)."""

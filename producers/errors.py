@@ -77,4 +77,43 @@ _BY_STATUS = {
 
 
 def remote_error(record: RequestRecord) -> RemoteError:
-    return _BY_STATUS.get(record.status, RemoteError)(record)
+    """The exception for a request that did not succeed. A FAILED job's own exception class
+    comes back when it can be imported here: ``except ValueError`` works across the queue
+    (the class raised is a subclass of both it and :class:`JobFailed`), and the message
+    carries the remote traceback, so a failure three calls deep reads as one chain."""
+    kind = _BY_STATUS.get(record.status, RemoteError)
+    if kind is JobFailed and record.error is not None and record.error.module:
+        original = _importable(record.error.module, record.error.type)
+        if original is not None:
+            return _combined(original)(record)
+    return kind(record)
+
+
+def _importable(module: str, name: str) -> type[Exception] | None:
+    import importlib
+
+    try:
+        found = getattr(importlib.import_module(module), name, None)
+    except Exception:  # noqa: BLE001 - anything may go wrong importing a caller's module
+        return None
+    if isinstance(found, type) and issubclass(found, Exception):
+        return found
+    return None
+
+
+_COMBINED: dict[type[Exception], type[JobFailed]] = {}
+
+
+def _combined(original: type[Exception]) -> type[JobFailed]:
+    """A JobFailed that is also an ``original`` (one class per original, named like it)."""
+    if issubclass(original, JobFailed):
+        return original
+    if original not in _COMBINED:
+        try:
+            cls = type(original.__name__, (JobFailed, original), {"__init__": JobFailed.__init__})
+            cls.__module__ = original.__module__
+            cls.__qualname__ = original.__qualname__
+        except TypeError:  # incompatible layouts (rare C exceptions): the generic error
+            cls = JobFailed
+        _COMBINED[original] = cls
+    return _COMBINED[original]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from scheduler.context import current_job
 from scheduler.jobspec import JobSpec
 
 from .client import Client, SubmitOptions, default_client, delay_until
@@ -40,14 +42,24 @@ class RemoteFunction:
         metadata: dict[str, Any] | None = None,
         delay_seconds: float | None = None,
         eta: datetime | float | None = None,
+        retries: int | None = None,
         **kwargs: Any,
     ) -> RequestHandle:
         """Validate the input, queue the request and return its handle at once.
 
         ``delay_seconds`` or ``eta`` (an aware datetime or epoch seconds) hold it back until
-        then; its ``max_time_in_queue_seconds`` counts from that moment."""
+        then; its ``max_time_in_queue_seconds`` counts from that moment. ``retries``
+        overrides the job's own for this call.
+
+        Called inside a running job, the request becomes that job's child: it is linked to
+        the parent, canceled with it, and gets a deterministic idempotency key (the parent's
+        id and the call's position), so a retried parent gets its finished children back
+        instead of running them again (a child that failed is run again)."""
         if eta is not None:
             delay_seconds = delay_until(eta, delay_seconds)
+        parent = current_job()
+        if parent is not None and idempotency_key is None:
+            idempotency_key = parent.child_call_key()
         opts = SubmitOptions(
             idempotency_key=idempotency_key,
             webhook_endpoint=webhook_endpoint,
@@ -55,10 +67,14 @@ class RemoteFunction:
             max_time_in_queue_seconds=max_time_in_queue_seconds,
             metadata=metadata,
             delay_seconds=delay_seconds,
+            retries=retries,
+            parent_id=parent.request_id if parent is not None else None,
         )
         input_json = self.spec.signature.bind(args, kwargs)
         client = self._client()
         submission = client.submit(self.spec, input_json, opts)
+        if parent is not None and not submission.created:
+            client.rerun_unless_succeeded(submission.request_id)
         return RequestHandle(
             submission.request_id, client, self.spec.signature, created=submission.created
         )
@@ -66,6 +82,17 @@ class RemoteFunction:
     def run_remote(self, *args: Any, **kwargs: Any) -> Any:
         """The sync facade: queue, wait, and return the output or raise what happened."""
         return self.async_run_remote(*args, **kwargs).result()
+
+    async def arun_remote(self, *args: Any, **kwargs: Any) -> Any:
+        """``run_remote`` for ``async def`` code: many calls can wait concurrently
+        (``asyncio.gather``), each on its own thread, leaving the event loop free."""
+        parent = current_job()
+        if parent is not None and kwargs.get("idempotency_key") is None:
+            # Drawn before the first await: calls started together (asyncio.gather) get
+            # their keys in the order they appear in the code, on every attempt.
+            kwargs["idempotency_key"] = parent.child_call_key()
+        handle = await asyncio.to_thread(self.async_run_remote, *args, **kwargs)
+        return await handle.aresult()
 
     def handle(self, request_id: str) -> RequestHandle:
         """A handle for an earlier request of this job (its output is decoded as typed)."""

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
+from scheduler.context import current_job
 from scheduler.outputs import decode_output
 from scheduler.signatures import JobSignature
 from storage.records import RequestRecord
@@ -44,11 +47,32 @@ class RequestHandle:
         return self._client.wait(self.request_id, timeout)
 
     def result(self, timeout: float | None = None) -> Any:
-        """The typed output; raises JobFailed/JobTimedOut/JobCanceled/JobExpired otherwise."""
-        record = self.wait(timeout)
+        """The typed output; raises JobFailed/JobTimedOut/JobCanceled/JobExpired otherwise
+        (a failed job's own exception class too, where it can be imported here).
+
+        Inside a running job, the wait lends that job's slot to other work meanwhile, so a
+        parent never holds the slot its children need."""
+        parent = current_job()
+        with parent.waiting() if parent is not None else nullcontext():
+            record = self.wait(timeout)
         if record.status is not Status.SUCCEEDED:
             raise remote_error(record)
         return decode_output(self._signature, record, self._client.fetch)
+
+    async def aresult(self, timeout: float | None = None) -> Any:
+        """``result`` for ``async def`` code (waits on a thread; the event loop stays free)."""
+        return await asyncio.to_thread(self.result, timeout)
+
+    def tree(self) -> dict[str, Any]:
+        """This request and the requests its job made, recursively, with their statuses."""
+        record = self.status()
+        return {
+            "request_id": record.request_id,
+            "job": record.job,
+            "status": record.status.value,
+            "error": record.error.type if record.error else None,
+            "children": record.children,
+        }
 
     def cancel(self) -> Status:
         """Cancel: a queued request never runs; a running one is stopped by its worker."""

@@ -86,6 +86,7 @@ class HttpClient:
             "timeout_seconds": opts.timeout_seconds,
             "delay_seconds": opts.delay_seconds,
             "metadata": opts.metadata,
+            "retries": opts.retries,
         }
         key = opts.idempotency_key or f"auto-{uuid.uuid4().hex}"
         reply = self._call(
@@ -98,6 +99,11 @@ class HttpClient:
 
     def get(self, request_id: str) -> RequestRecord:
         return RequestRecord.model_validate(self._call("GET", f"/v1/requests/{request_id}").json())
+
+    def rerun_unless_succeeded(self, request_id: str) -> None:
+        status = self.get(request_id).status
+        if status.is_terminal and status is not Status.SUCCEEDED:
+            self._call("POST", f"/v1/requests/{request_id}/retry")
 
     def cancel(self, request_id: str) -> Status:
         try:

@@ -6,13 +6,16 @@ input. It lives here (not in producers or consumers) because both sides need the
 
 from __future__ import annotations
 
+import itertools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["JobContext"]
+__all__ = ["JobContext", "current_job", "running_job"]
 
 
 @dataclass
@@ -28,6 +31,34 @@ class JobContext:
     devices: str = ""
     _cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
     _report: Callable[[float, str | None], None] | None = field(default=None, repr=False)
+    #: Tells the consumer this job is waiting on other requests (True) or working again, so
+    #: that its slot can be lent meanwhile (no deadlock on a full class).
+    _waiting: Callable[[bool], None] | None = field(default=None, repr=False)
+    _calls: Iterator[int] = field(default_factory=itertools.count, repr=False)
+    _waits: int = field(default=0, repr=False)
+    _waits_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def child_call_key(self) -> str:
+        """A deterministic idempotency key for this job's next call of another job: the same
+        sequence on every attempt, so a retried parent gets its finished children back."""
+        return f"jobcord-child:{self.request_id}:{next(self._calls)}"
+
+    @contextmanager
+    def waiting(self) -> Iterator[None]:
+        """Around a blocking wait on other requests (nested and concurrent waits count once)."""
+        with self._waits_lock:
+            self._waits += 1
+            first = self._waits == 1
+        if first and self._waiting is not None:
+            self._waiting(True)
+        try:
+            yield
+        finally:
+            with self._waits_lock:
+                self._waits -= 1
+                last = self._waits == 0
+            if last and self._waiting is not None:
+                self._waiting(False)
 
     def progress(self, fraction: float, message: str | None = None) -> None:
         """Report progress (0..1); shown on the request's status."""
@@ -41,3 +72,20 @@ class JobContext:
         """True once the request is being stopped (cancel or timeout); the process is killed
         after a grace period, so long loops may check this to stop cleanly."""
         return self._cancelled.is_set()
+
+
+_current: ContextVar[JobContext | None] = ContextVar("jobcord_current_job", default=None)
+
+
+def current_job() -> JobContext | None:
+    """The job running in this process (and task), if any: calls it makes become children."""
+    return _current.get()
+
+
+@contextmanager
+def running_job(ctx: JobContext) -> Iterator[JobContext]:
+    token = _current.set(ctx)
+    try:
+        yield ctx
+    finally:
+        _current.reset(token)

@@ -22,6 +22,7 @@ class RequestError(BaseModel):
     type: str
     message: str
     traceback: str | None = None
+    module: str | None = Field(default=None, description="Where the error's class lives.")
 
 
 class AttemptRecord(BaseModel):
@@ -54,6 +55,7 @@ class RequestRecord(BaseModel):
     queue: str
     status: Status
     attempt: int = 1
+    max_retries: int | None = None
     failures: int = 0
     worker_losses: int = 0
     infra_failures: int = 0
@@ -78,6 +80,11 @@ class RequestRecord(BaseModel):
     worker: str | None = None
     device: str | None = None
     cancel_requested: bool = False
+    parent_id: str | None = Field(default=None, description="The request whose job made this.")
+    children: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Requests this one's job made, in order, with their status (and theirs).",
+    )
     webhook_endpoint: str | None = None
     webhook_status: WebhookStatus = WebhookStatus.NONE
     webhook_attempts: int = 0

@@ -67,6 +67,8 @@ class NewRequest:
     metadata: dict[str, Any] | None = None
     #: Refuse (TooManyRequests) when the app has this many requests queued or running; 0: no cap.
     max_in_flight: int = 0
+    #: The request whose job submitted this one: linked both ways, canceled with it.
+    parent_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,7 @@ class RequestStore:
             "idempotency_key": req.idempotency_key,
             "webhook_endpoint": req.webhook_endpoint,
             "metadata": json.dumps(req.metadata) if req.metadata is not None else None,
+            "parent_id": req.parent_id,
         }
         fields.update({k: v for k, v in optional.items() if v is not None})
         idem = keys.idempotency_key(req.app, req.idempotency_key) if req.idempotency_key else ""
@@ -135,6 +138,31 @@ class RequestStore:
                 retry_after_s=1.0,
             )
         return Submission(request_id=request_id, created=outcome == "created")
+
+    def children_tree(
+        self, request_id: str, *, depth: int = 4, limit: int = 500
+    ) -> list[dict[str, Any]]:
+        """The requests this one's job made, in order, each with its status and its own
+        children (``depth`` levels, ``limit`` requests at most)."""
+        ids: Any = self.client.zrange(keys.children_key(request_id), 0, limit - 1)
+        if not ids:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for child in ids:
+            pipe.hmget(keys.record_key(child), "job", "status", "attempt", "error")
+        out = []
+        for child, (job, status, attempt, error) in zip(ids, pipe.execute(), strict=True):
+            node: dict[str, Any] = {
+                "request_id": child,
+                "job": job,
+                "status": status or "GONE",  # expired from Redis after its retention
+                "attempt": int(attempt) if attempt else None,
+                "error": json.loads(error).get("type") if error else None,
+            }
+            if depth > 1 and status:
+                node["children"] = self.children_tree(child, depth=depth - 1, limit=limit)
+            out.append(node)
+        return out
 
     def cancel(self, request_id: str) -> Status:
         """Cancel a queued request now, or ask its worker to stop a running one."""

@@ -52,6 +52,11 @@ class Settings(BaseSettings):
         description="Retries after an infrastructure fault (result store down), apart from "
         "the job's own retries; 1 s, 2 s, 4 s ... apart.",
     )
+    max_lent_slots: int = Field(
+        default=8,
+        ge=0,
+        description="Extra children a consumer may start while jobs wait on their children.",
+    )
     fallback_after_s: float = Field(
         default=5.0,
         ge=0,

@@ -35,4 +35,8 @@ def job_body_model(spec: JobSpec) -> type[BaseModel]:
             Field(default=None, description="Run at (ISO 8601 with zone); not with delay_seconds"),
         ),
         metadata=(dict[str, Any] | None, None),
+        retries=(
+            int | None,
+            Field(default=None, ge=0, le=100, description="Overrides the job's retries"),
+        ),
     )

@@ -40,6 +40,7 @@ def _submit(gw: Gateway, spec: JobSpec, body: Any, idempotency_key: str | None) 
             body.delay_seconds if body.eta is None else delay_until(body.eta, body.delay_seconds)
         ),
         metadata=body.metadata,
+        retries=body.retries,
     )
     sub = gw.client.submit(spec, body.input.model_dump(mode="json"), opts)
     SUBMISSIONS.labels(spec.app, spec.name, "created" if sub.created else "existing").inc()

@@ -13,6 +13,7 @@ end
 if cur[1] == 'IN_PROGRESS' then
   redis.call('HSET', rk, 'cancel_requested', '1')
   redis.call('PUBLISH', ns .. ':cancels', rid)
+  cancel_tree(rid, retention)  -- its children stop now, not when it is killed
   return {'cancel_requested', 'IN_PROGRESS'}
 end
 return {'terminal', cur[1]}

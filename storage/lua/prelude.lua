@@ -68,6 +68,9 @@ local function log_attempt(rid, outcome, reason, err_json)
   redis.call('HSET', rk, 'attempts', cjson.encode(list))
 end
 
+-- Declared here, defined after terminate (they call each other down a request tree).
+local cancel_tree
+
 -- Move a request to a terminal status (fields: a flat list of extra field/value pairs).
 local function terminate(rid, status, attempt, retention, fields)
   local rk = rec_key(rid)
@@ -90,6 +93,7 @@ local function terminate(rid, status, attempt, retention, fields)
   redis.call('EXPIRE', rk, retention)
   redis.call('EXPIRE', ev_key(rid), retention)
   redis.call('EXPIRE', ns .. ':req:' .. rid .. ':chunks', retention)
+  redis.call('EXPIRE', ns .. ':req:' .. rid .. ':children', retention)
   -- The dead-letter view: failed requests by app, newest last.
   if status == 'FAILED' then
     redis.call('ZADD', ns .. ':failed:' .. redis.call('HGET', rk, 'app'), now, rid)
@@ -98,6 +102,23 @@ local function terminate(rid, status, attempt, retention, fields)
   if redis.call('HEXISTS', rk, 'webhook_endpoint') == 1 then
     redis.call('HSET', rk, 'webhook_status', 'PENDING')
     redis.call('ZADD', ns .. ':webhooks:due', now, rid)
+  end
+  -- A parent that is canceled or timed out takes its unfinished children with it.
+  if status == 'CANCELED' or status == 'TIMED_OUT' then cancel_tree(rid, retention) end
+end
+
+cancel_tree = function(parent, retention)
+  local children = redis.call('ZRANGE', ns .. ':req:' .. parent .. ':children', 0, -1)
+  for _, child in ipairs(children) do
+    local cur = redis.call('HMGET', rec_key(child), 'status', 'attempt')
+    if cur[1] == 'QUEUED' then
+      terminate(child, 'CANCELED', cur[2], retention, {'error', cjson.encode({type = 'Canceled',
+        message = 'its parent request ' .. parent .. ' was canceled or timed out'})})
+    elseif cur[1] == 'IN_PROGRESS' then
+      redis.call('HSET', rec_key(child), 'cancel_requested', '1')
+      redis.call('PUBLISH', ns .. ':cancels', child)
+      cancel_tree(child, retention)
+    end
   end
 end
 

@@ -31,6 +31,9 @@ if max_queue_s and max_queue_s > 0 then
   redis.call('HSET', rk, 'queue_deadline', string.format('%.6f', runnable_at + max_queue_s))
   redis.call('ZADD', ns .. ':deadlines', runnable_at + max_queue_s, rid)
 end
+-- A request made by a running job is linked to it (the parent's tree and cancel).
+local parent = redis.call('HGET', rk, 'parent_id')
+if parent then redis.call('ZADD', ns .. ':req:' .. parent .. ':children', now, rid) end
 event(rid, 'QUEUED', 1)
 if runnable_at > now then
   redis.call('HSET', rk, 'retry_at', string.format('%.6f', runnable_at))
