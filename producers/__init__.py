@@ -18,6 +18,7 @@ from .errors import (
 from .functions import RemoteFunction
 from .handle import RequestHandle
 from .http_client import GatewayError, HttpClient
+from .local import LocalClient, run_local
 
 __all__ = [
     "App",
@@ -30,6 +31,7 @@ __all__ = [
     "JobExpired",
     "JobFailed",
     "JobTimedOut",
+    "LocalClient",
     "NodeSelector",
     "PermanentError",
     "RedisClient",
@@ -41,6 +43,7 @@ __all__ = [
     "SubmitOptions",
     "default_client",
     "set_default_client",
+    "run_local",
     "verify_webhook",
     "WebhookVerificationError",
 ]

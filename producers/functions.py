@@ -30,7 +30,9 @@ class RemoteFunction:
         return self.spec.fn(*args, **kwargs)
 
     def _client(self) -> Client:
-        return self._app.client or default_client()
+        from .local import local_client  # noqa: PLC0415 (local imports this module)
+
+        return local_client() or self._app.client or default_client()
 
     def async_run_remote(
         self,

@@ -60,6 +60,9 @@ class Hook:
     fn: Callable[..., Any]
 
 
+_BY_NAME: dict[str, AppRegistry] = {}
+
+
 class AppRegistry:
     """The jobs and lifecycle hooks of one app, by name."""
 
@@ -67,9 +70,15 @@ class AppRegistry:
         if not name or not name.replace("-", "").replace("_", "").isalnum():
             raise ValueError(f"app name {name!r} must be letters, digits, '-' or '_'")
         self.name = name
+        _BY_NAME[name] = self
         self.jobs: dict[str, JobSpec] = {}
         self.startup_hooks: list[Hook] = []
         self.shutdown_hooks: list[Hook] = []
+
+    @staticmethod
+    def named(name: str) -> AppRegistry | None:
+        """The app of that name declared last in this process (run_local finds hooks so)."""
+        return _BY_NAME.get(name)
 
     def spec(self, job: str) -> JobSpec:
         try:
