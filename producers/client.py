@@ -6,10 +6,8 @@ connection. An HTTP client for remote gateways comes with the gateway.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -24,12 +22,11 @@ from tenacity import (
 )
 
 from scheduler.jobspec import JobSpec
-from scheduler.signatures import input_hash
 from scheduler.webhooks.targets import WebhookTargetRefused, parse_networks, resolve_target
 from storage.connection import connect
 from storage.records import RequestRecord
 from storage.registry import ConsumerRegistry, unserved_reason
-from storage.requests import NewRequest, RequestStore, Submission
+from storage.requests import RequestStore, Submission
 from storage.results import ResultStore, open_result_store, with_urls
 from storage.settings import Settings, load_settings
 from storage.statuses import Status
@@ -133,13 +130,8 @@ class RedisClient:
                 )
             timeout_s = opts.timeout_seconds
         return self.store.submit(
-            NewRequest(
-                request_id=uuid.uuid4().hex,
-                app=spec.app,
-                job=spec.name,
-                queue=spec.queue,
-                input_json=json.dumps(input_json),
-                input_hash=input_hash(spec.name, input_json),
+            spec.new_request(
+                input_json,
                 priority=1 if opts.priority is None else opts.priority,
                 timeout_s=timeout_s,
                 max_retries=spec.retry.retries if opts.retries is None else opts.retries,

@@ -14,10 +14,8 @@ Expressions are evaluated in UTC; croniter's sixth field (seconds) is accepted.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -30,7 +28,6 @@ from storage.keys import CRON_KEY
 from storage.requests import NewRequest, RequestStore
 
 from .jobspec import AppRegistry, JobSpec
-from .signatures import input_hash
 
 __all__ = ["CronTicker", "check_schedule", "previous_tick"]
 
@@ -121,17 +118,8 @@ class CronTicker(threading.Thread):
 
 
 def _tick_request(spec: JobSpec, tick: float) -> NewRequest:
-    input_json = dict(spec.schedule_input or {})
-    return NewRequest(
-        request_id=uuid.uuid4().hex,
-        app=spec.app,
-        job=spec.name,
-        queue=spec.queue,
-        input_json=json.dumps(input_json),
-        input_hash=input_hash(spec.name, input_json),
-        priority=1,
-        timeout_s=spec.timeout_s,
-        max_retries=spec.retry.retries,
+    return spec.new_request(
+        dict(spec.schedule_input or {}),
         idempotency_key=f"jobcord-cron:{spec.name}:{tick:.0f}",
         metadata={"scheduled_for": datetime.fromtimestamp(tick, UTC).isoformat()},
     )

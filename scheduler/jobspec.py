@@ -6,15 +6,19 @@ consumers load an app module and read the registry without importing producers.
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from storage.requests import NewRequest
 
 from .errors import UnknownJob
 from .gpu_classes import NodeSelector
 from .queues import placement_class, queue_name
 from .retry_policy import RetryPolicy
-from .signatures import JobSignature
+from .signatures import JobSignature, input_hash
 
 __all__ = ["JobSpec", "AppRegistry", "Hook"]
 
@@ -52,6 +56,24 @@ class JobSpec:
     @property
     def queue(self) -> str:
         return queue_name(self.app, self.gpu_class, self.gpu_count)
+
+    def new_request(self, input_json: dict[str, Any], **options: Any) -> NewRequest:
+        """A submission of this job with a fresh id; ``options`` are NewRequest fields that
+        override the job's defaults (timeout, retries)."""
+        fields: dict[str, Any] = {
+            "timeout_s": self.timeout_s,
+            "max_retries": self.retry.retries,
+            **options,
+        }
+        return NewRequest(
+            request_id=uuid.uuid4().hex,
+            app=self.app,
+            job=self.name,
+            queue=self.queue,
+            input_json=json.dumps(input_json),
+            input_hash=input_hash(self.name, input_json),
+            **fields,
+        )
 
 
 @dataclass(frozen=True)
