@@ -6,10 +6,13 @@ from pathlib import Path
 from typing import Any
 
 from scheduler.outputs import JSON_TYPE
+from scheduler.payloads import MSGPACK_TYPE
 from storage.records import RequestRecord
 from storage.results import ResultStore, guess_type, result_prefix
 
 __all__ = ["store_result"]
+
+_NAMES = {JSON_TYPE: "output.json", MSGPACK_TYPE: "output.msgpack"}
 
 
 def store_result(
@@ -28,7 +31,9 @@ def store_result(
     if content_type == JSON_TYPE and len(data) <= inline_max_bytes:
         fields["output"] = data.decode()
     else:
-        name = "output.json" if content_type == JSON_TYPE else "output"
+        name = {JSON_TYPE: "output.json", MSGPACK_TYPE: "output.msgpack"}.get(
+            content_type, "output"
+        )
         fields["result"] = store.put_bytes(f"{prefix}/{name}", data, content_type).model_dump(
             mode="json", exclude={"url"}
         )

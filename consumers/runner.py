@@ -23,6 +23,7 @@ import structlog
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from scheduler.jobspec import AppRegistry
+from scheduler.payloads import unpack
 from scheduler.retry_policy import RetryPolicy
 from storage.errors import ResultStoreError
 from storage.records import RequestRecord
@@ -181,9 +182,10 @@ class Runner:
             )
         if self.device:
             self.store.set_fields(record.request_id, device=self.device)
-        task = Task(
-            record.request_id, record.attempt, record.job, record.input, str(output_dir or "")
-        )
+        data = record.input
+        if record.input_format == "msgpack":  # bytes or arrays: raw, beside the record
+            data = unpack(self.store.input_bytes(record.request_id))
+        task = Task(record.request_id, record.attempt, record.job, data, str(output_dir or ""))
         timeout = record.timeout_s if record.timeout_s is not None else spec.timeout_s
         return slot.run(
             task,

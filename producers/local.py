@@ -26,7 +26,7 @@ from typing import Any
 
 from scheduler.context import JobContext, current_job, running_job
 from scheduler.jobspec import AppRegistry, JobSpec
-from scheduler.outputs import BYTES_TYPE, encode_output
+from scheduler.outputs import JSON_TYPE, encode_output
 from scheduler.retry_policy import is_retryable
 from scheduler.signatures import input_hash
 from storage.errors import IdempotencyConflict, RequestNotFound
@@ -173,13 +173,13 @@ class LocalClient:
 
     def _store_output(self, record: RequestRecord, spec: JobSpec, value: Any) -> None:
         encoded = encode_output(spec.signature, value)
-        if encoded.content_type == BYTES_TYPE:
+        if encoded.content_type != JSON_TYPE:  # bytes, or msgpack with arrays in it
             self._blobs[record.request_id] = encoded.data
             record.result = ResultFile(
                 name="output",
                 key=record.request_id,
                 size=len(encoded.data),
-                content_type=BYTES_TYPE,
+                content_type=encoded.content_type,
             )
         else:
             record.output = json.loads(encoded.data)

@@ -16,6 +16,7 @@ from storage.requests import NewRequest
 
 from .errors import UnknownJob
 from .gpu_classes import NodeSelector
+from .payloads import is_binary, pack
 from .queues import placement_class, queue_name
 from .retry_policy import RetryPolicy
 from .signatures import JobSignature, input_hash
@@ -65,12 +66,14 @@ class JobSpec:
             "max_retries": self.retry.retries,
             **options,
         }
+        binary = is_binary(input_json)  # bytes or arrays: msgpack, beside the record
         return NewRequest(
             request_id=uuid.uuid4().hex,
             app=self.app,
             job=self.name,
             queue=self.queue,
-            input_json=json.dumps(input_json),
+            input_json="null" if binary else json.dumps(input_json),
+            input_bin=pack(input_json) if binary else None,
             input_hash=input_hash(self.name, input_json),
             **fields,
         )

@@ -12,6 +12,7 @@ from typing import Any
 
 from storage.records import RequestRecord
 
+from .payloads import MSGPACK_TYPE, is_binary, pack, unpack
 from .signatures import JobSignature
 
 __all__ = ["EncodedOutput", "encode_output", "decode_output", "JSON_TYPE", "BYTES_TYPE"]
@@ -27,8 +28,12 @@ class EncodedOutput:
 
 
 def encode_output(signature: JobSignature, value: Any) -> EncodedOutput:
+    """bytes stay raw; outputs holding bytes or arrays become msgpack; the rest JSON."""
     if isinstance(value, bytes | bytearray | memoryview):
         return EncodedOutput(BYTES_TYPE, bytes(value))
+    python = signature.output_adapter.dump_python(value)
+    if is_binary(python):
+        return EncodedOutput(MSGPACK_TYPE, pack(python))
     return EncodedOutput(JSON_TYPE, signature.output_adapter.dump_json(value))
 
 
@@ -40,6 +45,8 @@ def decode_output(
         raw = record.output
     elif record.result.content_type == BYTES_TYPE:
         return fetch(record)
+    elif record.result.content_type == MSGPACK_TYPE:
+        raw = unpack(fetch(record))
     else:
         raw = json.loads(fetch(record))
     if signature is None:

@@ -12,12 +12,21 @@ import json
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    PydanticUserError,
+    TypeAdapter,
+    ValidationError,
+    WithJsonSchema,
+    create_model,
+)
 
 from .context import JobContext
 from .errors import InputValidationError, JobDefinitionError
+from .payloads import is_binary, ndarray_type, pack
 
 __all__ = ["JobSignature", "analyse", "input_hash"]
 
@@ -48,8 +57,12 @@ class JobSignature:
         return self.validate(bound.arguments)
 
     def validate(self, data: Any) -> dict[str, Any]:
-        """Validate an input mapping; returns its JSON form (what is stored and hashed)."""
+        """Validate an input mapping; returns its JSON form (what is stored and hashed), or,
+        when it holds bytes or arrays, its python form (sent as msgpack, never base64)."""
         model = self._model(data)
+        raw = model.model_dump(mode="python")
+        if is_binary(raw):
+            return raw  # type: ignore[no-any-return]
         return model.model_dump(mode="json")
 
     def typed_kwargs(self, data: dict[str, Any]) -> dict[str, Any]:
@@ -74,8 +87,27 @@ class JobSignature:
 
 def input_hash(job: str, input_json: dict[str, Any]) -> str:
     """What the idempotency check compares: the job and its canonical input."""
+    if is_binary(input_json):
+        return hashlib.sha256(job.encode() + b"\0" + pack(input_json)).hexdigest()
     canonical = json.dumps([job, input_json], sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _with_array_schema(annotation: Any) -> Any:
+    """numpy arrays have no JSON schema: say in OpenAPI that they travel as msgpack."""
+    array = ndarray_type()
+    if array is None or annotation is not array:
+        return annotation
+    schema = {"type": "string", "format": "binary", "description": "a numpy array (msgpack)"}
+    return Annotated[annotation, WithJsonSchema(schema)]
+
+
+def _adapter(tp: Any) -> TypeAdapter[Any]:
+    """Outputs may be numpy arrays too; types with their own config refuse ours."""
+    try:
+        return TypeAdapter(tp, config=ConfigDict(arbitrary_types_allowed=True))
+    except PydanticUserError:
+        return TypeAdapter(tp)
 
 
 def _item_type(annotation: Any) -> Any:
@@ -100,17 +132,17 @@ def analyse(fn: Callable[..., Any], name: str, *, stream: bool = False) -> JobSi
         if param.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
             raise JobDefinitionError(f"job {name!r}: *args/**kwargs cannot be validated input")
         default = ... if param.default is inspect.Parameter.empty else param.default
-        fields[pname] = (annotation, default)
-    model = create_model(  # type: ignore[call-overload]
-        f"{name}_input", __config__=ConfigDict(extra="forbid"), **fields
-    )
+        fields[pname] = (_with_array_schema(annotation), default)
+    # arbitrary types: numpy arrays are accepted as they are (checked with isinstance).
+    config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    model = create_model(f"{name}_input", __config__=config, **fields)  # type: ignore[call-overload]
     output_type = hints.get("return", Any)
     if stream:  # each chunk is validated and encoded as the yielded type
         output_type = _item_type(output_type)
     return JobSignature(
         name=name,
         input_model=model,
-        output_adapter=TypeAdapter(output_type),
+        output_adapter=_adapter(output_type),
         output_type=output_type,
         context_param=context_param,
         parameters=tuple(fields),

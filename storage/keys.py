@@ -8,6 +8,7 @@
 | ``{ns}:req:{id}``                | hash   | the request record (source of truth)              |
 | ``{ns}:req:{id}:events``         | stream | status changes of the request, in order           |
 | ``{ns}:req:{id}:chunks``         | stream | items a streaming cord produced, in order         |
+| ``{ns}:req:{id}:input``         | string | a binary input (msgpack), beside the record       |
 | ``{ns}:req:{id}:children``      | zset   | requests this one's job made, by creation time    |
 | ``{ns}:idem:{app}:{key}``        | string | ``{request_id}|{input_hash}``, expires (24 h)     |
 | ``{ns}:running``                 | zset   | running request ids scored by lease expiry (s)    |
@@ -44,6 +45,7 @@ __all__ = [
     "events_key",
     "chunks_key",
     "children_key",
+    "input_key",
     "idempotency_key",
     "wake_key",
     "failed_key",
@@ -75,6 +77,10 @@ def events_key(request_id: str) -> str:
 
 def chunks_key(request_id: str) -> str:
     return f"{NAMESPACE}:req:{request_id}:chunks"
+
+
+def input_key(request_id: str) -> str:
+    return f"{NAMESPACE}:req:{request_id}:input"
 
 
 def children_key(request_id: str) -> str:

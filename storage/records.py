@@ -70,6 +70,7 @@ class RequestRecord(BaseModel):
     queue_deadline: float | None = None
     idempotency_key: str | None = None
     input: Any = None
+    input_format: str = Field(default="json", description="json, or msgpack (binary input).")
     output: Any = None
     result: ResultFile | None = Field(default=None, description="The output when stored apart.")
     files: list[ResultFile] = Field(default_factory=list)

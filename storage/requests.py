@@ -57,6 +57,8 @@ class NewRequest:
     queue: str
     input_json: str
     input_hash: str
+    #: A binary input (msgpack), kept beside the record; ``input_json`` is then "null".
+    input_bin: bytes | None = None
     priority: int = 1
     timeout_s: float | None = None
     max_retries: int = 0
@@ -92,6 +94,7 @@ class RequestStore:
         self.settings = settings
         self._scripts = _load_scripts(client)
         self._retention = int(settings.record_retention_s)
+        self._raw: redis.Redis | None = None  # for binary values (created on first use)
 
     def _run(self, name: str, *args: Any) -> Any:
         return self._scripts[name](args=[keys.NAMESPACE, keys.BROKER_NAMESPACE, *args])
@@ -127,6 +130,7 @@ class RequestStore:
             req.max_queue_s or 0,
             req.delay_s or 0,
             req.max_in_flight,
+            req.input_bin or b"",
             *flat,
         )
         if outcome == "conflict":
@@ -138,6 +142,21 @@ class RequestStore:
                 retry_after_s=1.0,
             )
         return Submission(request_id=request_id, created=outcome == "created")
+
+    def input_bytes(self, request_id: str) -> bytes:
+        """A binary input (msgpack), read without decoding."""
+        if self._raw is None:
+            pool = self.client.connection_pool
+            self._raw = redis.Redis(
+                connection_pool=redis.ConnectionPool(
+                    connection_class=pool.connection_class,
+                    **{**pool.connection_kwargs, "decode_responses": False},
+                )
+            )
+        data: Any = self._raw.get(keys.input_key(request_id))
+        if data is None:
+            raise RequestNotFound(request_id)
+        return bytes(data)
 
     def children_tree(
         self, request_id: str, *, depth: int = 4, limit: int = 500

@@ -94,6 +94,7 @@ local function terminate(rid, status, attempt, retention, fields)
   redis.call('EXPIRE', ev_key(rid), retention)
   redis.call('EXPIRE', ns .. ':req:' .. rid .. ':chunks', retention)
   redis.call('EXPIRE', ns .. ':req:' .. rid .. ':children', retention)
+  redis.call('EXPIRE', ns .. ':req:' .. rid .. ':input', retention)
   -- The dead-letter view: failed requests by app, newest last.
   if status == 'FAILED' then
     redis.call('ZADD', ns .. ':failed:' .. redis.call('HGET', rk, 'app'), now, rid)

@@ -15,6 +15,7 @@ redis.call('HDEL', rk, 'started_at', 'finished_at', 'error', 'output', 'result',
 redis.call('PERSIST', rk)
 redis.call('PERSIST', ev_key(rid))
 redis.call('PERSIST', ns .. ':req:' .. rid .. ':children')
+redis.call('PERSIST', ns .. ':req:' .. rid .. ':input')
 redis.call('ZREM', ns .. ':failed:' .. cur[4], rid)
 redis.call('HINCRBY', ns .. ':inflight', cur[4], 1)
 event(rid, 'QUEUED', attempt, 'reason', 'manual retry')

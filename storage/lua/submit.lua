@@ -1,5 +1,5 @@
 -- submit(ns, dq, rid, idem_key, idem_value_hash, idem_ttl, queue, max_queue_s, delay_s,
---        max_in_flight, field, value, ...)
+--        max_in_flight, input_bin, field, value, ...)
 -- Creates the record, claims the idempotency key and enqueues attempt 1, all at once; refuses
 -- when the app already has max_in_flight requests queued or running (0: no cap).
 -- Returns {'created', rid} | {'existing', rid} | {'conflict', rid} | {'busy', in_flight}.
@@ -14,8 +14,9 @@ if idem ~= '' then
     return {'conflict', other}
   end
 end
+local input_bin = ARGV[11]
 local fields = {}
-for i = 11, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 12, #ARGV do fields[#fields + 1] = ARGV[i] end
 local app = fields[2]  -- 'app' is always the first field
 local in_flight = tonumber(redis.call('HGET', ns .. ':inflight', app) or '0')
 if cap > 0 and in_flight >= cap then return {'busy', tostring(in_flight)} end
@@ -30,6 +31,11 @@ local runnable_at = now + math.max(delay_s or 0, 0)
 if max_queue_s and max_queue_s > 0 then
   redis.call('HSET', rk, 'queue_deadline', string.format('%.6f', runnable_at + max_queue_s))
   redis.call('ZADD', ns .. ':deadlines', runnable_at + max_queue_s, rid)
+end
+-- A binary input (msgpack) lives beside the record, so the hash stays text.
+if input_bin ~= '' then
+  redis.call('SET', ns .. ':req:' .. rid .. ':input', input_bin)
+  redis.call('HSET', rk, 'input_format', 'msgpack')
 end
 -- A request made by a running job is linked to it (the parent's tree and cancel).
 local parent = redis.call('HGET', rk, 'parent_id')

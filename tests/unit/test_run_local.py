@@ -75,3 +75,14 @@ def test_nothing_leaks_out_of_the_block():
     from producers.local import local_client
 
     assert local_client() is None
+
+
+def test_binary_payloads_locally():
+    import numpy as np
+
+    from tests.apps import binary
+
+    with run_local():
+        a = np.arange(6, dtype=np.float32).reshape(2, 3)
+        assert np.array_equal(binary.scale.run_remote(a), a * 2)
+        assert binary.mixed.run_remote(b"ab", a)["blob"] == b"ba"
