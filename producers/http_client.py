@@ -17,6 +17,7 @@ import httpx
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from scheduler.jobspec import JobSpec
+from scheduler.payloads import MSGPACK_TYPE, is_binary, pack
 from storage.errors import JobcordError, RequestNotFound
 from storage.records import RequestRecord
 from storage.requests import Submission
@@ -89,11 +90,18 @@ class HttpClient:
             "retries": opts.retries,
         }
         key = opts.idempotency_key or f"auto-{uuid.uuid4().hex}"
+        body = {k: v for k, v in body.items() if v is not None}
+        headers = {"Idempotency-Key": key}
+        if is_binary(input_json):  # bytes and arrays go raw, as msgpack
+            sent: dict[str, Any] = {"content": pack(body)}
+            headers["Content-Type"] = MSGPACK_TYPE
+        else:
+            sent = {"json": body}
         reply = self._call(
             "POST",
             f"/v1/apps/{spec.app}/jobs/{spec.name}/async_run_remote",
-            json={k: v for k, v in body.items() if v is not None},
-            headers={"Idempotency-Key": key},
+            headers=headers,
+            **sent,
         ).json()
         return Submission(request_id=reply["request_id"], created=reply.get("created", True))
 

@@ -227,7 +227,9 @@ def start_worker(jobcord_env: dict[str, str]) -> Iterator[Callable[..., WorkerPr
 
 
 class ApiServer:
-    def __init__(self, env: dict[str, str], args: list[str]) -> None:
+    def __init__(
+        self, env: dict[str, str], args: list[str], app_ref: str = "tests.apps.lifecycle:app"
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
@@ -236,7 +238,7 @@ class ApiServer:
                 "-m",
                 "jobcord.cli",
                 "api",
-                "tests.apps.lifecycle:app",
+                app_ref,
                 "--port",
                 str(self.port),
                 *args,

@@ -8,10 +8,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
+from pydantic import BaseModel, ValidationError
 
 from scheduler.jobspec import JobSpec
+from scheduler.payloads import is_binary, unpack
 from storage.apikeys import ApiKey
 from storage.requests import Submission
 
@@ -42,9 +45,29 @@ def _submit(gw: Gateway, spec: JobSpec, body: Any, idempotency_key: str | None) 
         metadata=body.metadata,
         retries=body.retries,
     )
-    sub = gw.client.submit(spec, body.input.model_dump(mode="json"), opts)
+    data = body.input.model_dump(mode="python")
+    if not is_binary(data):
+        data = body.input.model_dump(mode="json")
+    sub = gw.client.submit(spec, data, opts)
     SUBMISSIONS.labels(spec.app, spec.name, "created" if sub.created else "existing").inc()
     return sub
+
+
+def _parsed(model: type[BaseModel], body: Any) -> Any:
+    """A msgpack body (bytes) -> the route's body model, with FastAPI's 422 on errors."""
+    if not isinstance(body, bytes):
+        return body
+    try:
+        data = unpack(body)
+    except Exception as exc:  # noqa: BLE001 - any malformed msgpack is the caller's error
+        raise RequestValidationError(
+            [{"type": "msgpack_invalid", "loc": ("body",), "msg": f"invalid msgpack: {exc}"}]
+        ) from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        raise RequestValidationError(errors) from None
 
 
 def _add_job_routes(router: APIRouter, gw: Gateway, spec: JobSpec) -> None:
@@ -53,15 +76,23 @@ def _add_job_routes(router: APIRouter, gw: Gateway, spec: JobSpec) -> None:
     IdemHeader = Annotated[str | None, Header(alias="Idempotency-Key", max_length=256)]  # noqa: N806
     Key = Annotated[ApiKey, Depends(gw.auth)]  # noqa: N806
 
-    def async_run_remote(body: Body, key: Key, idempotency_key: IdemHeader = None) -> JSONResponse:  # type: ignore[valid-type]
+    # JSON, or msgpack (Content-Type: application/msgpack) for bytes and numpy arrays: FastAPI
+    # hands a non-JSON body over as bytes, which we unpack and validate the same way.
+    Payload = Body | bytes  # noqa: N806
+
+    def async_run_remote(
+        body: Payload,  # type: ignore[valid-type]
+        key: Key,
+        idempotency_key: IdemHeader = None,
+    ) -> JSONResponse:
         gw.admit(spec.app, key)
-        sub = _submit(gw, spec, body, idempotency_key)
+        sub = _submit(gw, spec, _parsed(Body, body), idempotency_key)
         status = "QUEUED" if sub.created else gw.client.get(sub.request_id).status.value
-        body = {"request_id": sub.request_id, "status": status, "created": sub.created}
-        return JSONResponse(body, status_code=202)
+        reply = {"request_id": sub.request_id, "status": status, "created": sub.created}
+        return JSONResponse(reply, status_code=202)
 
     async def run_remote(
-        body: Body,  # type: ignore[valid-type]
+        body: Payload,  # type: ignore[valid-type]
         key: Key,
         idempotency_key: IdemHeader = None,
         wait_seconds: Annotated[
@@ -69,7 +100,7 @@ def _add_job_routes(router: APIRouter, gw: Gateway, spec: JobSpec) -> None:
         ] = 30.0,
     ) -> JSONResponse:
         gw.admit(spec.app, key)
-        sub = await run_in_threadpool(_submit, gw, spec, body, idempotency_key)
+        sub = await run_in_threadpool(_submit, gw, spec, _parsed(Body, body), idempotency_key)
         status = await gw.follower.wait_terminal(sub.request_id, wait_seconds)
         record = await run_in_threadpool(gw.client.get, sub.request_id)
         if status is None:  # still running: the caller polls GET /v1/requests/{id}
