@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from examples import arrays as binary
 from storage.statuses import Status
-from tests.apps import binary
 
-APP = "tests.apps.binary:app"
+APP = "examples.arrays:app"
 
 
 def test_array_round_trip_is_exact_and_raw(client, rds, start_worker):

@@ -80,7 +80,7 @@ def test_nothing_leaks_out_of_the_block():
 def test_binary_payloads_locally():
     import numpy as np
 
-    from tests.apps import binary
+    from examples import arrays as binary
 
     with run_local():
         a = np.arange(6, dtype=np.float32).reshape(2, 3)

@@ -1,4 +1,5 @@
-"""Jobs with binary inputs and outputs: raw bytes and numpy arrays, never base64."""
+"""Binary payloads: bytes and numpy arrays travel raw (msgpack), never base64 (also the
+benchmark's app: scale vs scale_b64 is the same work, binary vs JSON)."""
 
 from __future__ import annotations
 
