@@ -183,7 +183,9 @@ class Runner:
         if self.device:
             self.store.set_fields(record.request_id, device=self.device)
         data = record.input
-        if record.input_format == "msgpack":  # bytes or arrays: raw, beside the record
+        if record.input_ref is not None:  # a large binary input, in the result store
+            data = unpack(self.results.get_bytes(record.input_ref))
+        elif record.input_format == "msgpack":  # bytes or arrays: raw, beside the record
             data = unpack(self.store.input_bytes(record.request_id))
         task = Task(record.request_id, record.attempt, record.job, data, str(output_dir or ""))
         timeout = record.timeout_s if record.timeout_s is not None else spec.timeout_s

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -22,12 +22,13 @@ from tenacity import (
 )
 
 from scheduler.jobspec import JobSpec
+from scheduler.payloads import MSGPACK_TYPE
 from scheduler.webhooks.targets import WebhookTargetRefused, parse_networks, resolve_target
 from storage.connection import connect
 from storage.records import RequestRecord
 from storage.registry import ConsumerRegistry, unserved_reason
 from storage.requests import RequestStore, Submission
-from storage.results import ResultStore, open_result_store, with_urls
+from storage.results import ResultStore, open_result_store, result_prefix, with_urls
 from storage.settings import Settings, load_settings
 from storage.statuses import Status
 from storage.webhook_secrets import WebhookSecrets
@@ -129,21 +130,25 @@ class RedisClient:
                     f"timeout_seconds {opts.timeout_seconds} exceeds the job's own {spec.timeout_s}"
                 )
             timeout_s = opts.timeout_seconds
-        return self.store.submit(
-            spec.new_request(
-                input_json,
-                priority=1 if opts.priority is None else opts.priority,
-                timeout_s=timeout_s,
-                max_retries=spec.retry.retries if opts.retries is None else opts.retries,
-                max_queue_s=opts.max_time_in_queue_seconds,
-                delay_s=opts.delay_seconds,
-                idempotency_key=opts.idempotency_key,
-                webhook_endpoint=opts.webhook_endpoint,
-                metadata=opts.metadata,
-                max_in_flight=self.settings.in_flight_cap(spec.app),
-                parent_id=opts.parent_id,
-            )
+        request = spec.new_request(
+            input_json,
+            priority=1 if opts.priority is None else opts.priority,
+            timeout_s=timeout_s,
+            max_retries=spec.retry.retries if opts.retries is None else opts.retries,
+            max_queue_s=opts.max_time_in_queue_seconds,
+            delay_s=opts.delay_seconds,
+            idempotency_key=opts.idempotency_key,
+            webhook_endpoint=opts.webhook_endpoint,
+            metadata=opts.metadata,
+            max_in_flight=self.settings.in_flight_cap(spec.app),
+            parent_id=opts.parent_id,
         )
+        if request.input_bin and len(request.input_bin) > self.settings.inline_input_max_bytes:
+            # Large binary inputs go to the result store (S3), not Redis's memory.
+            key = f"{result_prefix(spec.app, spec.name, request.request_id)}/input.msgpack"
+            self.results.put_bytes(key, request.input_bin, MSGPACK_TYPE)
+            request = replace(request, input_bin=None, input_ref=key)
+        return self.store.submit(request)
 
     def _check_webhook(self, app: str, url: str) -> None:
         """Refuse, before queueing, a webhook that could never be delivered or is not allowed."""

@@ -71,6 +71,9 @@ class RequestRecord(BaseModel):
     idempotency_key: str | None = None
     input: Any = None
     input_format: str = Field(default="json", description="json, or msgpack (binary input).")
+    input_ref: str | None = Field(
+        default=None, description="Result-store key of a large binary input."
+    )
     output: Any = None
     result: ResultFile | None = Field(default=None, description="The output when stored apart.")
     files: list[ResultFile] = Field(default_factory=list)

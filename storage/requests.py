@@ -59,6 +59,8 @@ class NewRequest:
     input_hash: str
     #: A binary input (msgpack), kept beside the record; ``input_json`` is then "null".
     input_bin: bytes | None = None
+    #: Or, when large, its key in the result store.
+    input_ref: str | None = None
     priority: int = 1
     timeout_s: float | None = None
     max_retries: int = 0
@@ -116,6 +118,7 @@ class RequestStore:
             "webhook_endpoint": req.webhook_endpoint,
             "metadata": json.dumps(req.metadata) if req.metadata is not None else None,
             "parent_id": req.parent_id,
+            "input_ref": req.input_ref,
         }
         fields.update({k: v for k, v in optional.items() if v is not None})
         idem = keys.idempotency_key(req.app, req.idempotency_key) if req.idempotency_key else ""

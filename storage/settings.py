@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     inline_output_max_bytes: int = Field(
         default=64 * 1024, ge=0, description="JSON outputs up to this size stay on the record."
     )
+    inline_input_max_bytes: int = Field(
+        default=2**20,
+        ge=0,
+        description="Larger binary inputs go to the result store, not Redis.",
+    )
     idempotency_retention_s: float = Field(default=24 * 3600.0, gt=0)
     record_retention_s: float = Field(
         default=7 * 24 * 3600.0, gt=0, description="How long a finished request is kept."

@@ -36,6 +36,8 @@ end
 if input_bin ~= '' then
   redis.call('SET', ns .. ':req:' .. rid .. ':input', input_bin)
   redis.call('HSET', rk, 'input_format', 'msgpack')
+elseif redis.call('HEXISTS', rk, 'input_ref') == 1 then  -- a large one, in the result store
+  redis.call('HSET', rk, 'input_format', 'msgpack')
 end
 -- A request made by a running job is linked to it (the parent's tree and cancel).
 local parent = redis.call('HGET', rk, 'parent_id')

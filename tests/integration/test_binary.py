@@ -112,3 +112,22 @@ def test_msgpack_over_http_and_the_http_client(binary_api, start_worker):
     finally:
         binary.app.client = None
         client.close()
+
+
+def test_large_binary_inputs_go_through_the_result_store(client, rds, start_worker):
+    from producers import RedisClient
+    from storage.settings import load_settings
+
+    small_redis = RedisClient(load_settings(inline_input_max_bytes=1000))
+    binary.app.client = small_redis
+    try:
+        start_worker(APP)
+        a = np.arange(10_000, dtype=np.int32)
+        handle = binary.scale.async_run_remote(a, factor=2.0)
+        assert np.array_equal(handle.result(timeout=30), a * 2)
+        rec = handle.status()
+        assert rec.input_ref.endswith(f"/{handle.request_id}/input.msgpack")
+        assert not rds.exists(f"jobcord:req:{handle.request_id}:input")  # not in Redis
+        assert len(small_redis.results.get_bytes(rec.input_ref)) > a.nbytes
+    finally:
+        binary.app.client = None
