@@ -72,7 +72,6 @@ class Runner:
         worker_id: str,
         device: str,
         *,
-        new_slot: Callable[[], ChildSlot] | None = None,
         add_capacity: Callable[[int], None] | None = None,
         max_lent: int = 0,
     ) -> None:
@@ -86,7 +85,6 @@ class Runner:
         self._idle: queue.Queue[ChildSlot] = queue.Queue()
         for slot in slots:
             self._idle.put(slot)
-        self._new_slot = new_slot
         self._add_capacity = add_capacity or (lambda n: None)
         self._lending = threading.Lock()
         self._to_retire = 0  # borrowed slots to close when they come back idle
@@ -116,15 +114,13 @@ class Runner:
             self.leases.remove(request_id)
             if output_dir is not None:
                 shutil.rmtree(output_dir, ignore_errors=True)
-            self._waiting(request_id, False)  # killed while waiting: take the lent slot back
+            self._waiting(slot, request_id, False)  # killed while waiting: take it back
             self._give_back(slot)
 
     # -- lending: a job waiting on its children does not hold the slot they need -----------
-    def _waiting(self, request_id: str, on: bool) -> None:
+    def _waiting(self, slot: ChildSlot, request_id: str, on: bool) -> None:
         """A job started (True) or stopped (False) waiting on other requests: lend its slot,
-        i.e. start one more child and take one more message meanwhile."""
-        if self._new_slot is None:
-            return
+        i.e. start one more child like it (same devices) and take one more message."""
         with self._lending:
             if not on:
                 if request_id in self._lent:
@@ -137,12 +133,9 @@ class Runner:
                 return
             self._lent.add(request_id)
         self._add_capacity(1)
-        threading.Thread(target=self._start_borrowed, daemon=True).start()
+        threading.Thread(target=self._start_borrowed, args=(slot.sibling(),), daemon=True).start()
 
-    def _start_borrowed(self) -> None:
-        assert self._new_slot is not None
-        slot = self._new_slot()
-        slot.borrowed = True
+    def _start_borrowed(self, slot: ChildSlot) -> None:
         try:
             slot.start()
         except Exception as exc:  # noqa: BLE001 - a failed start must not take the consumer down
@@ -194,7 +187,7 @@ class Runner:
             timeout,
             lambda f, m: self.store.report_progress(record.request_id, record.attempt, f, m),
             lambda data: self.store.append_chunk(record.request_id, data),
-            lambda on: self._waiting(record.request_id, on),
+            lambda on: self._waiting(slot, record.request_id, on),
         )
 
     @_persist

@@ -102,6 +102,20 @@ class ChildSlot:
         self._doomed = False
         self._replace_reason: str | None = None
 
+    def sibling(self) -> ChildSlot:
+        """A new slot like this one (same app, devices, settings), not started, borrowed."""
+        twin = ChildSlot(
+            self.app_ref,
+            name=f"{self.name}-lent",
+            env=self.env,
+            kill_grace_s=self.kill_grace_s,
+            startup_timeout_s=self.startup_timeout_s,
+            log_format=self.log_format,
+            recycling=self.recycling,
+        )
+        twin.borrowed = True
+        return twin
+
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
         parent_conn, child_conn = _spawn.Pipe(duplex=True)

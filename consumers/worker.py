@@ -180,7 +180,6 @@ class Consumer:
             self.settings,
             self.worker_id,
             ",".join(d.uuid for d in self.config.devices),
-            new_slot=lambda: self._slot(self.groups[0], "borrowed"),
             add_capacity=broker.add_capacity,
             max_lent=self.settings.max_lent_slots,
         )
