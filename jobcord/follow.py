@@ -48,6 +48,15 @@ def print_record(record: RequestRecord) -> None:
         table.add_row("file", f"{f.name} ({f.size} B) {f.url or f.key}")
     if record.error is not None:
         table.add_row("error", f"[red]{record.error.type}: {record.error.message}[/red]")
+    if record.waiting_reason:
+        table.add_row("waiting", f"[yellow]{record.waiting_reason}[/yellow]")
+    if record.parent_id:
+        table.add_row("parent", record.parent_id)
+    for child in record.children:
+        table.add_row("child", f"{child['request_id']} {child['job']} {child['status']}")
+    for a in record.attempts:
+        why = f" ({a.error})" if a.error else ""
+        table.add_row("attempt log", f"#{a.attempt} {a.outcome}{why} on {a.device or a.worker}")
     console.print(table)
 
 
