@@ -165,26 +165,38 @@ class RequestStore:
         self, request_id: str, *, depth: int = 4, limit: int = 500
     ) -> list[dict[str, Any]]:
         """The requests this one's job made, in order, each with its status and its own
-        children (``depth`` levels, ``limit`` requests at most)."""
-        ids: Any = self.client.zrange(keys.children_key(request_id), 0, limit - 1)
-        if not ids:
-            return []
-        pipe = self.client.pipeline(transaction=False)
-        for child in ids:
-            pipe.hmget(keys.record_key(child), "job", "status", "attempt", "error")
-        out = []
-        for child, (job, status, attempt, error) in zip(ids, pipe.execute(), strict=True):
-            node: dict[str, Any] = {
-                "request_id": child,
-                "job": job,
-                "status": status or "GONE",  # expired from Redis after its retention
-                "attempt": int(attempt) if attempt else None,
-                "error": json.loads(error).get("type") if error else None,
-            }
-            if depth > 1 and status:
-                node["children"] = self.children_tree(child, depth=depth - 1, limit=limit)
-            out.append(node)
-        return out
+        children: ``depth`` levels, ``limit`` requests in all, two round trips a level."""
+        root: list[dict[str, Any]] = []
+        level = [(request_id, root)]
+        seen = 0
+        for _ in range(depth):
+            pipe = self.client.pipeline(transaction=False)
+            for rid, _into in level:
+                pipe.zrange(keys.children_key(rid), 0, limit - 1)
+            found = [(into, ids) for (_rid, into), ids in zip(level, pipe.execute(), strict=True)]
+            pairs = [(into, child) for into, ids in found for child in ids][: limit - seen]
+            if not pairs:
+                break
+            seen += len(pairs)
+            pipe = self.client.pipeline(transaction=False)
+            for _into, child in pairs:
+                pipe.hmget(keys.record_key(child), "job", "status", "attempt", "error")
+            level = []
+            for (into, child), (job, status, attempt, error) in zip(
+                pairs, pipe.execute(), strict=True
+            ):
+                node: dict[str, Any] = {
+                    "request_id": child,
+                    "job": job,
+                    "status": status or "GONE",  # expired from Redis after its retention
+                    "attempt": int(attempt) if attempt else None,
+                    "error": json.loads(error).get("type") if error else None,
+                    "children": [],
+                }
+                into.append(node)
+                if status:
+                    level.append((child, node["children"]))
+        return root
 
     def cancel(self, request_id: str) -> Status:
         """Cancel a queued request now, or ask its worker to stop a running one."""
