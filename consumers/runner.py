@@ -140,7 +140,8 @@ class Runner:
             slot.start()
         except Exception as exc:  # noqa: BLE001 - a failed start must not take the consumer down
             log.error("borrowed slot did not start", error=str(exc))
-            self._add_capacity(-1)
+            with self._lending:  # the wait's end will ask to retire it: nothing to retire
+                self._to_retire -= 1
             return
         self._give_back(slot)
 
