@@ -14,13 +14,11 @@ Expressions are evaluated in UTC; croniter's sixth field (seconds) is accepted.
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import redis
 import structlog
 from croniter import croniter
 
@@ -28,6 +26,7 @@ from storage.keys import CRON_KEY
 from storage.requests import NewRequest, RequestStore
 
 from .jobspec import AppRegistry, JobSpec
+from .loops import EveryInterval
 
 __all__ = ["CronTicker", "check_schedule", "previous_tick"]
 
@@ -54,16 +53,14 @@ class Fired:
     request_id: str | None = None
 
 
-class CronTicker(threading.Thread):
+class CronTicker(EveryInterval):
     def __init__(
         self, apps: list[AppRegistry], store: RequestStore, *, interval_s: float, grace_s: float
     ) -> None:
-        super().__init__(name="jobcord-cron", daemon=True)
+        super().__init__("cron", interval_s)
         self.specs = [s for a in apps for s in a.jobs.values() if s.schedule]
         self.store = store
-        self.interval_s = interval_s
         self.grace_s = grace_s
-        self._stopped = threading.Event()
 
     def run_once(self, now: float | None = None) -> list[Fired]:
         now = time.time() if now is None else now
@@ -105,16 +102,6 @@ class CronTicker(threading.Thread):
                 pipe.hset(CRON_KEY, field, repr(tick))
 
         self.store.client.transaction(move, CRON_KEY)
-
-    def run(self) -> None:
-        while not self._stopped.wait(self.interval_s):
-            try:
-                self.run_once()
-            except redis.RedisError as exc:
-                log.warning("cron pass failed", error=str(exc))
-
-    def stop(self) -> None:
-        self._stopped.set()
 
 
 def _tick_request(spec: JobSpec, tick: float) -> NewRequest:

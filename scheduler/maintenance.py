@@ -6,24 +6,21 @@ any number of processes can run it at once.
 
 from __future__ import annotations
 
-import threading
-
-import redis
 import structlog
 
 from storage.requests import RequestStore
+
+from .loops import EveryInterval
 
 __all__ = ["MaintenanceLoop"]
 
 log = structlog.get_logger("jobcord.maintenance")
 
 
-class MaintenanceLoop(threading.Thread):
+class MaintenanceLoop(EveryInterval):
     def __init__(self, store: RequestStore, interval_s: float) -> None:
-        super().__init__(name="jobcord-maintenance", daemon=True)
+        super().__init__("maintenance", interval_s)
         self.store = store
-        self.interval_s = interval_s
-        self._stopped = threading.Event()
 
     def run_once(self) -> list[tuple[str, str]]:
         # Right after a Redis restart every lease looks expired: give live consumers one
@@ -35,13 +32,3 @@ class MaintenanceLoop(threading.Thread):
         for request_id, outcome in changed:
             log.info("maintenance", request_id=request_id, outcome=outcome)
         return changed
-
-    def run(self) -> None:
-        while not self._stopped.wait(self.interval_s):
-            try:
-                self.run_once()
-            except redis.RedisError as exc:
-                log.warning("maintenance pass failed", error=str(exc))
-
-    def stop(self) -> None:
-        self._stopped.set()
