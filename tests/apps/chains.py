@@ -84,6 +84,12 @@ def waiter(key: str, seconds: float) -> float:
     return sum(h.result() for h in handles)
 
 
+@app.job(timeout=2)
+def impatient(key: str) -> float:
+    """Times out while its child still sleeps: the child is canceled with it."""
+    return sleeper.run_remote(key, 30.0)
+
+
 @app.job()
 def picky_child(key: str) -> int:
     n = int(_redis().incr(f"jobcord:test:count:{key}"))

@@ -67,6 +67,13 @@ def test_canceling_a_parent_cancels_its_children(client, rds, one_slot):
     wait_for(all_canceled, 20, "both children canceled")
 
 
+def test_a_parent_that_times_out_takes_its_children_with_it(client, rds, one_slot):
+    handle = chains.impatient.async_run_remote("late")
+    assert handle.wait(30).status is Status.TIMED_OUT
+    wait_for(lambda: [c["status"] for c in handle.status().children] == ["CANCELED"], 20, "child")
+    # (queued or already running when its parent timed out, it ends CANCELED either way)
+
+
 def test_retries_can_be_set_per_call(client, rds, one_slot):
     handle = chains.retries_per_call.async_run_remote("per-call")
     assert handle.result(timeout=60) == 3  # the child failed twice, retried per the call
