@@ -162,7 +162,8 @@ class RedisClient:
     def get(self, request_id: str) -> RequestRecord:
         """The record, with fresh download URLs (presigned on S3) for stored results."""
         record = self.store.get(request_id)
-        record.children = self.store.children_tree(request_id)
+        if record.child_count:  # most requests have none: no extra round trip for them
+            record.children = self.store.children_tree(request_id)
         if record.status is Status.QUEUED and record.retry_at is None:
             record.waiting_reason = unserved_reason(record, ConsumerRegistry(self.redis).live())
         if record.result is None and not record.files:

@@ -85,6 +85,7 @@ class RequestRecord(BaseModel):
     device: str | None = None
     cancel_requested: bool = False
     parent_id: str | None = Field(default=None, description="The request whose job made this.")
+    child_count: int = Field(default=0, description="Requests this one's job made.")
     children: list[dict[str, Any]] = Field(
         default_factory=list,
         description="Requests this one's job made, in order, with their status (and theirs).",

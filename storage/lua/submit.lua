@@ -41,7 +41,10 @@ elseif redis.call('HEXISTS', rk, 'input_ref') == 1 then  -- a large one, in the 
 end
 -- A request made by a running job is linked to it (the parent's tree and cancel).
 local parent = redis.call('HGET', rk, 'parent_id')
-if parent then redis.call('ZADD', ns .. ':req:' .. parent .. ':children', now, rid) end
+if parent then
+  redis.call('ZADD', ns .. ':req:' .. parent .. ':children', now, rid)
+  redis.call('HINCRBY', rec_key(parent), 'child_count', 1)  -- readers skip leaves' trees
+end
 event(rid, 'QUEUED', 1)
 if runnable_at > now then
   redis.call('HSET', rk, 'retry_at', string.format('%.6f', runnable_at))
