@@ -3,37 +3,38 @@
 It is started with the ``spawn`` method (never fork after CUDA init), sets its device
 environment before importing the app, runs the startup hooks once, then executes one task at a
 time sent by its parent over a pipe. The parent kills it to enforce timeouts and cancels.
-
-Messages child -> parent: ("ready", pid) | ("startup_failed", text) | ("progress", f, msg) |
-("chunk", data) (streaming cords) |
-("ok", content_type, data) | ("error", type, message, traceback, retryable, poisoned).
+Messages are the typed ones of :mod:`consumers.protocol`; every reply about a task carries that
+task's fence ``(request_id, attempt)``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ctypes
-import inspect
 import os
 import signal
 import threading
 import traceback
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from .protocol import (
+    ChildMessage,
+    Chunk,
+    Done,
+    Failed,
+    Fence,
+    Progress,
+    Ready,
+    RunTask,
+    StartupFailed,
+    StopChild,
+    Task,
+    Waiting,
+)
+
 __all__ = ["Task", "child_main"]
-
-
-@dataclass(frozen=True)
-class Task:
-    request_id: str
-    attempt: int
-    job: str
-    input: dict[str, Any]
-    output_dir: str
 
 
 def _die_with_parent() -> None:
@@ -50,11 +51,11 @@ def child_main(app_ref: str, conn: Connection, env: dict[str, str], log_format: 
         os._exit(1)
     os.environ.update(env)  # CUDA_VISIBLE_DEVICES & co. before anything can import CUDA
 
-    from scheduler.context import JobContext, running_job
+    from scheduler.context import JobContext
+    from scheduler.invoke import describe_failure, invoke
     from scheduler.jobspec import JobSpec
     from scheduler.loader import load_app
     from scheduler.outputs import JSON_TYPE, encode_output
-    from scheduler.retry_policy import is_retryable
     from storage.logs import configure_logging
 
     from .cuda_errors import poisons_cuda_context
@@ -62,7 +63,7 @@ def child_main(app_ref: str, conn: Connection, env: dict[str, str], log_format: 
     configure_logging(log_format)
     send_lock = threading.Lock()
 
-    def send(*msg: Any) -> None:
+    def send(msg: ChildMessage) -> None:
         with send_lock:
             conn.send(msg)
 
@@ -80,18 +81,19 @@ def child_main(app_ref: str, conn: Connection, env: dict[str, str], log_format: 
         app = load_app(app_ref)
         state = {hook.name: hook.fn() for hook in app.startup_hooks}
     except BaseException:
-        send("startup_failed", traceback.format_exc())
+        send(StartupFailed(traceback.format_exc()))
         return
-    send("ready", os.getpid())
+    send(Ready(os.getpid()))
 
     while True:
         try:
             msg = conn.recv()
         except (EOFError, OSError):
             break
-        if msg[0] == "stop":
-            break
-        task: Task = msg[1]
+        if isinstance(msg, StopChild) or not isinstance(msg, RunTask):
+            break  # anything but a task is a stop: the parent replaces a confused child
+        task: Task = msg.task
+        fence = task.fence
         ctx = JobContext(
             request_id=task.request_id,
             attempt=task.attempt,
@@ -100,33 +102,38 @@ def child_main(app_ref: str, conn: Connection, env: dict[str, str], log_format: 
             output_dir=Path(task.output_dir),
             state=state,
             devices=os.environ.get("CUDA_VISIBLE_DEVICES", ""),
-            _report=lambda f, m: send("progress", f, m),
-            _waiting=lambda on: send("waiting", on),
+            _report=lambda f, m, fence=fence: send(Progress(fence, f, m)),  # type: ignore[misc]
+            _waiting=lambda on, fence=fence: send(Waiting(fence, on)),  # type: ignore[misc]
         )
         current[:] = [ctx]
         spec: JobSpec | None = None
         try:
             spec = app.spec(task.job)
-            kwargs = spec.signature.typed_kwargs(task.input)
-            if spec.signature.context_param:
-                kwargs[spec.signature.context_param] = ctx
-            with running_job(ctx):
-                if spec.stream:
-                    for item in spec.fn(**kwargs):
-                        send("chunk", encode_output(spec.signature, item).data)
-                    send("ok", JSON_TYPE, b"null")
-                else:
-                    value = spec.fn(**kwargs)
-                    if inspect.iscoroutine(value):  # async def jobs get an event loop
-                        value = asyncio.run(value)
-                    encoded = encode_output(spec.signature, value)
-                    send("ok", encoded.content_type, encoded.data)
+            signature = spec.signature
+            if spec.stream:
+
+                def relay(item: Any, fence: Fence = fence, signature: Any = signature) -> None:
+                    send(Chunk(fence, encode_output(signature, item).data))
+
+                invoke(spec, task.input, ctx, on_item=relay)
+                send(Done(fence, JSON_TYPE, b"null"))
+            else:
+                encoded = encode_output(signature, invoke(spec, task.input, ctx))
+                send(Done(fence, encoded.content_type, encoded.data))
         except BaseException as exc:  # the job's failure is data for the parent
-            retryable = spec is not None and is_retryable(exc, spec.retry_on)
+            f = describe_failure(exc, spec)
             poisoned = poisons_cuda_context(exc)
-            tb = traceback.format_exc()
-            kind = type(exc)
-            send("error", kind.__name__, str(exc), tb, retryable, poisoned, kind.__module__)
+            send(
+                Failed(
+                    fence,
+                    f.error_type,
+                    f.message,
+                    f.traceback,
+                    f.retryable,
+                    poisoned,
+                    f.error_module,
+                )
+            )
         finally:
             current.clear()
 

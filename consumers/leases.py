@@ -4,6 +4,9 @@ Renewal happens here, not in the process running the job, so a job that holds th
 stuck in C code never loses its lease (and is never run twice); a consumer that dies stops
 renewing and its requests are recovered within ``lease_ttl_s``. Cancels arrive on a pub/sub
 channel at once, and through the renewal reply as a backstop.
+
+Both loops are supervised (``scheduler.supervision``): whatever a pass raises is logged,
+counted and backed off from, and the loop goes on; renewal never pauses past its interval.
 """
 
 from __future__ import annotations
@@ -16,12 +19,16 @@ from dataclasses import dataclass
 import redis
 import structlog
 
+from scheduler.supervision import LOOPS, LoopState, run_supervised
 from storage.keys import CANCELS_CHANNEL
 from storage.requests import RequestStore
 
 __all__ = ["LeaseKeeper", "Running"]
 
 log = structlog.get_logger("jobcord.leases")
+
+#: The cancel listener waits this long for a message per pass.
+_CANCEL_POLL_S = 1.0
 
 
 @dataclass
@@ -43,6 +50,9 @@ class LeaseKeeper:
         self._running: dict[str, Running] = {}
         self._lock = threading.Lock()
         self._stopped = threading.Event()
+        # Renewal never backs off past its interval: a longer pause would lose the leases.
+        self.renew_state = LoopState("leases", self.interval_s, backoff_max_s=self.interval_s)
+        self.cancel_state = LoopState("cancels", _CANCEL_POLL_S, backoff_max_s=5.0)
         self._threads = [
             threading.Thread(target=self._renew_loop, name="jobcord-leases", daemon=True),
             threading.Thread(target=self._cancel_loop, name="jobcord-cancels", daemon=True),
@@ -50,14 +60,14 @@ class LeaseKeeper:
         self._pubsub: redis.client.PubSub | None = None
 
     def start(self) -> None:
+        LOOPS.add(self.renew_state)
+        LOOPS.add(self.cancel_state)
         for t in self._threads:
             t.start()
 
     def stop(self) -> None:
         self._stopped.set()
-        if self._pubsub is not None:
-            with contextlib.suppress(redis.RedisError):
-                self._pubsub.close()
+        self._drop_pubsub()
 
     def add(self, request_id: str, running: Running) -> None:
         with self._lock:
@@ -67,42 +77,52 @@ class LeaseKeeper:
         with self._lock:
             self._running.pop(request_id, None)
 
-    def _stop(self, request_id: str, reason: str) -> None:
+    def _stop(self, request_id: str, reason: str, loop: LoopState) -> None:
+        """Stop one request; if that raises, it is logged and counted against ``loop``, and
+        the pass goes on with the others (and the heartbeat)."""
         with self._lock:
             running = self._running.get(request_id)
         if running is not None:
             log.info("stopping request", request_id=request_id, reason=reason)
-            running.stop(reason)
+            try:
+                running.stop(reason)
+            except Exception as exc:  # noqa: BLE001 - one request never stalls the others
+                loop.noted(exc, request_id=request_id, reason=reason)
 
     def renew_once(self) -> None:
+        """Renew every lease held here, then the consumer's registration (one pass)."""
         with self._lock:
             leases = {rid: r.token for rid, r in self._running.items()}
         for request_id, state in self.store.renew(leases).items():
-            if state == "cancel":
-                self._stop(request_id, "cancel")
-            elif state == "lost":
-                self._stop(request_id, "lost")
+            if state in ("cancel", "lost"):
+                self._stop(request_id, state, self.renew_state)
+        if self.heartbeat is not None:
+            self.heartbeat()
+
+    def listen_once(self) -> None:
+        """Wait up to a second for one cancel message (subscribing first if need be); a
+        failure drops the subscription, and the next pass subscribes again."""
+        try:
+            if self._pubsub is None:
+                pubsub = self.store.client.pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(CANCELS_CHANNEL)
+                self._pubsub = pubsub
+            message = self._pubsub.get_message(timeout=_CANCEL_POLL_S)
+        except Exception:
+            self._drop_pubsub()
+            raise
+        if message is not None:
+            self._stop(message["data"], "cancel", self.cancel_state)
+
+    def _drop_pubsub(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            with contextlib.suppress(redis.RedisError):
+                pubsub.close()
 
     def _renew_loop(self) -> None:
-        while not self._stopped.wait(self.interval_s):
-            try:
-                self.renew_once()
-                if self.heartbeat is not None:
-                    self.heartbeat()
-            except redis.RedisError as exc:
-                log.warning("lease renewal failed", error=str(exc))
+        run_supervised(self.renew_state, self.renew_once, self._stopped)
 
     def _cancel_loop(self) -> None:
-        while not self._stopped.is_set():
-            try:
-                self._pubsub = self.store.client.pubsub(ignore_subscribe_messages=True)
-                self._pubsub.subscribe(CANCELS_CHANNEL)
-                while not self._stopped.is_set():
-                    message = self._pubsub.get_message(timeout=1.0)
-                    if message is not None:
-                        self._stop(message["data"], "cancel")
-            except (redis.RedisError, ValueError, AttributeError) as exc:
-                if self._stopped.is_set():
-                    return
-                log.warning("cancel listener reconnecting", error=str(exc))
-                self._stopped.wait(1.0)
+        run_supervised(self.cancel_state, self.listen_once, self._stopped, pause_s=0.0)
+        self._drop_pubsub()

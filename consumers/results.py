@@ -1,16 +1,24 @@
-"""Make a successful attempt's result durable: inline JSON, or blobs and files in the store."""
+"""Make a successful attempt's result durable: inline JSON, or blobs and files in the store.
+
+Objects go under the attempt's own prefix (``storage.results.result_prefix``), so only the
+attempt whose finish wins is ever named by the record; a losing attempt's objects are removed.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from scheduler.outputs import JSON_TYPE
 from scheduler.payloads import MSGPACK_TYPE
 from storage.records import RequestRecord
-from storage.results import ResultStore, guess_type, result_prefix
+from storage.results import ResultStore, guess_type, regular_files, result_prefix
 
-__all__ = ["store_result"]
+__all__ = ["store_result", "stored_keys"]
+
+log = structlog.get_logger("jobcord.results")
 
 _NAMES = {JSON_TYPE: "output.json", MSGPACK_TYPE: "output.msgpack"}
 
@@ -26,22 +34,34 @@ def store_result(
     inline_max_bytes: int,
 ) -> dict[str, Any]:
     """Returns the record fields to write with SUCCEEDED (raises ResultStoreError)."""
-    prefix = result_prefix(record.app, record.job, record.request_id)
+    prefix = result_prefix(record.app, record.job, record.request_id, record.attempt)
     fields: dict[str, Any] = {}
     if content_type == JSON_TYPE and len(data) <= inline_max_bytes:
         fields["output"] = data.decode()
     else:
-        name = {JSON_TYPE: "output.json", MSGPACK_TYPE: "output.msgpack"}.get(
-            content_type, "output"
-        )
+        name = _NAMES.get(content_type, "output")
         fields["result"] = store.put_bytes(f"{prefix}/{name}", data, content_type).model_dump(
             mode="json", exclude={"url"}
         )
     if upload_files and output_dir is not None and output_dir.is_dir():
         files = []
-        for path in sorted(p for p in output_dir.rglob("*") if p.is_file()):
-            rel = path.relative_to(output_dir).as_posix()
-            stored = store.put_file(f"{prefix}/files/{rel}", path, guess_type(rel))
+        for rel, fh in regular_files(output_dir):
+            if fh is None:  # a symlink, FIFO, device or socket: never followed or read
+                log.warning(
+                    "output entry refused: not a regular file",
+                    request_id=record.request_id,
+                    path=rel,
+                )
+                continue
+            stored = store.put_file(f"{prefix}/files/{rel}", fh, guess_type(rel))
             files.append(stored.model_copy(update={"name": rel}).model_dump(exclude={"url"}))
         fields["files"] = files
     return fields
+
+
+def stored_keys(fields: dict[str, Any]) -> list[str]:
+    """The result-store keys that ``store_result``'s fields name."""
+    out = [f["key"] for f in fields.get("files", [])]
+    if fields.get("result"):
+        out.append(fields["result"]["key"])
+    return out

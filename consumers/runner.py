@@ -22,21 +22,22 @@ import redis
 import structlog
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
+from scheduler.invoke import next_retry_delay_s
 from scheduler.jobspec import AppRegistry
 from scheduler.payloads import unpack
 from scheduler.retry_policy import RetryPolicy
-from storage.errors import ResultStoreError
+from storage.errors import RequestNotFound, ResultStoreError
 from storage.records import RequestRecord
 from storage.requests import RequestStore
-from storage.results import ResultStore
+from storage.results import ResultStore, named_keys, result_prefix
 from storage.settings import Settings
 from storage.statuses import Status
 
-from .child import Task
 from .leases import LeaseKeeper, Running
 from .metrics import JOB_SECONDS, JOBS_FINISHED, JOBS_RUNNING
-from .results import store_result
-from .slots import ChildSlot, Outcome
+from .protocol import Task
+from .results import store_result, stored_keys
+from .slots import ChildSlot, Outcome, OutcomeKind, StopReason
 
 __all__ = ["Runner"]
 
@@ -70,7 +71,6 @@ class Runner:
         slots: list[ChildSlot],
         settings: Settings,
         worker_id: str,
-        device: str,
         *,
         add_capacity: Callable[[int], None] | None = None,
         max_lent: int = 0,
@@ -81,7 +81,6 @@ class Runner:
         self.leases = leases
         self.settings = settings
         self.worker_id = worker_id
-        self.device = device
         self._idle: queue.Queue[ChildSlot] = queue.Queue()
         for slot in slots:
             self._idle.put(slot)
@@ -106,7 +105,12 @@ class Runner:
         JOBS_RUNNING.labels(record.app, record.job).inc()
         started = time.monotonic()
         try:
-            result = self._run(slot, record, output_dir)
+            try:
+                result = self._run(slot, record, token, output_dir)
+            except Exception as exc:  # noqa: BLE001 - never lose the attempt: the slot is
+                # doomed already (see ChildSlot.run); count it as a lost worker and re-run.
+                log.exception("attempt broke", request_id=request_id, attempt=attempt)
+                result = Outcome(OutcomeKind.CRASHED, message=f"{type(exc).__name__}: {exc}")
             self._record(record, token, result, output_dir)
         finally:
             JOBS_RUNNING.labels(record.app, record.job).dec()
@@ -165,30 +169,38 @@ class Runner:
             return None
         return Path(tempfile.mkdtemp(prefix=f"jobcord-{record.request_id}-"))
 
-    def _run(self, slot: ChildSlot, record: RequestRecord, output_dir: Path | None) -> Outcome:
+    def _run(
+        self, slot: ChildSlot, record: RequestRecord, token: str, output_dir: Path | None
+    ) -> Outcome:
         spec = self.app.jobs.get(record.job)
         if spec is None:
             return Outcome(
-                "error",
+                OutcomeKind.ERROR,
                 error_type="UnknownJob",
                 message=f"this consumer's app {self.app.name!r} has no job {record.job!r}",
                 retryable=False,
             )
-        if self.device:
-            self.store.set_fields(record.request_id, device=self.device)
+        rid = record.request_id
+
+        def fenced(written: bool) -> None:
+            if not written:  # our lease is gone: stop now rather than at the next renewal
+                slot.stop_current(StopReason.LOST)
+
+        if slot.devices:  # the devices of the child that runs it, not every GPU of the worker
+            fenced(self.store.set_attempt_fields(rid, token, device=slot.devices))
         data = record.input
         if record.input_ref is not None:  # a large binary input, in the result store
             data = unpack(self.results.get_bytes(record.input_ref))
         elif record.input_format == "msgpack":  # bytes or arrays: raw, beside the record
-            data = unpack(self.store.input_bytes(record.request_id))
-        task = Task(record.request_id, record.attempt, record.job, data, str(output_dir or ""))
+            data = unpack(self.store.input_bytes(rid))
+        task = Task(rid, record.attempt, record.job, data, str(output_dir or ""))
         timeout = record.timeout_s if record.timeout_s is not None else spec.timeout_s
         return slot.run(
             task,
             timeout,
-            lambda f, m: self.store.report_progress(record.request_id, record.attempt, f, m),
-            lambda data: self.store.append_chunk(record.request_id, data),
-            lambda on: self._waiting(slot, record.request_id, on),
+            lambda f, m: fenced(self.store.report_progress(rid, token, f, m)),
+            lambda chunk: fenced(self.store.append_chunk(rid, token, chunk)),
+            lambda on: self._waiting(slot, rid, on),
         )
 
     @_persist
@@ -196,7 +208,7 @@ class Runner:
         self, record: RequestRecord, token: str, result: Outcome, output_dir: Path | None
     ) -> None:
         rid = record.request_id
-        if result.kind == "ok":
+        if result.kind is OutcomeKind.OK:
             spec = self.app.jobs[record.job]
             try:
                 fields = store_result(
@@ -208,22 +220,27 @@ class Runner:
                     upload_files=spec.upload,
                     inline_max_bytes=self.settings.inline_output_max_bytes,
                 )
-            except ResultStoreError as exc:
-                self._infra_fault(record, token, _error("ResultStoreError", exc))
+            except Exception as exc:  # noqa: BLE001 - S3 down or a bug: retried on its own
+                # budget, then FAILED; never an attempt left to expire.
+                log.exception("storing the result failed", request_id=rid)
+                kind = (
+                    "ResultStoreError" if isinstance(exc, ResultStoreError) else type(exc).__name__
+                )
+                self._infra_fault(record, token, _error(kind, exc))
                 return
-            else:
-                self._finish(rid, token, Status.SUCCEEDED, record, **fields, progress=1.0)
-                return
-        if result.kind == "error":
+            if not self._finish(rid, token, Status.SUCCEEDED, record, **fields, progress=1.0):
+                self._discard(record, stored_keys(fields))
+            return
+        if result.kind is OutcomeKind.ERROR:
             self._failed(record, token, result)
-        elif result.kind == "timeout":
+        elif result.kind is OutcomeKind.TIMEOUT:
             self._finish(rid, token, Status.TIMED_OUT, record, error=_error("Timeout", result))
-        elif result.kind == "crashed":
+        elif result.kind is OutcomeKind.CRASHED:
             self._worker_lost(record, token, result)
-        elif result.stop_reason == "cancel":
+        elif result.stop_reason is StopReason.CANCEL:
             err = {"type": "Canceled", "message": "canceled while running"}
             self._finish(rid, token, Status.CANCELED, record, error=err)
-        elif result.stop_reason == "shutdown":
+        elif result.stop_reason is StopReason.SHUTDOWN:
             # The consumer is stopping: hand the request back, not counted against it.
             self.store.retry(
                 rid,
@@ -233,18 +250,44 @@ class Runner:
                 error=_error("Preempted", result),
                 reason="consumer shut down",
             )
-        elif result.stop_reason == "lost":
+        elif result.stop_reason is StopReason.LOST:
             log.warning("lease lost; attempt abandoned", request_id=rid, attempt=record.attempt)
+
+    def _discard(self, record: RequestRecord, keys: list[str]) -> None:
+        """A losing attempt's objects: nobody names them; remove them (best effort). Never
+        those the record names: when finish's reply was lost and the retried finish found the
+        request already ended, the winner may be this very attempt."""
+        try:
+            named = set(named_keys(self.store.get(record.request_id)))
+        except RequestNotFound:
+            named = set()
+        keys = [k for k in keys if k not in named]
+        if not keys:
+            return
+        log.warning("attempt lost the race; its objects removed", request_id=record.request_id)
+        try:
+            self.results.delete(keys)
+        except ResultStoreError as exc:
+            log.warning("could not remove a losing attempt's objects", error=str(exc))
+
+    def _sweep_earlier_attempts(self, record: RequestRecord) -> None:
+        """After the winning finish: objects earlier attempts wrote before their consumer died
+        (no one was left to remove them) go too. Best effort; callers never read them."""
+        for attempt in range(1, record.attempt):
+            prefix = result_prefix(record.app, record.job, record.request_id, attempt)
+            try:
+                self.results.delete_prefix(prefix)
+            except ResultStoreError as exc:
+                log.warning("could not sweep an earlier attempt", prefix=prefix, error=str(exc))
+                return
 
     def _failed(self, record: RequestRecord, token: str, result: Outcome) -> None:
         spec = self.app.jobs.get(record.job)
         failures = record.failures + 1
         error = _error(result.error_type, result)
         policy = spec.retry if spec is not None else None
-        if policy is not None and record.max_retries is not None:
-            policy = policy.model_copy(update={"retries": record.max_retries})
-        if policy is not None and result.retryable and policy.should_retry(failures):
-            delay = policy.delay_s(failures)
+        delay = next_retry_delay_s(policy, record.max_retries, result.retryable, failures)
+        if delay is not None:
             nxt = self.store.retry(
                 record.request_id,
                 token,
@@ -278,9 +321,11 @@ class Runner:
     def _worker_lost(self, record: RequestRecord, token: str, result: Outcome) -> None:
         """The job's own process died (segfault, OOM kill): count it, requeue or give up."""
         error = _error("WorkerLost", result)
-        if record.worker_losses + 1 >= self.settings.max_worker_losses:
-            self.store.set_fields(record.request_id, worker_losses=record.worker_losses + 1)
-            self._finish(record.request_id, token, Status.FAILED, record, error=error)
+        losses = record.worker_losses + 1
+        if losses >= self.settings.max_worker_losses:
+            self._finish(
+                record.request_id, token, Status.FAILED, record, error=error, worker_losses=losses
+            )
         else:
             self.store.retry(
                 record.request_id,
@@ -293,12 +338,17 @@ class Runner:
 
     def _finish(
         self, rid: str, token: str, status: Status, record: RequestRecord, **fields: Any
-    ) -> None:
+    ) -> bool:
         if self.store.finish(rid, token, status, **fields):
-            log.info("request finished", request_id=rid, status=status.value)
+            error = fields.get("error")
+            why = {"error": f"{error['type']}: {error['message']}"[:300]} if error else {}
+            log.info("request finished", request_id=rid, status=status.value, **why)
             JOBS_FINISHED.labels(record.app, record.job, status.value).inc()
-        else:
-            log.warning("finish ignored: lease no longer ours", request_id=rid)
+            if record.attempt > 1:
+                self._sweep_earlier_attempts(record)
+            return True
+        log.warning("finish ignored: lease no longer ours", request_id=rid)
+        return False
 
 
 def _error(kind: str, result: Outcome | Exception) -> dict[str, Any]:

@@ -3,10 +3,15 @@
 ``run`` sends a task and waits on the pipe *and* a wake-up socket at once (no polling), so a
 timeout, a cancel or a lost lease ends the wait at once; the child is then terminated
 (SIGTERM, SIGKILL after the grace period) and a fresh one started, running startup again.
+
+A child is trusted with the next task only when the last one ended cleanly: a reply for
+another task (a fence mismatch), a message of the wrong type, or any exception while waiting
+dooms the child, so a busy or confused child can never answer for someone else's request.
 """
 
 from __future__ import annotations
 
+import enum
 import multiprocessing
 import socket
 import time
@@ -20,32 +25,61 @@ import structlog
 
 from storage.errors import JobcordError
 
-from .child import Task, child_main
+from .child import child_main
 from .metrics import CHILD_RESTARTS
+from .protocol import (
+    Chunk,
+    Done,
+    Failed,
+    Progress,
+    Ready,
+    RunTask,
+    StopChild,
+    Task,
+    Waiting,
+)
+from .protocol import StartupFailed as StartupFailedMessage
 
-__all__ = ["ChildSlot", "Outcome", "Recycling", "StartupFailed"]
+__all__ = ["ChildSlot", "Outcome", "OutcomeKind", "StopReason", "Recycling", "StartupFailed"]
 
 log = structlog.get_logger("jobcord.slot")
 _spawn = multiprocessing.get_context("spawn")
 # Children die with the *thread* that started them (PR_SET_PDEATHSIG is per thread), so every
 # child is started from this one thread, which lives as long as the consumer process.
 _spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobcord-spawner")
+#: The longest single wait handed to the OS: a long timeout is waited out in slices, so no
+#: duration, however large, can overflow a system call.
+_MAX_WAIT_SLICE_S = 60.0
 
 
 class StartupFailed(JobcordError):
     pass
 
 
+class OutcomeKind(enum.Enum):
+    OK = "ok"
+    ERROR = "error"  # the job raised
+    TIMEOUT = "timeout"
+    STOPPED = "stopped"  # see StopReason
+    CRASHED = "crashed"  # the child died or broke the protocol
+
+
+class StopReason(enum.Enum):
+    CANCEL = "cancel"
+    LOST = "lost"  # the lease is no longer ours
+    SHUTDOWN = "shutdown"
+
+
 @dataclass
 class Outcome:
-    kind: str  # ok | error | timeout | stopped | crashed
+    kind: OutcomeKind
     content_type: str = ""
     data: bytes = b""
     error_type: str = ""
     message: str = ""
     traceback: str | None = None
     retryable: bool = True
-    stop_reason: str = ""  # with kind == "stopped": cancel | lost | shutdown
+    stop_reason: StopReason | None = None  # with kind STOPPED
     error_module: str = ""  # where the error's class lives, so callers can raise it again
 
 
@@ -94,13 +128,18 @@ class ChildSlot:
         self.conn: Any = None
         self.restarts = 0
         self._wake_r, self._wake_w = socket.socketpair()
-        self._stop_reason: str | None = None
+        self._stop_reason: StopReason | None = None
         self._retired = False
         # Set when a task was abandoned (timeout, cancel, crash) or the child must be recycled:
         # the outcome is recorded first and the child killed afterwards, in ensure_running,
         # so callers learn fast.
         self._doomed = False
         self._replace_reason: str | None = None
+
+    @property
+    def devices(self) -> str:
+        """The GPU UUIDs this slot's child is pinned to, comma-separated ("" for CPU)."""
+        return self.env.get("CUDA_VISIBLE_DEVICES", "")
 
     def sibling(self) -> ChildSlot:
         """A new slot like this one (same app, devices, settings), not started, borrowed."""
@@ -133,12 +172,13 @@ class ChildSlot:
             raise StartupFailed(f"{self.name}: startup took longer than {self.startup_timeout_s} s")
         try:
             msg = parent_conn.recv()
-        except EOFError:
-            msg = ("startup_failed", f"child exited with code {self.process.exitcode}")
-        if msg[0] != "ready":
+        except (EOFError, OSError):
+            msg = StartupFailedMessage(f"child exited with code {self.process.exitcode}")
+        if not isinstance(msg, Ready):
             self.kill()
-            raise StartupFailed(f"{self.name}: on_startup failed:\n{msg[1]}")
-        log.info("child ready", slot=self.name, pid=msg[1], env=self.env or None)
+            detail = msg.traceback if isinstance(msg, StartupFailedMessage) else repr(msg)
+            raise StartupFailed(f"{self.name}: on_startup failed:\n{detail}")
+        log.info("child ready", slot=self.name, pid=msg.pid, env=self.env or None)
 
     def ensure_running(self) -> None:
         """Replace a child that was killed or died (its startup hooks run again)."""
@@ -181,16 +221,17 @@ class ChildSlot:
         """Ask the child to run its shutdown hooks and exit; kill it if it does not."""
         if self.process is not None and self.process.is_alive() and self.conn is not None:
             try:
-                self.conn.send(("stop",))
+                self.conn.send(StopChild())
                 self.process.join(self.kill_grace_s)
             except (OSError, BrokenPipeError):
                 pass
         self.kill()
 
     # -- work ------------------------------------------------------------------------------
-    def stop_current(self, reason: str) -> None:
-        """From any thread: end the running task now (cancel | lost | shutdown)."""
-        if reason == "shutdown":
+    def stop_current(self, reason: StopReason | str) -> None:
+        """From any thread: end the running task now (a StopReason or its value)."""
+        reason = StopReason(reason)
+        if reason is StopReason.SHUTDOWN:
             self._retired = True
         self._stop_reason = reason
         self._wake_w.send(b"x")
@@ -203,47 +244,81 @@ class ChildSlot:
         on_chunk: Callable[[bytes], None] | None = None,
         on_waiting: Callable[[bool], None] | None = None,
     ) -> Outcome:
+        """Run one task to its outcome. Whatever goes wrong in here (a callback raising, a
+        pipe error), the child is doomed, so it is never handed another task while busy."""
         self.ensure_running()
         self._drain_wake()
         self._stop_reason = None
-        self.conn.send(("run", task))
+        try:
+            return self._run(task, timeout_s, on_progress, on_chunk, on_waiting)
+        except BaseException:
+            self._doomed = True
+            self._replace_reason = "error while waiting on it"
+            raise
+
+    def _run(
+        self,
+        task: Task,
+        timeout_s: float | None,
+        on_progress: Callable[[float, str | None], None],
+        on_chunk: Callable[[bytes], None] | None,
+        on_waiting: Callable[[bool], None] | None,
+    ) -> Outcome:
+        self.conn.send(RunTask(task))
+        fence = task.fence
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 self._doomed = True
-                return Outcome("timeout", message=f"exceeded its timeout of {timeout_s} s")
-            ready = wait([self.conn, self._wake_r], remaining)
-            if self._wake_r in ready and self._stop_reason:
+                return Outcome(
+                    OutcomeKind.TIMEOUT, message=f"exceeded its timeout of {timeout_s} s"
+                )
+            ready = wait(
+                [self.conn, self._wake_r], min(remaining or _MAX_WAIT_SLICE_S, _MAX_WAIT_SLICE_S)
+            )
+            if self._wake_r in ready and self._stop_reason is not None:
                 self._doomed = True
-                return Outcome("stopped", stop_reason=self._stop_reason)
-            if self.conn in ready:
-                try:
-                    msg = self.conn.recv()
-                except (EOFError, OSError):
-                    self.process.join(self.kill_grace_s)
-                    code = self.process.exitcode
-                    self.kill()
-                    return Outcome("crashed", message=f"job process died (exit code {code})")
-                if msg[0] == "progress":
-                    on_progress(msg[1], msg[2])
-                elif msg[0] == "chunk" and on_chunk is not None:
-                    on_chunk(msg[1])
-                elif msg[0] == "waiting" and on_waiting is not None:
-                    on_waiting(msg[1])
-                elif msg[0] == "ok":
-                    self._after_job(poisoned=False)
-                    return Outcome("ok", content_type=msg[1], data=msg[2])
-                elif msg[0] == "error":
-                    self._after_job(poisoned=msg[5])
-                    return Outcome(
-                        "error",
-                        error_type=msg[1],
-                        message=msg[2],
-                        traceback=msg[3],
-                        retryable=msg[4],
-                        error_module=msg[6],
-                    )
+                return Outcome(OutcomeKind.STOPPED, stop_reason=self._stop_reason)
+            if self.conn not in ready:
+                continue
+            try:
+                msg = self.conn.recv()
+            except (EOFError, OSError):
+                self.process.join(self.kill_grace_s)
+                code = self.process.exitcode
+                self.kill()
+                return Outcome(OutcomeKind.CRASHED, message=f"job process died (exit code {code})")
+            if getattr(msg, "fence", None) != fence:
+                # A reply for another task (or no task at all): the child cannot be trusted
+                # with this one. Replace it; the attempt ends as a lost worker (re-run).
+                self._doomed = True
+                self._replace_reason = "protocol violation"
+                log.error(
+                    "child reply refused", slot=self.name, expected=fence, got=repr(msg)[:200]
+                )
+                return Outcome(OutcomeKind.CRASHED, message="job process broke the protocol")
+            if isinstance(msg, Progress):
+                on_progress(msg.fraction, msg.message)
+            elif isinstance(msg, Chunk):
+                if on_chunk is not None:
+                    on_chunk(msg.data)
+            elif isinstance(msg, Waiting):
+                if on_waiting is not None:
+                    on_waiting(msg.on)
+            elif isinstance(msg, Done):
+                self._after_job(poisoned=False)
+                return Outcome(OutcomeKind.OK, content_type=msg.content_type, data=msg.data)
+            elif isinstance(msg, Failed):
+                self._after_job(poisoned=msg.poisoned)
+                return Outcome(
+                    OutcomeKind.ERROR,
+                    error_type=msg.error_type,
+                    message=msg.message,
+                    traceback=msg.traceback,
+                    retryable=msg.retryable,
+                    error_module=msg.error_module,
+                )
 
     def _after_job(self, *, poisoned: bool) -> None:
         """Doom a child whose CUDA context is poisoned, or that is due for recycling."""

@@ -17,6 +17,7 @@ import dramatiq
 import structlog
 
 from scheduler.gpu_classes import CPU_CLASS
+from scheduler.health import HealthPublisher
 from scheduler.jobspec import AppRegistry
 from scheduler.loader import load_app
 from scheduler.maintenance import MaintenanceLoop
@@ -142,6 +143,7 @@ class Consumer:
             log.warning("devices left over after grouping; unused", count=unused)
         url = redis_url(self.settings)
         store = RequestStore(connect(self.settings), self.settings)
+        store.client.ping()  # an unreachable Redis is one clear error, before any child starts
         slots = self._slots()
         with ThreadPoolExecutor(len(slots)) as pool:  # warm every child before consuming
             list(pool.map(lambda s: s.start(), slots))
@@ -179,7 +181,6 @@ class Consumer:
             slots,
             self.settings,
             self.worker_id,
-            ",".join(d.uuid for d in self.config.devices),
             add_capacity=broker.add_capacity,
             max_lent=self.settings.max_lent_slots,
         )
@@ -192,8 +193,16 @@ class Consumer:
         threads = len(slots) + self.settings.max_lent_slots
         worker = dramatiq.Worker(broker, queues=set(self.queues), worker_threads=threads)
         worker.queue_prefetch = len(slots)  # never hold a message no slot can start now
+        health = HealthPublisher(
+            store.client,
+            self.settings,
+            role="consumer",
+            process_id=self.worker_id,
+            info={"app": self.app.name, "gpu_class": self.gpu_class},
+        )
         leases.start()
         maintenance.start()
+        health.start()
         worker.start()
         log.info(
             "consumer ready",
@@ -218,6 +227,7 @@ class Consumer:
                 stopper.join()
             maintenance.stop()
             leases.stop()
+            health.close()
             registry.remove(self.worker_id)
             for slot in slots:
                 slot.close()

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import sys
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import redis
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -15,16 +17,22 @@ from storage.errors import JobcordError
 from storage.logs import configure_logging
 from storage.settings import Settings, load_settings
 
+from .health import register as register_health
+from .manage import register as register_management
+
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False
 )
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # one error, one line
 
 
-def _settings() -> Settings:
+def _settings(*, quiet: bool = False) -> Settings:
+    """The settings, with logging set up. ``quiet`` (short client commands): only warnings,
+    unless JOBCORD_LOG_LEVEL asks for more, so their output is not buried in log lines."""
     settings = load_settings()
-    configure_logging(settings.log_format, settings.log_level)
+    level = "WARNING" if quiet and "JOBCORD_LOG_LEVEL" not in os.environ else settings.log_level
+    configure_logging(settings.log_format, level)
     return settings
 
 
@@ -91,7 +99,14 @@ def api(
             "[bold red]WARNING: API keys are OFF (--no-auth): anyone who can reach "
             f"{host}:{port} can run and read every request. Development only.[/bold red]"
         )
-    gateway = create_app(load_app(app_ref), settings, require_auth=not no_auth)
+    registry = load_app(app_ref)
+    gateway = create_app(registry, settings, require_auth=not no_auth)
+    shown = f"[{host}]" if ":" in host else host
+    auth = "off (--no-auth)" if no_auth else "on (Authorization: Bearer <key>; jobcord keys create)"
+    err_console.print(
+        f"jobcord api: app {registry.name!r} ({len(registry.jobs)} jobs and cords) on "
+        f"http://{shown}:{port}  docs: /docs  health: /healthz  API keys: {auth}"
+    )
     uvicorn.run(gateway, host=host, port=port, log_level="warning", access_log=False)
 
 
@@ -103,7 +118,7 @@ def _key_store():  # type: ignore[no-untyped-def]
     from storage.apikeys import ApiKeyStore
     from storage.connection import connect
 
-    return ApiKeyStore(connect(_settings()))
+    return ApiKeyStore(connect(_settings(quiet=True)))
 
 
 @keys_app.command("create")
@@ -132,7 +147,8 @@ def keys_list() -> None:
     table = Table("id", "apps", "rate/s", "created")
     for k in _key_store().list():
         rate = "default" if k.rate_per_s is None else f"{k.rate_per_s:g}"
-        table.add_row(k.key_id, ", ".join(sorted(k.apps)), rate, f"{k.created_at:.0f}")
+        created = datetime.fromtimestamp(k.created_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        table.add_row(k.key_id, ", ".join(sorted(k.apps)), rate, created)
     console.print(table)
 
 
@@ -157,6 +173,7 @@ def scheduler(
     import threading
 
     from scheduler.cron import CronTicker
+    from scheduler.health import HealthPublisher
     from scheduler.loader import load_app
     from scheduler.maintenance import MaintenanceLoop
     from scheduler.webhooks.delivery import WebhookDeliverer
@@ -179,11 +196,13 @@ def scheduler(
     )
     if ticker.specs:
         loops.append(ticker)
+    health = HealthPublisher(store.client, settings, role="scheduler", info={"apps": apps or []})
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     for loop in loops:
         loop.start()
+    health.start()
     periodic = ", ".join(f"{s.name} ({s.schedule})" for s in ticker.specs) or "none"
     err_console.print(f"scheduler running: maintenance, webhooks; periodic jobs: {periodic}")
     stop.wait()
@@ -191,6 +210,7 @@ def scheduler(
         loop.stop()
     for loop in loops:
         loop.join(30)
+    health.close()
 
 
 secrets_app = typer.Typer(no_args_is_help=True, help="Webhook signing secrets, per app.")
@@ -201,13 +221,19 @@ def _secrets():  # type: ignore[no-untyped-def]
     from storage.connection import connect
     from storage.webhook_secrets import WebhookSecrets
 
-    settings = _settings()
-    return WebhookSecrets(connect(settings), settings.webhook_secret)
+    settings = _settings(quiet=True)
+    return WebhookSecrets(
+        connect(settings),
+        settings.webhook_secret,
+        default_overlap_s=settings.webhook_default_secret_overlap_s,
+    )
 
 
 @secrets_app.command("add")
 def secrets_add(app_name: Annotated[str, typer.Option("--app")]) -> None:
-    """Add a new secret (printed once); every active secret signs until the old is retired."""
+    """Add a new secret (printed once); every active secret signs until the old is retired.
+    An app's first own secret: the default (JOBCORD_WEBHOOK_SECRET) keeps signing beside it
+    for JOBCORD_WEBHOOK_DEFAULT_SECRET_OVERLAP_S (a day), or until `retire`."""
     from scheduler.webhooks.signing import new_secret
 
     secret = new_secret()
@@ -217,10 +243,15 @@ def secrets_add(app_name: Annotated[str, typer.Option("--app")]) -> None:
 
 @secrets_app.command("retire")
 def secrets_retire(app_name: Annotated[str, typer.Option("--app")]) -> None:
-    """End a rotation: drop the app's oldest secret (when it has more than one)."""
-    if _secrets().retire_oldest(app_name) is None:
+    """End a rotation: stop the default secret signing beside the app's own, else drop the
+    app's oldest secret (when it has more than one)."""
+    retired = _secrets().retire_oldest(app_name)
+    if retired is None:
         raise typer.BadParameter(f"app {app_name!r} has fewer than two secrets to rotate")
-    console.print("oldest secret retired")
+    if retired == "default":
+        console.print(f"the default secret no longer signs webhooks of app {app_name!r}")
+    else:
+        console.print("oldest secret retired")
 
 
 @app.command()
@@ -259,17 +290,17 @@ def submit(
 
     from .follow import follow_request
 
-    _settings()
+    _settings(quiet=True)
     registry = load_app(app_ref)
     try:
         payload = json.loads(input_json)
     except json.JSONDecodeError as exc:
         raise typer.BadParameter(f"--input is not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
-        raise typer.BadParameter("--input must be a JSON object of the job's parameters")
+        raise typer.BadParameter("--input must be a JSON object: the job's input, as over HTTP")
     fn = RemoteFunction(registry, registry.spec(job))  # type: ignore[arg-type]
     handle = fn.async_run_remote(
-        idempotency_key=idempotency_key, max_time_in_queue_seconds=max_time_in_queue, **payload
+        payload, idempotency_key=idempotency_key, max_time_in_queue_seconds=max_time_in_queue
     )
     console.print(handle.request_id if handle.created else f"{handle.request_id} (existing)")
     if wait:
@@ -286,18 +317,21 @@ def status(
     app_name: Annotated[str | None, typer.Option("--app", help="With --failed")] = None,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
 ) -> None:
-    """Show a request (status, times, attempts, output or error), or the dead letters."""
+    """Show a request (status, times, attempts, output or error); without one, the newest
+    requests (as `jobcord list`); with --failed --app, the dead letters."""
     from producers.client import RedisClient
 
     from .follow import follow_request, print_failed, print_record
 
-    _settings()
+    _settings(quiet=True)
     if failed:
         if not app_name:
             raise typer.BadParameter("--failed needs --app NAME")
         print_failed(RedisClient().store.failed(app_name, limit=limit))
-    elif request_id is None:
-        raise typer.BadParameter("give a REQUEST_ID, or --failed --app NAME")
+    elif request_id is None:  # no id: the newest requests, as `jobcord list` shows them
+        from .manage import list_requests
+
+        list_requests(app_name, None, min(limit, 20))
     elif watch:
         follow_request(request_id)
     else:
@@ -306,17 +340,40 @@ def status(
 
 @app.command()
 def dev(
-    app_ref: Annotated[str, typer.Argument(metavar="MODULE:APP")] = "examples.demo:app",
+    app_ref: Annotated[
+        str,
+        typer.Argument(
+            metavar="MODULE:APP | stop",
+            help='The app to run, or "stop" to stop the embedded redis-server',
+        ),
+    ] = "examples.demo:app",
     serve: Annotated[bool, typer.Option(help="Keep the consumer running after the demo")] = False,
     concurrency: Annotated[int, typer.Option(min=1)] = 2,
     api_port: Annotated[int, typer.Option(help="HTTP API port (no keys); 0: no API")] = 8000,
 ) -> None:
     """Everything on embedded defaults: Redis, local results, a consumer, the HTTP API (no
     keys, loudly), and a demo run."""
-    from .dev import run_dev
+    from .dev import run_dev, stop_dev
 
     os.environ.setdefault("JOBCORD_LOG_FORMAT", "console")
+    if app_ref == "stop":
+        stop_dev(_settings())
+        return
     run_dev(_settings(), app_ref, serve=serve, concurrency=concurrency, api_port=api_port)
+
+
+register_management(app, lambda: _settings(quiet=True))
+register_health(app, lambda: _settings(quiet=True))
+
+
+def _redis_problem(exc: Exception) -> str:
+    from storage.connection import redacted
+
+    url = os.environ.get("JOBCORD_REDIS_URL")
+    where = f"Redis at {redacted(url)} (JOBCORD_REDIS_URL)" if url else "the embedded Redis"
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        return f"cannot reach {where}: {exc}"
+    return f"{where} refused the command: {exc}"
 
 
 def main(argv: list[str] | None = None) -> Any:
@@ -324,6 +381,9 @@ def main(argv: list[str] | None = None) -> Any:
         return app(argv, standalone_mode=False)
     except JobcordError as exc:
         err_console.print(f"[red]error:[/red] {exc}")
+        sys.exit(2)
+    except redis.RedisError as exc:
+        err_console.print(f"[red]error:[/red] {_redis_problem(exc)}")
         sys.exit(2)
     except (ValueError, OSError) as exc:
         err_console.print(f"[red]error:[/red] {exc}")

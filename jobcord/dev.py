@@ -117,6 +117,15 @@ def _http_tour(port: int) -> None:
         console.print(f"POST {base}/apps/demo/generate (server-sent events) -> {', '.join(items)}")
 
 
+def stop_dev(settings: Settings) -> None:
+    """``jobcord dev stop``: stop the embedded redis-server of this user (its data stays)."""
+    where = settings.data_dir.resolve()
+    if stop_embedded_redis(settings.data_dir):
+        console.print(f"stopped the embedded redis-server of {where} (data kept on disk)")
+    else:
+        console.print(f"no embedded redis-server is running for {where}")
+
+
 def run_dev(
     settings: Settings, app_ref: str, *, serve: bool, concurrency: int, api_port: int = 8000
 ) -> None:

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from storage.records import RequestRecord
 
-__all__ = ["print_record", "print_failed", "follow_request"]
+__all__ = ["print_record", "print_failed", "print_list", "follow_request"]
 
 console = Console()
 _COLORS = {
@@ -62,10 +62,28 @@ def print_record(record: RequestRecord) -> None:
 
 def print_failed(records: list[RequestRecord]) -> None:
     table = Table("request", "job", "attempts", "finished", "error")
+    table.columns[0].no_wrap = True  # ids are copied into other commands: never cut them
     for r in records:
         error = f"{r.error.type}: {r.error.message}"[:80] if r.error else ""
         table.add_row(r.request_id, r.job, str(r.attempt), _when(r.finished_at), error)
     console.print(table if records else "no FAILED requests")
+
+
+def print_list(app: str, records: list[RequestRecord]) -> None:
+    table = Table("request", "job", "status", "attempt", "created", "finished", "error", title=app)
+    table.columns[0].no_wrap = True
+    for r in records:
+        color = _COLORS.get(r.status.value, "white")
+        table.add_row(
+            r.request_id,
+            r.job,
+            f"[{color}]{r.status.value}[/{color}]",
+            str(r.attempt),
+            _when(r.created_at),
+            _when(r.finished_at),
+            f"{r.error.type}: {r.error.message}"[:60] if r.error else "",
+        )
+    console.print(table if records else f"{app}: no matching requests")
 
 
 def follow_request(request_id: str, *, timeout_s: float | None = None) -> RequestRecord:

@@ -1,7 +1,12 @@
 """How work enters: the App registry with @job, the client, request handles."""
 
 from scheduler.context import JobContext
-from scheduler.errors import InputValidationError, PermanentError, RetryableError
+from scheduler.errors import (
+    InputValidationError,
+    PermanentError,
+    ReservedIdempotencyKey,
+    RetryableError,
+)
 from scheduler.gpu_classes import NodeSelector
 from scheduler.webhooks.signing import WebhookVerificationError, verify_webhook
 
@@ -14,6 +19,7 @@ from .errors import (
     JobTimedOut,
     RemoteError,
     ResultTimeout,
+    TooLarge,
 )
 from .functions import RemoteFunction
 from .handle import RequestHandle
@@ -38,9 +44,11 @@ __all__ = [
     "RemoteError",
     "RemoteFunction",
     "RequestHandle",
+    "ReservedIdempotencyKey",
     "RetryableError",
     "ResultTimeout",
     "SubmitOptions",
+    "TooLarge",
     "default_client",
     "set_default_client",
     "run_local",

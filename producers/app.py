@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from scheduler.bounds import Retries, RetryDelaySeconds, TimeoutSeconds, checked
 from scheduler.cron import check_schedule
 from scheduler.errors import JobDefinitionError
 from scheduler.gpu_classes import NodeSelector
@@ -52,8 +53,12 @@ class App(AppRegistry):
         ``schedule`` (a cron expression, UTC) makes it periodic: ``jobcord scheduler`` submits
         it once per tick with ``schedule_input`` as its input.
         """
-        if timeout is not None and timeout <= 0:
-            raise ValueError("timeout must be positive seconds")
+        timeout = checked("timeout", TimeoutSeconds | None, timeout)
+        retries = checked("retries", Retries, retries)
+        retry_initial_delay_s = checked(
+            "retry_initial_delay_s", RetryDelaySeconds, retry_initial_delay_s
+        )
+        retry_max_delay_s = checked("retry_max_delay_s", RetryDelaySeconds, retry_max_delay_s)
         retry_on = retry_on if isinstance(retry_on, tuple) else (retry_on,)
         if not all(isinstance(c, type) and issubclass(c, BaseException) for c in retry_on):
             raise ValueError("retry_on must be an exception class or a tuple of them")
@@ -98,6 +103,7 @@ class App(AppRegistry):
         """A request/response endpoint at ``/apps/{app}{public_api_path}``, run through the
         queue on a consumer; with ``stream=True`` the function yields chunks (sent as
         server-sent events). Cords are not retried: their caller is waiting."""
+        timeout = checked("timeout", TimeoutSeconds | None, timeout)
         if not public_api_path.startswith("/") or "{" in public_api_path:
             raise ValueError("public_api_path must be a fixed path starting with '/'")
         method = method.upper()

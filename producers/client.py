@@ -6,10 +6,10 @@ connection. An HTTP client for remote gateways comes with the gateway.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
-from dataclasses import dataclass, replace
-from datetime import datetime
+from dataclasses import replace
 from typing import Any, Protocol
 
 import redis
@@ -28,12 +28,13 @@ from storage.connection import connect
 from storage.records import RequestRecord
 from storage.registry import ConsumerRegistry, unserved_reason
 from storage.requests import RequestStore, Submission
-from storage.results import ResultStore, open_result_store, result_prefix, with_urls
+from storage.results import ResultStore, input_key, open_result_store, with_urls
 from storage.settings import Settings, load_settings
 from storage.statuses import Status
 from storage.webhook_secrets import WebhookSecrets
 
-from .errors import ResultTimeout
+from .errors import ResultTimeout, TooLarge
+from .options import SubmitOptions, delay_until
 
 __all__ = [
     "Client",
@@ -43,50 +44,6 @@ __all__ = [
     "default_client",
     "set_default_client",
 ]
-
-
-@dataclass(frozen=True)
-class SubmitOptions:
-    idempotency_key: str | None = None
-    webhook_endpoint: str | None = None
-    priority: int | None = None
-    max_time_in_queue_seconds: float | None = None
-    timeout_seconds: float | None = None
-    delay_seconds: float | None = None
-    metadata: dict[str, Any] | None = None
-    #: Overrides the job's ``retries`` for this request.
-    retries: int | None = None
-    #: The request whose running job submits this one (set by calls inside a job).
-    parent_id: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.priority is not None and self.priority not in (0, 1, 2):
-            raise ValueError(f"priority must be 0 (highest), 1 or 2, got {self.priority!r}")
-        if self.max_time_in_queue_seconds is not None and not (
-            0 < self.max_time_in_queue_seconds <= 72 * 3600
-        ):
-            raise ValueError("max_time_in_queue_seconds must be within (0, 259200]")
-        if self.delay_seconds is not None and not 0 <= self.delay_seconds <= 7 * 24 * 3600:
-            raise ValueError("delay_seconds must be within [0, 604800]")
-        if self.timeout_seconds is not None and self.timeout_seconds <= 0:
-            raise ValueError("timeout_seconds must be positive")
-        if self.idempotency_key is not None and not 0 < len(self.idempotency_key) <= 256:
-            raise ValueError("idempotency_key must be 1 to 256 characters")
-        if self.retries is not None and not 0 <= self.retries <= 100:
-            raise ValueError("retries must be within [0, 100]")
-
-
-def delay_until(eta: datetime | float, delay_seconds: float | None = None) -> float:
-    """The delay before ``eta`` (an aware datetime or epoch seconds); 0 when it has passed."""
-    if delay_seconds is not None:
-        raise ValueError("give either eta or delay_seconds, not both")
-    if isinstance(eta, datetime):
-        if eta.tzinfo is None:
-            raise ValueError("eta must be timezone-aware (e.g. datetime.now(timezone.utc))")
-        at = eta.timestamp()
-    else:
-        at = float(eta)
-    return max(0.0, at - time.time())
 
 
 class Client(Protocol):
@@ -121,6 +78,9 @@ class RedisClient:
         return self._results
 
     def submit(self, spec: JobSpec, input_json: dict[str, Any], opts: SubmitOptions) -> Submission:
+        if opts.metadata is not None:
+            size = len(json.dumps(opts.metadata).encode())
+            TooLarge.check("metadata", size, self.settings.max_metadata_bytes, "METADATA")
         if opts.webhook_endpoint is not None:
             self._check_webhook(spec.app, opts.webhook_endpoint)
         timeout_s = spec.timeout_s
@@ -136,16 +96,19 @@ class RedisClient:
             timeout_s=timeout_s,
             max_retries=spec.retry.retries if opts.retries is None else opts.retries,
             max_queue_s=opts.max_time_in_queue_seconds,
-            delay_s=opts.delay_seconds,
+            delay_s=opts.start_delay_s(),
             idempotency_key=opts.idempotency_key,
             webhook_endpoint=opts.webhook_endpoint,
             metadata=opts.metadata,
             max_in_flight=self.settings.in_flight_cap(spec.app),
             parent_id=opts.parent_id,
         )
+        # JSON inputs live on the record, in Redis's memory: bounded. Binary ones (bytes,
+        # arrays) are bounded by the body limit over HTTP and leave Redis when large.
+        TooLarge.check("input", len(request.input_json), self.settings.max_input_bytes, "INPUT")
         if request.input_bin and len(request.input_bin) > self.settings.inline_input_max_bytes:
             # Large binary inputs go to the result store (S3), not Redis's memory.
-            key = f"{result_prefix(spec.app, spec.name, request.request_id)}/input.msgpack"
+            key = input_key(spec.app, spec.name, request.request_id)
             self.results.put_bytes(key, request.input_bin, MSGPACK_TYPE)
             request = replace(request, input_bin=None, input_ref=key)
         return self.store.submit(request)
@@ -196,7 +159,13 @@ class RedisClient:
         """Run an ended, unsuccessful request again (same id): a retried parent's child."""
         record = self.store.get(request_id)
         if record.status.is_terminal and record.status is not Status.SUCCEEDED:
-            self.store.rerun(request_id)
+            self.rerun(request_id, record.app)
+
+    def rerun(self, request_id: str, app: str | None = None) -> int:
+        """Run an ended, unsuccessful request again, admitted like a new one: refused
+        (TooManyRequests) while its app is at its in-flight cap. Returns the attempt."""
+        app = app or self.store.get(request_id).app
+        return self.store.rerun(request_id, max_in_flight=self.settings.in_flight_cap(app))
 
     def fetch(self, record: RequestRecord) -> bytes:
         """The stored output object of a record (large JSON or bytes)."""

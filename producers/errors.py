@@ -13,6 +13,7 @@ __all__ = [
     "JobCanceled",
     "JobExpired",
     "ResultTimeout",
+    "TooLarge",
     "remote_error",
 ]
 
@@ -66,6 +67,24 @@ class ResultTimeout(JobcordError, TimeoutError):
             "it keeps running: poll it or wait again"
         )
         self.request_id = request_id
+
+
+class TooLarge(JobcordError, ValueError):
+    """An input or its metadata is over its size limit (413 over HTTP); nothing was queued."""
+
+    http_status = 413
+
+    def __init__(self, field: str, size: int, limit: int, setting: str) -> None:
+        super().__init__(
+            f"{field} is {size} bytes encoded, over the limit of {limit} bytes "
+            f"(JOBCORD_MAX_{setting}_BYTES)"
+        )
+        self.field = field
+
+    @classmethod
+    def check(cls, field: str, size: int, limit: int, setting: str) -> None:
+        if size > limit:
+            raise cls(field, size, limit, setting)
 
 
 _BY_STATUS = {

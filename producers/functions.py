@@ -7,11 +7,13 @@ import functools
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from scheduler.bounds import check_idempotency_key
 from scheduler.context import current_job
 from scheduler.jobspec import JobSpec
 
-from .client import Client, SubmitOptions, default_client, delay_until
+from .client import Client, default_client
 from .handle import RequestHandle
+from .options import SubmitOptions
 
 if TYPE_CHECKING:
     from .app import App
@@ -57,9 +59,8 @@ class RemoteFunction:
         the parent, canceled with it, and gets a deterministic idempotency key (the parent's
         id and the call's position), so a retried parent gets its finished children back
         instead of running them again (a child that failed is run again)."""
-        if eta is not None:
-            delay_seconds = delay_until(eta, delay_seconds)
         parent = current_job()
+        check_idempotency_key(idempotency_key)  # "jobcord-..." is refused unless ours
         if parent is not None and idempotency_key is None:
             idempotency_key = parent.child_call_key()
         opts = SubmitOptions(
@@ -69,6 +70,7 @@ class RemoteFunction:
             max_time_in_queue_seconds=max_time_in_queue_seconds,
             metadata=metadata,
             delay_seconds=delay_seconds,
+            eta=eta,
             retries=retries,
             parent_id=parent.request_id if parent is not None else None,
         )
@@ -89,6 +91,7 @@ class RemoteFunction:
         """``run_remote`` for ``async def`` code: many calls can wait concurrently
         (``asyncio.gather``), each on its own thread, leaving the event loop free."""
         parent = current_job()
+        check_idempotency_key(kwargs.get("idempotency_key"))
         if parent is not None and kwargs.get("idempotency_key") is None:
             # Drawn before the first await: calls started together (asyncio.gather) get
             # their keys in the order they appear in the code, on every attempt.

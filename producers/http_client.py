@@ -16,9 +16,11 @@ from typing import Any
 import httpx
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
+from scheduler.bounds import RESERVED_KEY_PREFIX
 from scheduler.jobspec import JobSpec
 from scheduler.payloads import MSGPACK_TYPE, is_binary, pack
 from storage.errors import JobcordError, RequestNotFound
+from storage.ids import is_request_id
 from storage.records import RequestRecord
 from storage.requests import Submission
 from storage.statuses import Status
@@ -32,10 +34,12 @@ __all__ = ["HttpClient", "GatewayError"]
 class GatewayError(JobcordError):
     """The gateway refused a call; ``http_status`` and ``detail`` say why."""
 
-    def __init__(self, status: int, detail: str) -> None:
+    def __init__(self, status: int, detail: str, retry_after_s: float | None = None) -> None:
         super().__init__(f"gateway answered {status}: {detail}")
         self.http_status = status
         self.detail = detail
+        #: The gateway's Retry-After (429, 503), in seconds.
+        self.retry_after_s = retry_after_s
 
 
 def _transient(exc: BaseException) -> bool:
@@ -74,23 +78,16 @@ class HttpClient:
                     raise GatewayError(
                         response.status_code,
                         json.dumps(detail) if not isinstance(detail, str) else detail,
+                        _retry_after(response),
                     )
                 return response
         raise AssertionError("unreachable")  # pragma: no cover
 
     def submit(self, spec: JobSpec, input_json: dict[str, Any], opts: SubmitOptions) -> Submission:
-        body = {
-            "input": input_json,
-            "webhook_endpoint": opts.webhook_endpoint,
-            "priority": opts.priority,
-            "max_time_in_queue_seconds": opts.max_time_in_queue_seconds,
-            "timeout_seconds": opts.timeout_seconds,
-            "delay_seconds": opts.delay_seconds,
-            "metadata": opts.metadata,
-            "retries": opts.retries,
-        }
+        body = {"input": input_json, **opts.request_options()}
         key = opts.idempotency_key or f"auto-{uuid.uuid4().hex}"
-        body = {k: v for k, v in body.items() if v is not None}
+        if key.startswith(RESERVED_KEY_PREFIX):  # ours (a child call): HTTP refuses those
+            key = f"sdk-{key}"
         headers = {"Idempotency-Key": key}
         if is_binary(input_json):  # bytes and arrays go raw, as msgpack
             sent: dict[str, Any] = {"content": pack(body)}
@@ -106,16 +103,16 @@ class HttpClient:
         return Submission(request_id=reply["request_id"], created=reply.get("created", True))
 
     def get(self, request_id: str) -> RequestRecord:
-        return RequestRecord.model_validate(self._call("GET", f"/v1/requests/{request_id}").json())
+        return RequestRecord.model_validate(self._call("GET", _path(request_id)).json())
 
     def rerun_unless_succeeded(self, request_id: str) -> None:
         status = self.get(request_id).status
         if status.is_terminal and status is not Status.SUCCEEDED:
-            self._call("POST", f"/v1/requests/{request_id}/retry")
+            self._call("POST", f"{_path(request_id)}/retry")
 
     def cancel(self, request_id: str) -> Status:
         try:
-            reply = self._call("DELETE", f"/v1/requests/{request_id}").json()
+            reply = self._call("DELETE", _path(request_id)).json()
         except GatewayError as exc:
             if exc.http_status == 409:  # already ended: report how
                 return self.get(request_id).status
@@ -134,14 +131,26 @@ class HttpClient:
                     return self.get(request_id)
             except httpx.ReadTimeout:
                 continue
+            except GatewayError as exc:
+                if exc.http_status != 429:
+                    raise
+                # The gateway holds as many open streams as it may: look, then follow later.
+                record = self.get(request_id)
+                if record.status.is_terminal:
+                    return record
+                pause = exc.retry_after_s or 1.0
+                time.sleep(max(0.0, min(pause, remaining if remaining is not None else pause)))
             except httpx.TransportError:
                 time.sleep(0.5)  # the gateway restarts: follow again
 
     def _follow(self, request_id: str, remaining: float | None) -> bool:
         timeout = httpx.Timeout(5.0, read=remaining if remaining is not None else None)
-        with self.http.stream("GET", f"/v1/requests/{request_id}/events", timeout=timeout) as r:
+        with self.http.stream("GET", f"{_path(request_id)}/events", timeout=timeout) as r:
             if r.status_code == 404:
                 raise RequestNotFound(request_id)
+            if r.status_code >= 400:
+                r.read()
+                raise GatewayError(r.status_code, r.text, _retry_after(r))
             for line in r.iter_lines():
                 if line.startswith("data:"):
                     status = Status(json.loads(line[5:])["status"])
@@ -150,4 +159,18 @@ class HttpClient:
         return False
 
     def fetch(self, record: RequestRecord) -> bytes:
-        return self._call("GET", f"/v1/requests/{record.request_id}/output").content
+        return self._call("GET", f"{_path(record.request_id)}/output").content
+
+
+def _path(request_id: str) -> str:
+    """The request's URL path; an id that is not one is not found (and never a path)."""
+    if not is_request_id(request_id):
+        raise RequestNotFound(request_id)
+    return f"/v1/requests/{request_id}"
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return float(response.headers["retry-after"])
+    except (KeyError, ValueError):
+        return None

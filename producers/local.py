@@ -11,25 +11,22 @@ timeouts (nothing is killed), priorities, delays, webhooks, cancels of running w
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import json
 import tempfile
 import threading
 import time
-import traceback
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from scheduler.context import JobContext, current_job, running_job
+from scheduler.context import JobContext, current_job
+from scheduler.invoke import describe_failure, invoke, next_retry_delay_s
 from scheduler.jobspec import AppRegistry, JobSpec
 from scheduler.outputs import JSON_TYPE, encode_output
-from scheduler.retry_policy import is_retryable
 from scheduler.signatures import input_hash
 from storage.errors import IdempotencyConflict, RequestNotFound
+from storage.ids import new_request_id
 from storage.records import RequestError, RequestRecord, ResultFile
 from storage.requests import Submission
 from storage.statuses import Status
@@ -70,7 +67,7 @@ class LocalClient:
                     if seen[1] != digest:
                         raise IdempotencyConflict(opts.idempotency_key, seen[0])
                     return Submission(seen[0], created=False)
-        rid = uuid.uuid4().hex
+        rid = new_request_id()
         record = RequestRecord(
             request_id=rid,
             app=spec.app,
@@ -117,21 +114,25 @@ class LocalClient:
     # -- running ---------------------------------------------------------------------------
     def _run(self, rid: str) -> None:
         record, spec = self.records[rid], self._specs[rid]
-        retries = record.max_retries or 0
         while True:
             record.attempt = record.attempt + 1 if record.started_at else 1
             record.status, record.started_at = Status.IN_PROGRESS, time.time()
             try:
                 value = self._call(spec, rid, record.attempt)
             except BaseException as exc:  # the job's failure is data, as on a consumer
+                failure = describe_failure(exc, spec)
                 record.failures += 1
                 record.error = RequestError(
-                    type=type(exc).__name__,
-                    module=type(exc).__module__,
-                    message=str(exc),
-                    traceback=traceback.format_exc(),
+                    type=failure.error_type,
+                    module=failure.error_module,
+                    message=failure.message,
+                    traceback=failure.traceback,
                 )
-                if is_retryable(exc, spec.retry_on) and record.failures <= retries:
+                # The same decision as a consumer's; the delay is not slept here.
+                retry = next_retry_delay_s(
+                    spec.retry, record.max_retries, failure.retryable, record.failures
+                )
+                if retry is not None:
                     continue
                 record.status = Status.FAILED
             else:
@@ -141,7 +142,6 @@ class LocalClient:
             return
 
     def _call(self, spec: JobSpec, rid: str, attempt: int) -> Any:
-        kwargs = spec.signature.typed_kwargs(self._inputs[rid])
         ctx = JobContext(
             request_id=rid,
             attempt=attempt,
@@ -151,17 +151,8 @@ class LocalClient:
             state=self._startup_state(spec),
         )
         ctx.output_dir.mkdir(parents=True, exist_ok=True)
-        fn = self.fakes.get(spec.name, spec.fn)
-        param = spec.signature.context_param
-        if param and (fn is spec.fn or param in inspect.signature(fn).parameters):
-            kwargs[param] = ctx
-        with running_job(ctx):
-            value = fn(**kwargs)
-            if inspect.iscoroutine(value):
-                value = asyncio.run(value)
-            if inspect.isgenerator(value):  # a streaming cord: its items, in a list
-                value = list(value)
-        return value
+        # A streaming cord's items come back as a list.
+        return invoke(spec, self._inputs[rid], ctx, fn=self.fakes.get(spec.name, spec.fn))
 
     def _startup_state(self, spec: JobSpec) -> dict[str, Any]:
         app = AppRegistry.named(spec.app)

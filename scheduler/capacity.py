@@ -18,14 +18,14 @@ from typing import Any
 
 import redis
 
-from storage.keys import BROKER_NAMESPACE, DELAYED_KEY, RUNNING_KEY, record_key
+from storage.keys import DELAYED_KEY, RUNNING_KEY, queue_key, queue_messages_key, record_key
 
 from .jobspec import JobSpec
 
-__all__ = ["QueueCapacity", "queue_capacity", "PRIORITY_SUFFIXES"]
+__all__ = ["QueueCapacity", "queue_capacity", "PRIORITIES"]
 
 #: The lists one queue's messages wait on, one per priority level (0, 1, 2).
-PRIORITY_SUFFIXES = (".p0", "", ".p2")
+PRIORITIES = (0, 1, 2)
 
 
 @dataclass
@@ -92,17 +92,16 @@ def _owner_queues(client: redis.Redis) -> dict[str, list[str]]:
 
 def _waiting(client: redis.Redis, queue: str, now: float) -> tuple[int, float]:
     """Messages waiting on the queue's priority lists, and the age of the oldest head."""
-    base = f"{BROKER_NAMESPACE}:{queue}"
     pipe = client.pipeline(transaction=False)
-    for suffix in PRIORITY_SUFFIXES:
-        pipe.llen(base + suffix)
-        pipe.lindex(base + suffix, 0)
+    for priority in PRIORITIES:
+        pipe.llen(queue_key(queue, priority))
+        pipe.lindex(queue_key(queue, priority), 0)
     replies = pipe.execute()
     count = sum(int(n) for n in replies[0::2])
     heads = [h for h in replies[1::2] if h]
     oldest = 0.0
     if heads:
-        for raw in client.hmget(f"{base}.msgs", heads):  # type: ignore[union-attr]
+        for raw in client.hmget(queue_messages_key(queue), heads):  # type: ignore[union-attr]
             if raw:
                 enqueued = json.loads(raw)["message_timestamp"] / 1000
                 oldest = max(oldest, now - enqueued)

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .bounds import InternalKey
+
 __all__ = ["JobContext", "current_job", "running_job"]
 
 
@@ -41,7 +43,7 @@ class JobContext:
     def child_call_key(self) -> str:
         """A deterministic idempotency key for this job's next call of another job: the same
         sequence on every attempt, so a retried parent gets its finished children back."""
-        return f"jobcord-child:{self.request_id}:{next(self._calls)}"
+        return InternalKey(f"jobcord-child:{self.request_id}:{next(self._calls)}")
 
     @contextmanager
     def waiting(self) -> Iterator[None]:

@@ -9,6 +9,10 @@ Missed ticks (every scheduler was down) are coalesced: the most recent one fires
 at most ``cron_misfire_grace_s`` old; older ones are skipped and logged. A schedule seen for the
 first time starts from now: it never fires ticks from before it existed.
 
+A tick whose submission fails for a reason of its own (its key claimed with another input,
+an input the job no longer accepts) is logged, counted in ``jobcord_loop_errors_total`` and
+passed over; the job's later ticks fire as usual.
+
 Expressions are evaluated in UTC; croniter's sixth field (seconds) is accepted.
 """
 
@@ -19,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import redis
 import structlog
 from croniter import croniter
 
@@ -49,7 +54,7 @@ def previous_tick(expression: str, at: float) -> float:
 class Fired:
     job: str
     tick: float
-    outcome: str  # "submitted" | "existing" | "skipped"
+    outcome: str  # "submitted" | "existing" | "skipped" (missed) | "failed" (passed over)
     request_id: str | None = None
 
 
@@ -66,7 +71,13 @@ class CronTicker(EveryInterval):
         now = time.time() if now is None else now
         out = []
         for spec in self.specs:
-            fired = self._tick(spec, now)
+            try:
+                fired = self._tick(spec, now)
+            except redis.RedisError:
+                raise  # Redis is out for every job: the supervised pass backs off
+            except Exception as exc:  # noqa: BLE001 - one job's fault never stops the others
+                self.state.noted(exc, job=spec.name)
+                continue
             if fired is not None:
                 out.append(fired)
         return out
@@ -85,12 +96,24 @@ class CronTicker(EveryInterval):
             fired = Fired(spec.name, latest, "skipped")
             log.warning("cron ticks missed and skipped", job=spec.name, latest_tick=latest)
         else:
-            sub = self.store.submit(_tick_request(spec, latest))
-            outcome = "submitted" if sub.created else "existing"
-            fired = Fired(spec.name, latest, outcome, sub.request_id)
-            log.info("cron tick", job=spec.name, tick=latest, outcome=outcome, id=sub.request_id)
+            fired = self._submit(spec, latest)
         self._advance(field, latest)
         return fired
+
+    def _submit(self, spec: JobSpec, tick: float) -> Fired:
+        """Submit the tick's request. A tick that cannot be submitted (its key was claimed
+        with another input, its schedule_input no longer fits the job) is logged, counted
+        and passed over: the job's later ticks still fire."""
+        try:
+            sub = self.store.submit(_tick_request(spec, tick))
+        except redis.RedisError:
+            raise  # not the tick's fault: the mark stays, the next pass tries it again
+        except Exception as exc:  # noqa: BLE001
+            self.state.noted(exc, job=spec.name, tick=tick, outcome="skipped")
+            return Fired(spec.name, tick, "failed")
+        outcome = "submitted" if sub.created else "existing"
+        log.info("cron tick", job=spec.name, tick=tick, outcome=outcome, id=sub.request_id)
+        return Fired(spec.name, tick, outcome, sub.request_id)
 
     def _advance(self, field: str, tick: float) -> None:
         """Move the job's mark forward, never back (another scheduler may be ahead)."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 from storage.errors import JobcordError
 
 __all__ = [
@@ -10,6 +13,7 @@ __all__ = [
     "UnknownJob",
     "RetryableError",
     "PermanentError",
+    "ReservedIdempotencyKey",
 ]
 
 
@@ -34,8 +38,10 @@ class InputValidationError(JobcordError, ValueError):
 class UnknownJob(JobcordError, LookupError):
     http_status = 404
 
-    def __init__(self, app: str, job: str) -> None:
-        super().__init__(f"app {app!r} has no job {job!r}")
+    def __init__(self, app: str, job: str, known: Iterable[str] = ()) -> None:
+        close = difflib.get_close_matches(job, list(known), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        super().__init__(f"app {app!r} has no job {job!r}{hint}")
         self.app = app
         self.job = job
 
@@ -46,3 +52,17 @@ class RetryableError(JobcordError):
 
 class PermanentError(JobcordError):
     """Raise in a job to fail the request now: it is never retried, whatever ``retry_on`` says."""
+
+
+class ReservedIdempotencyKey(JobcordError, ValueError):
+    """A caller gave an idempotency key that begins ``jobcord-``: those are jobcord's own
+    (cron ticks, child calls), so that no caller can take one first."""
+
+    http_status = 422
+
+    def __init__(self, field: str, key: str) -> None:
+        super().__init__(
+            f"{field} {key!r} is reserved: keys beginning 'jobcord-' are jobcord's own "
+            "(cron ticks, child calls); choose another"
+        )
+        self.key = key

@@ -7,11 +7,11 @@ consumers load an app module and read the registry without importing producers.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from storage.ids import new_request_id
 from storage.requests import NewRequest
 
 from .errors import UnknownJob
@@ -68,7 +68,7 @@ class JobSpec:
         }
         binary = is_binary(input_json)  # bytes or arrays: msgpack, beside the record
         return NewRequest(
-            request_id=uuid.uuid4().hex,
+            request_id=new_request_id(),
             app=self.app,
             job=self.name,
             queue=self.queue,
@@ -109,7 +109,7 @@ class AppRegistry:
         try:
             return self.jobs[job]
         except KeyError:
-            raise UnknownJob(self.name, job) from None
+            raise UnknownJob(self.name, job, self.jobs) from None
 
     def queues(self) -> set[str]:
         return {spec.queue for spec in self.jobs.values()}

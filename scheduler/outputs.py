@@ -5,17 +5,27 @@ Both ends live here so they cannot drift: the consumer encodes, the client decod
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import msgpack
 
 from storage.records import RequestRecord
 
 from .payloads import MSGPACK_TYPE, is_binary, pack, unpack
 from .signatures import JobSignature
 
-__all__ = ["EncodedOutput", "encode_output", "decode_output", "JSON_TYPE", "BYTES_TYPE"]
+__all__ = [
+    "EncodedOutput",
+    "encode_output",
+    "decode_output",
+    "chunk_event",
+    "JSON_TYPE",
+    "BYTES_TYPE",
+]
 
 JSON_TYPE = "application/json"
 BYTES_TYPE = "application/octet-stream"
@@ -52,3 +62,33 @@ def decode_output(
     if signature is None:
         return raw
     return signature.output_adapter.validate_python(raw)
+
+
+def chunk_event(signature: JobSignature, data: bytes) -> tuple[str | None, str]:
+    """A streamed item, as ``encode_output`` made it, as (SSE event, data) that cannot break
+    server-sent-event framing: a JSON item is one line of JSON (default event); a ``bytes``
+    item is base64 (event ``bytes``); an item holding bytes or arrays is base64 msgpack
+    (event ``msgpack``). An item type declared ``bytes`` is always ``bytes``; otherwise a
+    yielded ``bytes`` value that is itself valid JSON text reads as that JSON."""
+    if signature.output_type not in (bytes, bytearray):
+        try:
+            text = data.decode("utf-8")
+            value = json.loads(text)
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            pass
+        else:
+            if "\n" in text or "\r" in text:  # JSON may hold line breaks between tokens
+                text = json.dumps(value, separators=(",", ":"))
+            return None, text
+        if _is_msgpack(data):
+            return "msgpack", base64.b64encode(data).decode()
+    return "bytes", base64.b64encode(data).decode()
+
+
+def _is_msgpack(data: bytes) -> bool:
+    """Whether ``data`` is one whole msgpack value (arrays' extensions are not unpacked)."""
+    try:
+        msgpack.unpackb(data, ext_hook=msgpack.ExtType, raw=True, strict_map_key=False)
+    except Exception:  # noqa: BLE001 - anything msgpack refuses is not msgpack
+        return False
+    return True

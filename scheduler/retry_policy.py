@@ -6,6 +6,7 @@ import random
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .bounds import Retries, RetryDelaySeconds
 from .errors import InputValidationError, PermanentError, RetryableError, UnknownJob
 
 __all__ = ["RetryPolicy", "is_retryable"]
@@ -14,9 +15,9 @@ __all__ = ["RetryPolicy", "is_retryable"]
 class RetryPolicy(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    retries: int = Field(default=0, ge=0, le=100, description="Re-runs after a failure.")
-    initial_delay_s: float = Field(default=1.0, ge=0)
-    max_delay_s: float = Field(default=60.0, ge=0)
+    retries: Retries = Field(default=0, description="Re-runs after a failure.")
+    initial_delay_s: RetryDelaySeconds = 1.0
+    max_delay_s: RetryDelaySeconds = 60.0
 
     def should_retry(self, failures_so_far: int) -> bool:
         """``failures_so_far`` counts the failure that just happened."""

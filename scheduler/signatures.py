@@ -40,14 +40,49 @@ class JobSignature:
     context_param: str | None
     parameters: tuple[str, ...]
     _signature: inspect.Signature
+    #: The one input parameter, when it is a pydantic model: its fields are then the input.
+    model_param: str | None = None
+
+    # -- the input shape: one JSON object, the same in Python, the CLI and HTTP -------------
+    # A job whose only input parameter is a model takes that model's fields; any other job
+    # takes its parameters by name. (The older wrapped form, {"<param>": {...fields}}, is
+    # still accepted for a model job when the model has no field of that name.)
+    @property
+    def public_model(self) -> type[BaseModel]:
+        """The model of the input object callers send (OpenAPI shows it)."""
+        if self.model_param is None:
+            return self.input_model
+        return self.input_model.model_fields[self.model_param].annotation  # type: ignore[return-value]
+
+    def unwrap(self, obj: Any) -> Any:
+        """The older wrapped form of a model job's input -> the input object itself."""
+        if (
+            self.model_param is not None
+            and isinstance(obj, dict)
+            and set(obj) == {self.model_param}
+            and self.model_param not in self.public_model.model_fields
+        ):
+            return obj[self.model_param]
+        return obj
+
+    def parameters_of(self, obj: Any) -> Any:
+        """An input object (already unwrapped) -> the job's parameters by name."""
+        return obj if self.model_param is None else {self.model_param: obj}
+
+    def validate_input(self, obj: Any) -> dict[str, Any]:
+        """The input object, as HTTP and the CLI send it -> the validated parameters."""
+        return self.validate(self.parameters_of(self.unwrap(obj)))
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-        """Positional and keyword arguments of a call -> a validated, JSON-ready input dict."""
+        """Positional and keyword arguments of a call -> a validated, JSON-ready input dict.
+        One positional dict that names parameters is the input object, as over HTTP."""
         if self.context_param and self.context_param in kwargs:
             raise InputValidationError(
                 self.name,
                 [{"field": self.context_param, "message": "the JobContext is injected"}],
             )
+        if len(args) == 1 and not kwargs and self._is_input_object(args[0]):
+            return self.validate_input(args[0])
         try:
             bound = self._signature.bind_partial(*args, **kwargs)
         except TypeError as exc:
@@ -55,6 +90,15 @@ class JobSignature:
                 self.name, [{"field": "(arguments)", "message": str(exc)}]
             ) from None
         return self.validate(bound.arguments)
+
+    def _is_input_object(self, value: Any) -> bool:
+        if self.model_param is not None:
+            return isinstance(value, dict)  # the model's fields (or the wrapped form)
+        if not isinstance(value, dict) or not self.parameters:
+            return False
+        first = self.input_model.model_fields[self.parameters[0]].annotation
+        takes_mapping = first is Any or typing.get_origin(first) is dict or first is dict
+        return set(value) <= set(self.parameters) and not takes_mapping
 
     def validate(self, data: Any) -> dict[str, Any]:
         """Validate an input mapping; returns its JSON form (what is stored and hashed), or,
@@ -139,8 +183,15 @@ def analyse(fn: Callable[..., Any], name: str, *, stream: bool = False) -> JobSi
     output_type = hints.get("return", Any)
     if stream:  # each chunk is validated and encoded as the yielded type
         output_type = _item_type(output_type)
+    only = [p for p in fields if p]
+    model_param = None
+    if len(only) == 1:
+        annotation = hints.get(only[0], Any)
+        if inspect.isclass(annotation) and issubclass(annotation, BaseModel):
+            model_param = only[0]
     return JobSignature(
         name=name,
+        model_param=model_param,
         input_model=model,
         output_adapter=_adapter(output_type),
         output_type=output_type,

@@ -16,7 +16,7 @@ from typing import Any
 
 import redis
 
-from .keys import NAMESPACE
+from .keys import apikey_key
 
 __all__ = ["ApiKey", "ApiKeyStore"]
 
@@ -24,7 +24,7 @@ _PREFIX = "jc_"
 
 
 def _key(key_id: str) -> str:
-    return f"{NAMESPACE}:apikey:{key_id}"
+    return apikey_key(key_id)
 
 
 def _digest(secret: str) -> str:

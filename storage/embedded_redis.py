@@ -7,6 +7,7 @@ shared by every jobcord process that points at the same ``data_dir``.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import importlib.util
 import os
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 
 import redis
+import structlog
 
 from .errors import ConfigurationError
 
@@ -27,6 +29,10 @@ __all__ = [
     "stop_embedded_redis",
     "embedded_redis_running",
 ]
+
+log = structlog.get_logger("jobcord.redis")
+#: A unix socket path longer than this does not fit in sockaddr_un on Linux.
+_MAX_SOCKET_PATH = 107
 
 
 def redis_server_binary() -> str:
@@ -85,6 +91,11 @@ def ensure_embedded_redis(data_dir: Path, *, timeout_s: float = 10.0) -> str:
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     sock = data_dir / "redis.sock"
+    if len(str(sock)) > _MAX_SOCKET_PATH:
+        raise ConfigurationError(
+            f"JOBCORD_DATA_DIR {data_dir} is too deep for a unix socket "
+            f"({len(str(sock))} > {_MAX_SOCKET_PATH} characters): choose a shorter one"
+        )
     url = _socket_url(data_dir)
     with (data_dir / "redis.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one starter at a time
@@ -97,6 +108,14 @@ def ensure_embedded_redis(data_dir: Path, *, timeout_s: float = 10.0) -> str:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if _alive(url):
+                # It outlives this process on purpose: every jobcord process of this data dir
+                # shares it. Say how to stop it.
+                log.info(
+                    "embedded redis-server started",
+                    url=url,
+                    data_dir=str(data_dir),
+                    stop_with="jobcord dev stop",
+                )
                 return url
             time.sleep(0.05)
     raise ConfigurationError(f"embedded redis-server did not start; see {data_dir / 'redis.log'}")
@@ -110,7 +129,11 @@ def embedded_redis_running(data_dir: Path) -> bool:
     return _alive(_socket_url(data_dir))
 
 
-def stop_embedded_redis(data_dir: Path) -> None:
+def stop_embedded_redis(data_dir: Path) -> bool:
+    """Stop the embedded server of ``data_dir`` (its AOF stays); False if none was running."""
     url = _socket_url(data_dir)
-    if _alive(url):
+    if not _alive(url):
+        return False
+    with contextlib.suppress(redis.ConnectionError):  # it closes the connection as it exits
         redis.Redis.from_url(url).shutdown(save=False, nosave=False)
+    return True

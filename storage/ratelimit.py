@@ -7,7 +7,7 @@ from typing import Any
 import redis
 
 from .errors import TooManyRequests
-from .keys import BROKER_NAMESPACE, NAMESPACE
+from .keys import BROKER_NAMESPACE, NAMESPACE, rate_key
 from .requests import lua_script
 
 __all__ = ["RateLimiter"]
@@ -22,7 +22,7 @@ class RateLimiter:
         its bucket is empty. ``rate_per_s`` <= 0 means no limit."""
         if rate_per_s <= 0:
             return
-        bucket = f"{NAMESPACE}:rate:{key_id}"
+        bucket = rate_key(key_id)
         reply: Any = self._script(
             args=[NAMESPACE, BROKER_NAMESPACE, bucket, rate_per_s, max(1, burst)]
         )

@@ -34,13 +34,21 @@ _SCRIPT_NAMES = (
     "recover",
     "webhook",
     "rerun",
+    "attempt",
 )
 
 
 def lua_script(name: str) -> str:
-    """The text of ``storage/lua/{name}.lua`` with the shared prelude in front."""
+    """The text of ``storage/lua/{name}.lua`` with the key functions (from ``storage.keys``)
+    and the shared prelude in front."""
     lua = files("storage") / "lua"
-    return (lua / "prelude.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
+    return "\n".join(
+        [
+            keys.lua_key_functions(),
+            (lua / "prelude.lua").read_text(),
+            (lua / f"{name}.lua").read_text(),
+        ]
+    )
 
 
 def _load_scripts(client: redis.Redis) -> dict[str, Any]:
@@ -134,6 +142,7 @@ class RequestStore:
             req.delay_s or 0,
             req.max_in_flight,
             req.input_bin or b"",
+            self.settings.recent_requests_per_app,
             *flat,
         )
         if outcome == "conflict":
@@ -302,19 +311,46 @@ class RequestStore:
         return list(zip(flat[::2], flat[1::2], strict=True))
 
     def report_progress(
-        self, request_id: str, attempt: int, fraction: float, message: str | None
-    ) -> None:
-        """Progress goes on the record and, as an IN_PROGRESS event, on the stream."""
-        fields: dict[str, str | float] = {"progress": fraction, "progress_message": message or ""}
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hset(keys.record_key(request_id), mapping=fields)  # type: ignore[arg-type]
-        pipe.xadd(
-            keys.events_key(request_id),
-            {"status": Status.IN_PROGRESS.value, "at": time.time(), "attempt": attempt, **fields},  # type: ignore[dict-item]
-            maxlen=1000,
-            approximate=True,
-        )
-        pipe.execute()
+        self, request_id: str, token: str, fraction: float, message: str | None
+    ) -> bool:
+        """Progress on the record and, as an IN_PROGRESS event, on the stream; False (nothing
+        written) when ``token`` no longer holds the request's lease."""
+        reply = self._run("attempt", request_id, token, "progress", fraction, message or "")
+        return bool(reply == "ok")
+
+    def append_chunk(self, request_id: str, token: str, data: bytes) -> bool:
+        """One item of a streaming cord, in order, for the gateway to relay (fenced)."""
+        return bool(self._run("attempt", request_id, token, "chunk", data) == "ok")
+
+    def set_attempt_fields(self, request_id: str, token: str, **fields: Any) -> bool:
+        """Record fields written by the running attempt only (fenced by its lease token)."""
+        flat = [x for k, v in fields.items() for x in (k, _encode(v))]
+        return bool(self._run("attempt", request_id, token, "fields", *flat) == "ok")
+
+    def recent(
+        self, app: str, *, limit: int = 50, statuses: set[Status] | None = None
+    ) -> list[RequestRecord]:
+        """The app's newest requests first (from its capped index; expired records skipped),
+        only those in ``statuses`` if given. Reads at most a few times ``limit`` records."""
+        index = keys.recent_key(app)
+        out: list[RequestRecord] = []
+        start, page = 0, max(limit, 50)
+        while len(out) < limit and start < 5 * page:
+            ids: Any = self.client.zrevrange(index, start, start + page - 1)
+            if not ids:
+                break
+            pipe = self.client.pipeline(transaction=False)
+            for rid in ids:
+                pipe.hgetall(keys.record_key(rid))
+            for raw in pipe.execute():
+                if raw and (statuses is None or Status(raw["status"]) in statuses):
+                    out.append(RequestRecord.from_hash(raw))
+            start += page
+        return out[:limit]
+
+    def apps(self) -> list[str]:
+        """Apps that have submitted requests (from the in-flight counters)."""
+        return sorted(self.client.hkeys(keys.INFLIGHT_KEY))  # type: ignore[arg-type]
 
     # -- dead letters ----------------------------------------------------------------------
     def failed(self, app: str, *, limit: int = 50) -> list[RequestRecord]:
@@ -334,11 +370,18 @@ class RequestStore:
             self.client.zrem(index, *gone)
         return out
 
-    def rerun(self, request_id: str) -> int:
-        """Run an ended, unsuccessful request again under the same id; returns its attempt."""
-        outcome, detail = self._run("rerun", request_id)
+    def rerun(self, request_id: str, *, max_in_flight: int = 0) -> int:
+        """Run an ended, unsuccessful request again under the same id; returns its attempt.
+        ``max_in_flight``: the app's cap, as for a submission (TooManyRequests past it)."""
+        outcome, detail = self._run("rerun", request_id, max_in_flight)
         if outcome == "missing":
             raise RequestNotFound(request_id)
+        if outcome == "busy":
+            raise TooManyRequests(
+                f"cannot retry request {request_id} now: its app has {detail} requests queued "
+                f"or running, its cap is {max_in_flight}; try again when some have finished",
+                retry_after_s=1.0,
+            )
         if outcome != "requeued":
             what = "it SUCCEEDED" if outcome == "succeeded" else f"it is still {detail}"
             raise NotRetryable(f"request {request_id} cannot be retried: {what}")
@@ -352,24 +395,28 @@ class RequestStore:
     def webhook_delivered(self, request_id: str, status_code: int, ms: float) -> None:
         self._run("webhook", "delivered", request_id, status_code, round(ms, 1))
 
-    def webhook_failed(self, request_id: str, error: str, retry_in_s: float | None) -> str:
-        """Record a failed attempt; ``retry_in_s`` None: give up (FAILED)."""
+    def webhook_failed(
+        self,
+        request_id: str,
+        error: str,
+        retry_in_s: float | None,
+        status_code: int | None = None,
+        ms: float | None = None,
+    ) -> str:
+        """Record a failed attempt; ``retry_in_s`` None: give up (FAILED). ``status_code``
+        and ``ms``: the receiver's answer, when it gave one (a non-2xx)."""
         delay = -1 if retry_in_s is None else retry_in_s
-        return str(self._run("webhook", "failed", request_id, error, delay))
+        code = "" if status_code is None else status_code
+        took = "" if ms is None else round(ms, 1)
+        return str(self._run("webhook", "failed", request_id, error, delay, code, took))
+
+    def webhook_defer(self, request_id: str, delay_s: float) -> None:
+        """Put a claimed delivery back for ``delay_s`` without counting an attempt."""
+        self._run("webhook", "defer", request_id, delay_s)
 
     def webhook_again(self, request_id: str) -> None:
         if self._run("webhook", "again", request_id) == "missing":
             raise RequestNotFound(request_id)
-
-    def append_chunk(self, request_id: str, data: bytes) -> None:
-        """One item of a streaming cord, in order, for the gateway to relay."""
-        self.client.xadd(keys.chunks_key(request_id), {"data": data})
-
-    def set_fields(self, request_id: str, **fields: Any) -> None:
-        self.client.hset(
-            keys.record_key(request_id),
-            mapping={k: _encode(v) for k, v in fields.items()},  # type: ignore[arg-type]
-        )
 
 
 def _encode(value: Any) -> str | int | float:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import boto3
 from boto3.s3.transfer import TransferConfig
@@ -42,7 +43,7 @@ def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, BotoCoreError)
 
 
-def s3_client(settings: Settings) -> Any:
+def s3_client(settings: Settings, *, endpoint_url: str | None = None) -> Any:
     # boto3 >= 1.36 sends checksums that several S3-compatible stores reject.
     config = Config(
         request_checksum_calculation="when_required",
@@ -54,7 +55,7 @@ def s3_client(settings: Settings) -> Any:
     )
     return boto3.client(
         "s3",
-        endpoint_url=settings.s3_endpoint_url,
+        endpoint_url=endpoint_url or settings.s3_endpoint_url,
         region_name=settings.s3_region,
         config=config,
     )
@@ -68,6 +69,13 @@ class S3ResultStore:
         self.prefix = settings.s3_prefix.strip("/")
         self.presign_expiry_s = settings.presign_expiry_s
         self.client = s3_client(settings)
+        # Presigned URLs are for callers: signed for the address they reach (signing is
+        # offline, so this client never connects anywhere).
+        self._presigner = (
+            s3_client(settings, endpoint_url=settings.s3_public_url)
+            if settings.s3_public_url
+            else self.client
+        )
         self._transfer = TransferConfig(multipart_threshold=64 * 1024 * 1024)
         self._retrying = retry(
             retry=retry_if_exception(_is_transient),
@@ -96,19 +104,46 @@ class S3ResultStore:
         )
         return ResultFile(name=Path(key).name, key=key, size=len(data), content_type=content_type)
 
-    def put_file(self, key: str, path: Path, content_type: str) -> ResultFile:
-        self._call(
-            "upload",
-            self.client.upload_file,
-            str(path),
-            self.bucket,
-            self._key(key),
-            ExtraArgs={"ContentType": content_type},
-            Config=self._transfer,
+    def put_file(self, key: str, fh: BinaryIO, content_type: str) -> ResultFile:
+        start = fh.tell()
+        size = os.fstat(fh.fileno()).st_size - start
+
+        def upload() -> None:
+            # s3transfer closes what it is given: each try gets its own descriptor, and
+            # starts from the beginning again.
+            with os.fdopen(os.dup(fh.fileno()), "rb") as own:
+                own.seek(start)
+                self.client.upload_fileobj(
+                    own,
+                    self.bucket,
+                    self._key(key),
+                    ExtraArgs={"ContentType": content_type},
+                    Config=self._transfer,
+                )
+
+        self._call("upload", upload)
+        return ResultFile(name=Path(key).name, key=key, size=size, content_type=content_type)
+
+    def delete_prefix(self, prefix: str) -> None:
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self._key(prefix.rstrip("/") + "/")
         )
-        return ResultFile(
-            name=Path(key).name, key=key, size=path.stat().st_size, content_type=content_type
-        )
+        try:
+            found = [o["Key"] for page in pages for o in page.get("Contents", [])]
+        except (BotoCoreError, ClientError) as exc:
+            raise ResultStoreError(f"S3 list failed for bucket {self.bucket!r}: {exc}") from exc
+        own = len(self._key(""))
+        self.delete([k[own:] for k in found])
+
+    def delete(self, keys: list[str]) -> None:
+        for i in range(0, len(keys), 1000):  # DeleteObjects takes at most 1000
+            objects = [{"Key": self._key(k)} for k in keys[i : i + 1000]]
+            self._call(
+                "delete",
+                self.client.delete_objects,
+                Bucket=self.bucket,
+                Delete={"Objects": objects, "Quiet": True},
+            )
 
     def get_bytes(self, key: str) -> bytes:
         reply = self._call(
@@ -117,7 +152,7 @@ class S3ResultStore:
         return reply["Body"].read()
 
     def url(self, key: str) -> str:
-        return self.client.generate_presigned_url(
+        return self._presigner.generate_presigned_url(
             "get_object",
             Params={"Bucket": self.bucket, "Key": self._key(key)},
             ExpiresIn=int(self.presign_expiry_s),

@@ -6,12 +6,19 @@ start and pass the object down.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["Settings", "load_settings", "user_data_dir"]
+
+
+def user_data_dir() -> Path:
+    """``$XDG_DATA_HOME/jobcord`` (``~/.local/share/jobcord``): the embedded default's home."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "jobcord"
 
 
 class Settings(BaseSettings):
@@ -21,11 +28,17 @@ class Settings(BaseSettings):
         default=None, description="Redis URL; unset: an embedded redis-server under data_dir."
     )
     data_dir: Path = Field(
-        default=Path(".jobcord-data"),
-        description="Embedded Redis data and local results when no S3 bucket is set.",
+        default_factory=lambda: user_data_dir(),
+        description="Embedded Redis data and local results when no S3 bucket is set; one per "
+        "user by default, so every process finds the same one from any folder.",
     )
     s3_endpoint_url: str | None = Field(default=None, description="S3-compatible endpoint URL.")
     s3_bucket: str | None = Field(default=None, description="Bucket; unset: local result dir.")
+    s3_public_url: str | None = Field(
+        default=None,
+        description="The store's address as callers reach it, for presigned URLs (e.g. "
+        "https://files.example.com); unset: the endpoint URL.",
+    )
     s3_prefix: str = Field(default="jobcord", description="Key prefix inside the bucket.")
     s3_region: str | None = Field(default=None, description="Region for the S3 client.")
     presign_expiry_s: float = Field(default=3600.0, gt=0)
@@ -38,6 +51,9 @@ class Settings(BaseSettings):
         description="Larger binary inputs go to the result store, not Redis.",
     )
     idempotency_retention_s: float = Field(default=24 * 3600.0, gt=0)
+    recent_requests_per_app: int = Field(
+        default=10_000, ge=1, description="Newest requests per app kept in the list index."
+    )
     record_retention_s: float = Field(
         default=7 * 24 * 3600.0, gt=0, description="How long a finished request is kept."
     )
@@ -79,11 +95,45 @@ class Settings(BaseSettings):
         description="A missed cron tick still fires (once) if it is at most this old.",
     )
     upload_retry_s: float = Field(default=30.0, gt=0, description="Budget for S3 upload retries.")
+    health_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often scheduler and consumer processes publish their loops' health.",
+    )
+    loop_stale_after_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A loop whose last pass is older than max(3 x its interval, this) is stale "
+        "(/healthz: degraded); so is a process silent that long.",
+    )
     log_format: str = Field(default="json", pattern="^(json|console)$")
     log_level: str = Field(default="INFO")
     api_max_body_bytes: int = Field(default=10 * 2**20, gt=0, description="Larger bodies: 413.")
     api_max_wait_s: float = Field(
         default=300.0, gt=0, description="Longest run_remote wait_seconds and cord wait."
+    )
+    api_max_waits: int = Field(
+        default=256,
+        ge=1,
+        description="Open event streams and waiting calls (run_remote, cords) of one API "
+        "process in all; past it 429. Its Redis pool for waits holds as many connections.",
+    )
+    api_max_waits_per_key: int = Field(
+        default=32, ge=1, description="The same, per API key; past it 429."
+    )
+    max_input_bytes: int = Field(
+        default=2**20,
+        gt=0,
+        description="Largest JSON input (encoded) of a request, which lives in Redis; past it "
+        "413 (a ValueError in Python). Binary inputs: see inline_input_max_bytes.",
+    )
+    max_metadata_bytes: int = Field(
+        default=16 * 1024, gt=0, description="Largest metadata (JSON-encoded); past it 413."
+    )
+    metrics_token: str | None = Field(
+        default=None,
+        description="A bearer token that may read /metrics only (for a scraper); API keys "
+        "allowed this API's app may read it too.",
     )
     api_rate_per_s: float = Field(
         default=0.0,
@@ -108,12 +158,29 @@ class Settings(BaseSettings):
     webhook_allowed_networks: str = Field(
         default="", description="CIDRs webhooks may reach although private (e.g. 127.0.0.0/8)."
     )
-    webhook_timeout_s: float = Field(default=10.0, gt=0, description="Per delivery attempt.")
+    webhook_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="One wall-clock deadline per delivery attempt: connect, send and read.",
+    )
     webhook_retry_schedule_s: str = Field(
         default="5,300,1800,7200,18000,36000,36000",
         description="Delays before each retry after a failed delivery (about 28 h in all).",
     )
     webhook_concurrency: int = Field(default=8, ge=1)
+    webhook_concurrency_per_receiver: int = Field(
+        default=0,
+        ge=0,
+        description="Deliveries under way to one receiver (host:port) at most; 0: half of "
+        "webhook_concurrency. Its other deliveries wait, so one slow receiver never holds "
+        "every worker.",
+    )
+    webhook_default_secret_overlap_s: float = Field(
+        default=24 * 3600.0,
+        ge=0,
+        description="After an app gets its first own webhook secret, the default secret "
+        "(JOBCORD_WEBHOOK_SECRET) keeps signing its webhooks this long beside it.",
+    )
 
     def in_flight_cap(self, app: str) -> int:
         return self.app_max_in_flight.get(app, self.max_in_flight_per_app)

@@ -159,6 +159,26 @@ def jobcord_env(
 
 
 @pytest.fixture
+def s3_env(s3_endpoint, s3_bucket, monkeypatch, jobcord_env) -> dict[str, str]:
+    """Results in the real S3 endpoint, under a prefix; JSON over 1 KiB goes there too."""
+    env = {
+        "JOBCORD_S3_ENDPOINT_URL": s3_endpoint,
+        "JOBCORD_S3_BUCKET": s3_bucket,
+        "JOBCORD_S3_PREFIX": "results",
+        "JOBCORD_INLINE_OUTPUT_MAX_BYTES": "1024",
+    }
+    setenv_all(monkeypatch, env)
+    return env
+
+
+@pytest.fixture
+def s3_client_fixture(s3_endpoint):  # type: ignore[no-untyped-def]
+    import boto3
+
+    return boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+
+
+@pytest.fixture
 def client(jobcord_env: dict[str, str]) -> Iterator[object]:
     from producers import RedisClient, set_default_client
     from storage.settings import load_settings
@@ -257,7 +277,8 @@ class ApiServer:
             except httpx.TransportError:
                 pass
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"API did not start: {self.proc.stderr.read()}")
+                terminate(self.proc)  # reading a live process's stderr would block forever
+                raise AssertionError(f"API did not start: {self.proc.stderr.read()[-3000:]}")
             time.sleep(0.1)
 
     def stop(self) -> None:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 from contextlib import asynccontextmanager
 from typing import Any
 
+import redis
 import structlog
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from scheduler.jobspec import AppRegistry
 from storage.apikeys import ApiKeyStore
@@ -20,8 +24,10 @@ from storage.settings import Settings
 
 from ..client import RedisClient
 from .auth import Authenticator
+from .bodies import tidy_errors
 from .context import Gateway
 from .cords import cord_router
+from .holds import WaitLimits
 from .jobs import job_router
 from .limits import BodyLimit
 from .ops import ops_router
@@ -39,10 +45,12 @@ def create_app(app: AppRegistry, settings: Settings, *, require_auth: bool = Tru
         settings=settings,
         app=app,
         client=client,
-        follower=Follower(redis_url(settings)),
+        # One pooled connection for each wait it admits, and a few for their cleanups.
+        follower=Follower(redis_url(settings), max_connections=settings.api_max_waits + 8),
         consumers=ConsumerRegistry(client.redis),
         auth=Authenticator(ApiKeyStore(client.redis), required=require_auth),
         rates=RateLimiter(client.redis),
+        waits=WaitLimits(total=settings.api_max_waits, per_key=settings.api_max_waits_per_key),
     )
 
     @asynccontextmanager
@@ -68,9 +76,27 @@ def create_app(app: AppRegistry, settings: Settings, *, require_auth: bool = Tru
         body = {"detail": str(exc), "type": type(exc).__name__}
         return JSONResponse(body, status, headers=headers)
 
+    @api.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": tidy_errors(exc.errors())}, 422)
+
     @api.exception_handler(RecursionError)
     async def too_deep(_: Request, exc: RecursionError) -> JSONResponse:
         return JSONResponse({"detail": "JSON nested too deeply", "type": "TooDeep"}, 422)
+
+    @api.exception_handler(redis.RedisError)
+    async def redis_down(_: Request, exc: redis.RedisError) -> JSONResponse:
+        # Nothing was half-done: every change is one script, which either ran or did not.
+        log.warning("redis unavailable", error=str(exc))
+        body = {"detail": f"Redis is unavailable, try again: {exc}", "type": "Unavailable"}
+        return JSONResponse(body, 503, headers={"Retry-After": "1"})
+
+    @api.exception_handler(StarletteHTTPException)
+    async def not_found(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail: Any = exc.detail
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = _no_route(app, request.method, request.url.path)
+        return JSONResponse({"detail": detail}, exc.status_code, headers=exc.headers)
 
     @api.exception_handler(ValueError)
     async def value_error(_: Request, exc: ValueError) -> JSONResponse:
@@ -80,3 +106,18 @@ def create_app(app: AppRegistry, settings: Settings, *, require_auth: bool = Tru
         api.include_router(router)
     api.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
     return api
+
+
+def _no_route(app: AppRegistry, method: str, path: str) -> str:
+    """A 404 that helps: the cord paths this app serves, and the closest to what was asked."""
+    cords = {
+        f"/apps/{app.name}{s.public_api_path}": s.method
+        for s in app.jobs.values()
+        if s.kind == "cord"
+    }
+    if not path.startswith("/apps/") or not cords:
+        return f"no route {method} {path}; see /docs"
+    close = difflib.get_close_matches(path, list(cords), n=1)
+    hint = f"; did you mean {cords[close[0]]} {close[0]}?" if close else ""
+    known = ", ".join(f"{m} {p}" for p, m in sorted(cords.items()))
+    return f"no cord at {method} {path}{hint} (this API serves: {known})"

@@ -9,6 +9,7 @@ from fastapi import HTTPException
 from scheduler.jobspec import AppRegistry
 from storage.apikeys import ApiKey
 from storage.errors import RequestNotFound
+from storage.ids import is_request_id
 from storage.ratelimit import RateLimiter
 from storage.records import RequestRecord
 from storage.registry import ConsumerRegistry
@@ -16,6 +17,7 @@ from storage.settings import Settings
 
 from ..client import RedisClient
 from .auth import Authenticator
+from .holds import WaitLimits
 from .waiting import Follower
 
 __all__ = ["Gateway"]
@@ -30,10 +32,15 @@ class Gateway:
     consumers: ConsumerRegistry
     auth: Authenticator
     rates: RateLimiter
+    #: Open event streams and waiting calls, per key and in all.
+    waits: WaitLimits
 
     def record_for(self, request_id: str, key: ApiKey, *, urls: bool = False) -> RequestRecord:
         """The request, if this key may see it; otherwise exactly what an unknown id gets.
-        ``urls``: sign download URLs for stored results (only the status route needs them)."""
+        ``urls``: sign download URLs for stored results (only the status route needs them).
+        An id that is not one (``storage.ids``) is not found, before Redis is asked."""
+        if not is_request_id(request_id):
+            raise HTTPException(404, f"no request with id {request_id!r}")
         try:
             record = self.client.get(request_id) if urls else self.client.store.get(request_id)
         except RequestNotFound:

@@ -1,7 +1,9 @@
 """Cords: /apps/{app}{path}, through the queue to a consumer and back to the waiting caller.
 
 A caller that disconnects cancels its request. Streaming cords answer as server-sent events,
-one ``data:`` line per item, then ``event: end`` (or ``event: error``).
+one event per item (``scheduler.outputs.chunk_event``: JSON items as ``data:`` JSON, bytes as
+``event: bytes`` with base64 data), then ``event: end`` (or ``event: error``). Every call
+holds one of its key's waiting places (``holds.WaitLimits``) until its response ends.
 """
 
 import asyncio
@@ -9,17 +11,20 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 
 from scheduler.jobspec import JobSpec
+from scheduler.outputs import chunk_event
 from storage.apikeys import ApiKey
+from storage.registry import queue_unserved_reason
 from storage.statuses import Status
 
 from ..client import SubmitOptions
 from .context import Gateway
+from .holds import HeldStream
 from .requests import sse
 
 __all__ = ["cord_router"]
@@ -48,34 +53,53 @@ async def _until_done_or_gone(gw: Gateway, request: Request, request_id: str, li
             waiter.cancel()
 
 
+async def _payload(request: Request) -> Any:
+    if request.method == "GET":
+        return dict(request.query_params)
+    raw = await request.body()
+    try:
+        return json.loads(raw) if raw.strip() else {}
+    except (ValueError, RecursionError) as exc:
+        raise RequestValidationError(
+            [{"type": "json_invalid", "loc": ("body",), "msg": f"invalid JSON: {exc}"}]
+        ) from None
+
+
 def _add_cord(router: APIRouter, gw: Gateway, spec: JobSpec) -> None:
     Key = Annotated[ApiKey, Depends(gw.auth)]  # noqa: N806
     limit_s = min(gw.settings.api_max_wait_s, (spec.timeout_s or gw.settings.api_max_wait_s) + 60)
 
-    async def submit(payload: dict[str, Any]) -> str:
-        data = spec.signature.validate(payload)
+    async def submit(data: dict[str, Any]) -> str:
         sub = await run_in_threadpool(gw.client.submit, spec, data, SubmitOptions())
         return sub.request_id
 
     async def call(request: Request, key: Key) -> Response:
         gw.admit(spec.app, key)
-        if request.method == "GET":
-            payload: Any = dict(request.query_params)
-        else:
-            raw = await request.body()
-            try:
-                payload = json.loads(raw) if raw.strip() else {}
-            except (ValueError, RecursionError) as exc:
-                raise RequestValidationError(
-                    [{"type": "json_invalid", "loc": ("body",), "msg": f"invalid JSON: {exc}"}]
-                ) from None
-        request_id = await submit(payload)
-        if spec.stream:
-            return StreamingResponse(
-                _relay(gw, request_id),
-                media_type="text/event-stream",
-                headers={"X-Request-Id": request_id},
+        data = spec.signature.validate_input(await _payload(request))  # bad input: 422 first
+        live = await run_in_threadpool(gw.consumers.live_recent)
+        unserved = queue_unserved_reason(spec.app, spec.queue, live)
+        if unserved is not None:  # a caller waiting on nothing: say so now, queue nothing
+            raise HTTPException(
+                503, f"cord {spec.name!r} cannot run now: {unserved}", {"Retry-After": "5"}
             )
+        release = gw.waits.acquire(key.key_id)  # before anything is queued (429, nothing runs)
+        streaming = False
+        try:
+            request_id = await submit(data)
+            if spec.stream:
+                streaming = True  # the response gives the place back when it ends
+                return HeldStream(
+                    _relay(gw, spec, request_id),
+                    release,
+                    media_type="text/event-stream",
+                    headers={"X-Request-Id": request_id},
+                )
+            return await finish(request, request_id)
+        finally:
+            if not streaming:
+                release()
+
+    async def finish(request: Request, request_id: str) -> Response:
         status = await _until_done_or_gone(gw, request, request_id, limit_s)
         if status is None:
             await run_in_threadpool(gw.client.cancel, request_id)
@@ -93,7 +117,7 @@ def _add_cord(router: APIRouter, gw: Gateway, spec: JobSpec) -> None:
             return Response(data, media_type=record.result.content_type, headers=headers)
         return JSONResponse(record.output, 200, headers=headers)
 
-    model = spec.signature.input_model
+    model = spec.signature.public_model
     extra = None
     if spec.method != "GET":
         extra = {
@@ -113,12 +137,13 @@ def _add_cord(router: APIRouter, gw: Gateway, spec: JobSpec) -> None:
     )
 
 
-async def _relay(gw: Gateway, request_id: str) -> AsyncIterator[str]:
+async def _relay(gw: Gateway, spec: JobSpec, request_id: str) -> AsyncIterator[str]:
     finished = False
     try:
         async for kind, value in gw.follower.stream(request_id):
             if kind == "chunk":
-                yield sse(value)
+                event, data = chunk_event(spec.signature, value)
+                yield sse(data, event)
             else:
                 finished = True
                 if value is Status.SUCCEEDED:

@@ -4,25 +4,32 @@ No ``from __future__ import annotations`` in route modules: FastAPI must see the
 ``Annotated`` dependency aliases as objects, not strings it cannot resolve.
 """
 
+import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 from pydantic import BaseModel, ValidationError
 
+from scheduler.bounds import check_idempotency_key
+from scheduler.errors import UnknownJob
 from scheduler.jobspec import JobSpec
-from scheduler.payloads import is_binary, unpack
+from scheduler.payloads import MSGPACK_TYPE, is_binary, unpack
 from storage.apikeys import ApiKey
 from storage.requests import Submission
 
-from ..client import SubmitOptions, delay_until
+from ..options import RequestOptions, SubmitOptions
 from .bodies import Accepted, job_body_model
 from .context import Gateway
 
 __all__ = ["job_router"]
+
+#: run_remote's wait when the caller names none (never above JOBCORD_API_MAX_WAIT_S).
+_DEFAULT_WAIT_S = 30.0
+_MSGPACK_TYPES = (MSGPACK_TYPE, "application/x-msgpack")
 
 
 SUBMISSIONS = Counter(
@@ -33,36 +40,42 @@ SUBMISSIONS = Counter(
 
 
 def _submit(gw: Gateway, spec: JobSpec, body: Any, idempotency_key: str | None) -> Submission:
-    opts = SubmitOptions(
-        idempotency_key=idempotency_key,
-        webhook_endpoint=body.webhook_endpoint,
-        priority=body.priority,
-        max_time_in_queue_seconds=body.max_time_in_queue_seconds,
-        timeout_seconds=body.timeout_seconds,
-        delay_seconds=(
-            body.delay_seconds if body.eta is None else delay_until(body.eta, body.delay_seconds)
-        ),
-        metadata=body.metadata,
-        retries=body.retries,
-    )
+    check_idempotency_key(idempotency_key, "Idempotency-Key")  # "jobcord-..." are ours: 422
+    options = {name: getattr(body, name) for name in RequestOptions.model_fields}
+    opts = SubmitOptions(idempotency_key=idempotency_key, **options)
     data = body.input.model_dump(mode="python")
     if not is_binary(data):
         data = body.input.model_dump(mode="json")
+    data = spec.signature.parameters_of(data)
     sub = gw.client.submit(spec, data, opts)
     SUBMISSIONS.labels(spec.app, spec.name, "created" if sub.created else "existing").inc()
     return sub
 
 
-def _parsed(model: type[BaseModel], body: Any) -> Any:
-    """A msgpack body (bytes) -> the route's body model, with FastAPI's 422 on errors."""
+def _parsed(model: type[BaseModel], body: Any, content_type: str) -> Any:
+    """A body FastAPI did not parse as JSON (bytes) -> the route's body model, with FastAPI's
+    422 on errors: msgpack when it says so; otherwise (no content type, a form's as ``curl -d``
+    sends, text) JSON, which is what such a caller meant."""
     if not isinstance(body, bytes):
         return body
-    try:
-        data = unpack(body)
-    except Exception as exc:  # noqa: BLE001 - any malformed msgpack is the caller's error
-        raise RequestValidationError(
-            [{"type": "msgpack_invalid", "loc": ("body",), "msg": f"invalid msgpack: {exc}"}]
-        ) from None
+    if content_type.split(";")[0].strip().lower() in _MSGPACK_TYPES:
+        try:
+            data = unpack(body)
+        except Exception as exc:  # noqa: BLE001 - any malformed msgpack is the caller's error
+            raise RequestValidationError(
+                [{"type": "msgpack_invalid", "loc": ("body",), "msg": f"invalid msgpack: {exc}"}]
+            ) from None
+    else:
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError) as exc:
+            msg = (
+                f"invalid JSON ({exc}); send Content-Type: application/json, or "
+                f"{MSGPACK_TYPE} for binary inputs"
+            )
+            raise RequestValidationError(
+                [{"type": "json_invalid", "loc": ("body",), "msg": msg}]
+            ) from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -81,27 +94,47 @@ def _add_job_routes(router: APIRouter, gw: Gateway, spec: JobSpec) -> None:
     Payload = Body | bytes  # noqa: N806
 
     def async_run_remote(
+        request: Request,
         body: Payload,  # type: ignore[valid-type]
         key: Key,
         idempotency_key: IdemHeader = None,
     ) -> JSONResponse:
         gw.admit(spec.app, key)
-        sub = _submit(gw, spec, _parsed(Body, body), idempotency_key)
+        parsed = _parsed(Body, body, request.headers.get("content-type", ""))
+        sub = _submit(gw, spec, parsed, idempotency_key)
         status = "QUEUED" if sub.created else gw.client.get(sub.request_id).status.value
         reply = {"request_id": sub.request_id, "status": status, "created": sub.created}
         return JSONResponse(reply, status_code=202)
 
+    max_wait_s = gw.settings.api_max_wait_s
+    default_wait_s = min(_DEFAULT_WAIT_S, max_wait_s)
+
     async def run_remote(
+        request: Request,
         body: Payload,  # type: ignore[valid-type]
         key: Key,
         idempotency_key: IdemHeader = None,
         wait_seconds: Annotated[
-            float, Query(ge=0, le=gw.settings.api_max_wait_s, description="How long to wait")
-        ] = 30.0,
+            float | None,
+            Query(
+                ge=0,
+                le=max_wait_s,
+                allow_inf_nan=False,
+                description=f"How long to wait (default {default_wait_s:g} s)",
+            ),
+        ] = None,
     ) -> JSONResponse:
+        wait_s = default_wait_s if wait_seconds is None else wait_seconds
         gw.admit(spec.app, key)
-        sub = await run_in_threadpool(_submit, gw, spec, _parsed(Body, body), idempotency_key)
-        status = await gw.follower.wait_terminal(sub.request_id, wait_seconds)
+        parsed = _parsed(Body, body, request.headers.get("content-type", ""))
+        # The place to wait is taken before anything is queued: refused (429), nothing runs.
+        release = gw.waits.acquire(key.key_id) if wait_s > 0 else None
+        try:
+            sub = await run_in_threadpool(_submit, gw, spec, parsed, idempotency_key)
+            status = await gw.follower.wait_terminal(sub.request_id, wait_s)
+        finally:
+            if release is not None:
+                release()
         record = await run_in_threadpool(gw.client.get, sub.request_id)
         if status is None:  # still running: the caller polls GET /v1/requests/{id}
             return JSONResponse({"request_id": sub.request_id, "status": record.status}, 202)
@@ -136,6 +169,6 @@ def job_router(gw: Gateway) -> APIRouter:
         gw.check_app(app, key)
         if call not in ("async_run_remote", "run_remote"):
             raise HTTPException(404, f"no such call {call!r}: use async_run_remote or run_remote")
-        raise HTTPException(404, f"app {app!r} has no job {job!r}")
+        raise HTTPException(404, str(UnknownJob(app, job, gw.app.jobs)))
 
     return router

@@ -1,14 +1,25 @@
 """Operations: /healthz (no auth), /metrics, /v1/queues (capacity signals per GPU class)."""
 
+import hmac
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 import redis
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Gauge,
+    generate_latest,
+)
+from prometheus_client.metrics_core import Metric
 
 from scheduler.capacity import QueueCapacity, queue_capacity
+from scheduler.health import assess
 from storage.apikeys import ApiKey
+from storage.health import ProcessHealthStore
 
 from .context import Gateway
 
@@ -40,24 +51,58 @@ def queue_stats(gw: Gateway) -> list[QueueCapacity]:
     )
 
 
+def metrics_token_ok(gw: Gateway, request: Request) -> bool:
+    """Whether the request carries the metrics-only token (JOBCORD_METRICS_TOKEN, when set)."""
+    token = gw.settings.metrics_token
+    if not token:
+        return False
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    )
+
+
+class _OnlyApp:
+    """The registry's metrics without the samples labelled with another app."""
+
+    def __init__(self, registry: CollectorRegistry, app: str) -> None:
+        self.registry = registry
+        self.app = app
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self.registry.collect():
+            samples = [s for s in metric.samples if s.labels.get("app", self.app) == self.app]
+            if samples or not metric.samples:
+                metric.samples = samples
+                yield metric
+
+
 def ops_router(gw: Gateway) -> APIRouter:
     router = APIRouter(tags=["operations"])
     Key = Annotated[ApiKey, Depends(gw.auth)]  # noqa: N806
 
     @router.get("/healthz")
     def healthz() -> JSONResponse:
+        """200 while Redis answers: ``ok``, or ``degraded`` with the stale loops of live
+        scheduler and consumer processes (``scheduler.health``); 503 without Redis."""
         try:
             gw.client.redis.ping()
+            reports = ProcessHealthStore(gw.client.redis).reports()
         except redis.RedisError as exc:
             return JSONResponse({"status": "unavailable", "redis": str(exc)}, 503)
-        return JSONResponse({"status": "ok"})
+        return JSONResponse(assess(reports, stale_after_s=gw.settings.loop_stale_after_s).as_dict())
 
     @router.get("/metrics")
-    def metrics(key: Key) -> Response:
+    def metrics(request: Request) -> Response:
+        """Prometheus figures of this API's app only: for its scraper's token
+        (JOBCORD_METRICS_TOKEN) or an API key allowed the app; any other key gets 404."""
+        if not metrics_token_ok(gw, request):
+            gw.check_app(gw.app.name, gw.auth(request))
         for q in queue_stats(gw):  # capacity gauges are read from Redis at scrape time
             for name, gauge in _GAUGES.items():
                 gauge.labels(q.queue, q.app, q.gpu_class).set(getattr(q, name))
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        only = _OnlyApp(REGISTRY, gw.app.name)
+        return Response(generate_latest(only), media_type=CONTENT_TYPE_LATEST)
 
     @router.get("/v1/queues")
     def queues(key: Key) -> dict[str, Any]:

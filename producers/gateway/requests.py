@@ -11,13 +11,18 @@ from fastapi.responses import Response, StreamingResponse
 from storage.apikeys import ApiKey
 
 from .context import Gateway
+from .holds import HeldStream
 
 __all__ = ["request_router", "sse"]
 
 
 def sse(data: Any, event: str | None = None) -> str:
+    """One server-sent event: ``data`` (JSON-encoded unless text) split into ``data:`` lines
+    at every line break, so that no value can end the event or forge another."""
+    text = data if isinstance(data, str) else json.dumps(data)
     head = f"event: {event}\n" if event else ""
-    return f"{head}data: {json.dumps(data) if not isinstance(data, str) else data}\n\n"
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return head + "".join(f"data: {line}\n" for line in lines) + "\n"
 
 
 def request_router(gw: Gateway) -> APIRouter:
@@ -37,9 +42,11 @@ def request_router(gw: Gateway) -> APIRouter:
 
     @router.post("/v1/requests/{request_id}/retry", status_code=202)
     def retry_request(request_id: str, key: Key) -> dict[str, Any]:
-        """Run a FAILED, TIMED_OUT, CANCELED or EXPIRED request again: same id, same input."""
-        gw.record_for(request_id, key)
-        attempt = gw.client.store.rerun(request_id)
+        """Run a FAILED, TIMED_OUT, CANCELED or EXPIRED request again: same id, same input,
+        admitted like a submission (the key's rate, the app's in-flight cap)."""
+        record = gw.record_for(request_id, key)
+        gw.admit(record.app, key)
+        attempt = gw.client.rerun(request_id, record.app)
         return {"request_id": request_id, "status": "QUEUED", "attempt": attempt}
 
     @router.get("/v1/requests/{request_id}")
@@ -69,14 +76,16 @@ def request_router(gw: Gateway) -> APIRouter:
 
     @router.get("/v1/requests/{request_id}/events")
     async def request_events(request_id: str, key: Key) -> StreamingResponse:
-        """Server-sent events of the status changes (and progress), until the end."""
+        """Server-sent events of the status changes (and progress), until the end; each
+        open stream holds one of the key's places (429 past JOBCORD_API_MAX_WAITS_PER_KEY)."""
         await run_in_threadpool(gw.record_for, request_id, key)
 
         async def events() -> AsyncIterator[str]:
             async for data in gw.follower.events(request_id):
                 yield sse(data, "status")
 
-        return StreamingResponse(events(), media_type="text/event-stream")
+        release = gw.waits.acquire(key.key_id)
+        return HeldStream(events(), release, media_type="text/event-stream")
 
     @router.get("/v1/requests/{request_id}/output")
     def request_output(request_id: str, key: Key) -> Response:

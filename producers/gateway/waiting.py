@@ -1,4 +1,9 @@
-"""Async waits on a request's Redis streams (XREAD BLOCK): the gateway never polls."""
+"""Async waits on a request's Redis streams (XREAD BLOCK): the gateway never polls.
+
+The Follower has its own pool, sized for every wait the gateway admits (``WaitLimits``), and
+blocking rather than failing should it ever be short: a wait never takes a connection from a
+submission, and never fails for want of one. Replies are bytes: a streamed chunk is relayed
+as what it is (it need not be UTF-8); status events are decoded here."""
 
 from __future__ import annotations
 
@@ -15,16 +20,27 @@ from storage.statuses import Status
 __all__ = ["Follower"]
 
 _BLOCK_S = 5.0
+#: How long a wait may queue for a pooled connection before the pool gives up.
+_POOL_WAIT_S = 30.0
+
+
+def _text(data: dict[bytes, bytes]) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in data.items()}
 
 
 class Follower:
-    def __init__(self, url: str) -> None:
-        self.redis = aioredis.Redis.from_url(
-            url, decode_responses=True, socket_timeout=BLOCKING_READ_TIMEOUT_S
+    def __init__(self, url: str, *, max_connections: int) -> None:
+        self.pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=_POOL_WAIT_S,
+            socket_timeout=BLOCKING_READ_TIMEOUT_S,
         )
+        self.redis = aioredis.Redis(connection_pool=self.pool)
 
     async def close(self) -> None:
         await self.redis.aclose()
+        await self.pool.disconnect()
 
     async def events(
         self, request_id: str, timeout_s: float | None = None
@@ -40,8 +56,9 @@ class Follower:
                 {events_key(request_id): after}, block=max(1, int(block * 1000))
             )
             for _stream, entries in reply or []:
-                for stream_id, data in entries:
+                for stream_id, raw in entries:
                     after = stream_id
+                    data = _text(raw)
                     yield data
                     if Status(data["status"]).is_terminal and await self._is_final(
                         request_id, data["attempt"]
@@ -52,7 +69,9 @@ class Follower:
         """A terminal event is the end unless the request was run again since (a retry)."""
         reply: Any = await self.redis.hmget(record_key(request_id), ["status", "attempt"])
         status, current = reply
-        return status is None or (Status(status).is_terminal and current == attempt)
+        if status is None:
+            return True
+        return Status(status.decode()).is_terminal and current.decode() == attempt
 
     async def wait_terminal(self, request_id: str, timeout_s: float) -> Status | None:
         last = None
@@ -61,20 +80,22 @@ class Follower:
         return last if last is not None and last.is_terminal else None
 
     async def stream(self, request_id: str) -> AsyncIterator[tuple[str, Any]]:
-        """("chunk", raw JSON text) for each streamed item, then ("end", final status)."""
-        cursors: Any = {chunks_key(request_id): "0-0", events_key(request_id): "0-0"}
+        """("chunk", bytes as the consumer encoded them) for each streamed item, then
+        ("end", final status)."""
+        chunks = chunks_key(request_id).encode()
+        cursors: Any = {chunks: "0-0", events_key(request_id).encode(): "0-0"}
         while True:
             reply: Any = await self.redis.xread(cursors, block=int(_BLOCK_S * 1000))
             final = None
             # Chunks are written before the terminal event, so one read sees all of them.
-            for stream, entries in sorted(
-                reply or [], key=lambda r: r[0] != chunks_key(request_id)
-            ):
-                for stream_id, data in entries:
+            for stream, entries in sorted(reply or [], key=lambda r: r[0] != chunks):
+                for stream_id, raw in entries:
                     cursors[stream] = stream_id
-                    if stream == chunks_key(request_id):
-                        yield "chunk", data["data"]
-                    elif Status(data["status"]).is_terminal and await self._is_final(
+                    if stream == chunks:
+                        yield "chunk", raw[b"data"]
+                        continue
+                    data = _text(raw)
+                    if Status(data["status"]).is_terminal and await self._is_final(
                         request_id, data["attempt"]
                     ):
                         final = Status(data["status"])

@@ -7,6 +7,13 @@ following redirects; a non-2xx answer, a timeout or a connection error is retrie
 schedule (``JOBCORD_WEBHOOK_RETRY_SCHEDULE_S``, jittered). The receiver's body is never
 stored or echoed: only its status code and timing. The result stays in storage whatever
 happens to the webhook.
+
+Bounds: each attempt has one wall-clock deadline (``JOBCORD_WEBHOOK_TIMEOUT_S``) over
+connect, send and read, and reads at most 4 KiB of the reply (``attempt``). The loop hands
+due deliveries to free workers as they free up, and one receiver (host and port) has at most
+``JOBCORD_WEBHOOK_CONCURRENCY_PER_RECEIVER`` deliveries under way (default: half the
+workers); its others wait (not an attempt), so a slow receiver never holds up the rest. An
+unexpected exception ends that one delivery FAILED with the reason; the loop goes on.
 """
 
 from __future__ import annotations
@@ -20,7 +27,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
 import redis
 import structlog
 
@@ -30,6 +36,8 @@ from storage.results import ResultStore, with_urls
 from storage.settings import Settings
 from storage.webhook_secrets import WebhookSecrets
 
+from ..loops import EveryInterval
+from .attempt import post_once, webhook_http_client
 from .signing import signed_headers
 from .targets import WebhookTargetRefused, parse_networks, resolve_target
 
@@ -52,41 +60,73 @@ def _pinned(url: str, ip: str, port: int) -> str:
     return urlunsplit((parts.scheme, f"{host}:{port}", parts.path or "/", parts.query, ""))
 
 
-class WebhookDeliverer(threading.Thread):
+class WebhookDeliverer(EveryInterval):
+    """The supervised loop that hands due deliveries to free workers, each pass."""
+
     def __init__(
         self, store: RequestStore, results: ResultStore, settings: Settings, *, tick_s: float = 0.2
     ) -> None:
-        super().__init__(name="jobcord-webhooks", daemon=True)
+        super().__init__("webhooks", tick_s)
         self.store = store
         self.results = results
         self.settings = settings
-        self.secrets = WebhookSecrets(store.client, settings.webhook_secret)
+        self.secrets = WebhookSecrets(
+            store.client,
+            settings.webhook_secret,
+            default_overlap_s=settings.webhook_default_secret_overlap_s,
+        )
         self.allowed = parse_networks(settings.webhook_allowed_networks)
         self.schedule = settings.webhook_schedule()
-        self.tick_s = tick_s
+        self.deadline_s = settings.webhook_timeout_s
         self.lease_s = 3 * settings.webhook_timeout_s + 10
-        self.http = httpx.Client(timeout=settings.webhook_timeout_s, follow_redirects=False)
-        self._pool = ThreadPoolExecutor(settings.webhook_concurrency, "jobcord-webhook")
-        self._stopped = threading.Event()
-
-    def stop(self) -> None:
-        self._stopped.set()
+        self.concurrency = settings.webhook_concurrency
+        self.per_receiver = settings.webhook_concurrency_per_receiver or max(
+            1, self.concurrency // 2
+        )
+        self.http = webhook_http_client(self.deadline_s)
+        self._pool = ThreadPoolExecutor(self.concurrency, "jobcord-webhook")
+        self._lock = threading.Lock()
+        self._busy: dict[str, str | None] = {}  # request id -> its receiver, once known
 
     def run(self) -> None:
-        while not self._stopped.is_set():
-            try:
-                due = self.store.webhooks_due(
-                    lease_s=self.lease_s, batch=self.settings.webhook_concurrency
-                )
-            except redis.RedisError as exc:
-                log.warning("webhook queue unavailable", error=str(exc))
-                due = []
-            if due:
-                list(self._pool.map(self.deliver, due))
-            else:
-                self._stopped.wait(self.tick_s)
-        self._pool.shutdown(wait=True)
-        self.http.close()
+        try:
+            super().run()
+        finally:
+            self._pool.shutdown(wait=True)
+            self.http.close()
+
+    def run_once(self) -> int:
+        """Claim as many due deliveries as there are free workers and hand them out; a
+        worker that finishes wakes the loop, so nobody waits for the slowest receiver."""
+        with self._lock:
+            free = self.concurrency - len(self._busy)
+        if free <= 0:
+            return 0
+        due = self.store.webhooks_due(lease_s=self.lease_s, batch=free)
+        for request_id in due:
+            with self._lock:
+                self._busy[request_id] = None
+            self._pool.submit(self._work, request_id)
+        return len(due)
+
+    def _work(self, request_id: str) -> None:
+        try:
+            self.deliver(request_id)
+        except Exception as exc:  # noqa: BLE001 - Redis gone mid-delivery: its lease brings it back
+            self.state.noted(exc, request_id=request_id)
+        finally:
+            with self._lock:
+                self._busy.pop(request_id, None)
+            self.wake()
+
+    def _take_receiver(self, request_id: str, receiver: str) -> bool:
+        """Count this delivery against its receiver; False when the receiver already has
+        ``per_receiver`` deliveries under way (one receiver never holds every worker)."""
+        with self._lock:
+            if sum(1 for r in self._busy.values() if r == receiver) >= self.per_receiver:
+                return False
+            self._busy[request_id] = receiver
+            return True
 
     def _retry_in(self, attempts_before: int) -> float | None:
         if attempts_before >= len(self.schedule):
@@ -95,8 +135,22 @@ class WebhookDeliverer(threading.Thread):
         return random.uniform(0.8 * base, 1.2 * base)
 
     def deliver(self, request_id: str) -> None:
+        """One attempt. Whatever goes wrong ends in the record: an unexpected exception marks
+        this delivery FAILED with the reason (never retried: it would fail alike)."""
+        try:
+            self._deliver(request_id)
+        except redis.RedisError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - this delivery's fault, not the loop's
+            self.state.noted(exc, request_id=request_id)
+            reason = f"delivery failed unexpectedly: {type(exc).__name__}: {exc}"[:500]
+            self.store.webhook_failed(request_id, reason, None)
+
+    def _deliver(self, request_id: str) -> None:
         try:
             record = with_urls(self.store.get(request_id), self.results)
+        except redis.RedisError:
+            raise
         except Exception as exc:  # a missing record or result store: nothing left to send
             self.store.webhook_failed(request_id, f"cannot build the payload: {exc}", None)
             return
@@ -110,32 +164,40 @@ class WebhookDeliverer(threading.Thread):
         except WebhookTargetRefused as exc:
             self.store.webhook_failed(request_id, str(exc), None)  # refused: never retried
             return
+        if not self._take_receiver(request_id, f"{host}:{port}"):
+            self.store.webhook_defer(request_id, random.uniform(0.5, 1.0) * min(self.deadline_s, 5))
+            return
         body = webhook_body(record)
         headers = signed_headers(f"msg_{request_id}", body, secrets)
-        default_port = 443 if url.startswith("https") else 80
-        headers["host"] = host if port == default_port else f"{host}:{port}"
-        extensions = {"sni_hostname": host} if url.startswith("https") else {}
-        started = time.monotonic()
-        try:
-            reply = self.http.post(
-                _pinned(url, ip, port), content=body, headers=headers, extensions=extensions
-            )
-            ms = (time.monotonic() - started) * 1000
-            if 200 <= reply.status_code < 300:
-                self.store.webhook_delivered(request_id, reply.status_code, ms)
-                log.info("webhook delivered", request_id=request_id, code=reply.status_code)
-                return
-            error = f"HTTP {reply.status_code} after {ms:.0f} ms"
-        except httpx.TimeoutException:
-            error = f"no answer within {self.settings.webhook_timeout_s} s"
-        except httpx.HTTPError as exc:
-            error = f"connection failed: {type(exc).__name__}"
+        https = url.lower().startswith("https")
+        headers["host"] = host if port == (443 if https else 80) else f"{host}:{port}"
+        attempt = post_once(
+            self.http,
+            _pinned(url, ip, port),
+            content=body,
+            headers=headers,
+            extensions={"sni_hostname": host} if https else {},
+            deadline_s=self.deadline_s,
+        )
+        ms = attempt.elapsed_s * 1000
+        if attempt.ok:
+            assert attempt.status_code is not None
+            self.store.webhook_delivered(request_id, attempt.status_code, ms)
+            log.info("webhook delivered", request_id=request_id, code=attempt.status_code)
+            return
+        assert attempt.error is not None
         retry_in = self._retry_in(record.webhook_attempts)
-        status = self.store.webhook_failed(request_id, error, retry_in)
+        status = self.store.webhook_failed(
+            request_id,
+            attempt.error,
+            retry_in,
+            attempt.status_code,
+            ms if attempt.status_code is not None else None,
+        )
         log.info(
             "webhook attempt failed",
             request_id=request_id,
-            error=error,
+            error=attempt.error,
             status=status,
             retry_in_s=retry_in,
         )

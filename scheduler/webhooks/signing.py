@@ -60,23 +60,34 @@ def signed_headers(msg_id: str, body: bytes, active_secrets: list[str]) -> dict[
 def verify_webhook(
     headers: Mapping[str, str], body: bytes | str, secret: str, *, tolerance_s: float = 300
 ) -> Any:
-    """Check a delivery's signature and freshness; returns the parsed body or raises."""
-    lower = {k.lower(): v for k, v in headers.items()}
+    """Check a delivery's signature and freshness; returns the parsed body or raises
+    :class:`WebhookVerificationError` for anything a sender could put in the headers (odd
+    types, non-ASCII, garbage) and ``ValueError`` only for a malformed ``secret``."""
+    lower = {str(k).lower(): v for k, v in headers.items()}
     msg_id, ts, sigs = (
         lower.get(h) for h in ("webhook-id", "webhook-timestamp", "webhook-signature")
     )
     if not (msg_id and ts and sigs):
         raise WebhookVerificationError("missing webhook-id, webhook-timestamp or webhook-signature")
-    try:
-        timestamp = int(ts)
-    except ValueError:
-        raise WebhookVerificationError("webhook-timestamp is not an integer") from None
+    if not all(isinstance(v, str) and v.isascii() for v in (msg_id, ts, sigs)):
+        raise WebhookVerificationError("webhook headers must be ASCII text")
+    if not ts.isdigit() or len(ts) > 12:
+        raise WebhookVerificationError("webhook-timestamp is not an integer")
+    timestamp = int(ts)
     if abs(time.time() - timestamp) > tolerance_s:
         raise WebhookVerificationError("webhook-timestamp is too old or too new")
-    data = body.encode() if isinstance(body, str) else body
-    expected = sign(msg_id, timestamp, data, [secret]).split(",", 1)[1]
+    if isinstance(body, str):
+        data = body.encode()
+    elif isinstance(body, bytes | bytearray | memoryview):
+        data = bytes(body)
+    else:
+        raise WebhookVerificationError("the body must be bytes or str")
+    expected = sign(msg_id, timestamp, data, [secret]).split(",", 1)[1].encode()
     for candidate in sigs.split(" "):
         version, _, value = candidate.partition(",")
-        if version == "v1" and hmac.compare_digest(value, expected):
-            return json.loads(data)
+        if version == "v1" and hmac.compare_digest(value.encode(), expected):
+            try:
+                return json.loads(data)
+            except ValueError:
+                raise WebhookVerificationError("the signed body is not JSON") from None
     raise WebhookVerificationError("no matching signature")

@@ -1,5 +1,10 @@
-"""Where webhooks may go: http(s) only, and never to private, loopback, link-local or
-metadata addresses unless an operator allows those networks (JOBCORD_WEBHOOK_ALLOWED_NETWORKS).
+"""Where webhooks may go: http(s) only, and never to private, loopback, link-local, shared
+(100.64.0.0/10, carrier-grade NAT and cloud metadata) or reserved addresses unless an operator
+allows those networks (JOBCORD_WEBHOOK_ALLOWED_NETWORKS). An IPv6 address that carries an
+IPv4 one (v4-mapped ::ffff:0:0/96, NAT64 64:ff9b::/96) is judged by the IPv4 address it leads
+to; 6to4 (2002::/16) and local-use NAT64 (64:ff9b:1::/48) are never public. An allowed network
+matches the address or the IPv4 address it carries. Hosts are checked and sent in their ASCII
+(IDNA) form.
 
 Checked at submit, and again at delivery, where the connection goes to the address that was
 just checked (a DNS answer that changes in between cannot redirect it: no rebinding).
@@ -29,8 +34,40 @@ def parse_networks(spec: str) -> list[IPNetwork]:
         raise ValueError(f"JOBCORD_WEBHOOK_ALLOWED_NETWORKS: {exc}") from None
 
 
-def _public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    return not (
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+#: Never public, whatever this Python's ``ipaddress`` tables say: carrier-grade NAT (cloud
+#: metadata such as 100.100.100.200 lives there), IETF protocol assignments, benchmarking.
+_NOT_PUBLIC_V4 = [
+    ipaddress.IPv4Network(n) for n in ("100.64.0.0/10", "192.0.0.0/24", "198.18.0.0/15")
+]
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # well-known NAT64: the last 32 bits
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # local-use NAT64: never public
+
+
+def embedded_ipv4(ip: Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries (v4-mapped, 6to4, NAT64), if any."""
+    if ip.version != 6:
+        return None
+    assert isinstance(ip, ipaddress.IPv6Address)
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip in _NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
+def _public(ip: Address) -> bool:
+    if isinstance(ip, ipaddress.IPv6Address) and ip.sixtofour is not None:
+        return False  # 6to4 is deprecated (RFC 7526) and relayed who knows where
+    embedded = embedded_ipv4(ip)
+    if embedded is not None:  # judged by where it leads
+        return _public(embedded)
+    if ip in _NAT64_LOCAL or any(ip in net for net in _NOT_PUBLIC_V4 if ip.version == 4):
+        return False
+    return ip.is_global and not (
         ip.is_private
         or ip.is_loopback
         or ip.is_link_local
@@ -39,6 +76,21 @@ def _public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
         or ip.is_unspecified
         or getattr(ip, "is_site_local", False)
     )
+
+
+def _allowed(ip: Address, allowed: list[IPNetwork]) -> bool:
+    embedded = embedded_ipv4(ip)
+    return any(a in net for a in (ip, embedded) if a is not None for net in allowed)
+
+
+def _ascii_host(host: str) -> str:
+    """The host as it goes on the wire (IDNA; fullwidth digits become ASCII ones)."""
+    if host.isascii():
+        return host
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise WebhookTargetRefused(f"webhook_endpoint host {host!r} is not a valid name") from None
 
 
 def resolve_target(url: str, allowed: list[IPNetwork]) -> tuple[str, int, str]:
@@ -54,15 +106,18 @@ def resolve_target(url: str, allowed: list[IPNetwork]) -> tuple[str, int, str]:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         raise WebhookTargetRefused(f"webhook_endpoint has a bad port: {url!r}") from None
+    host = _ascii_host(parts.hostname)
     try:
-        infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
         raise WebhookTargetRefused(f"webhook_endpoint host does not resolve: {exc}") from None
-    addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+    # An IPv6 answer may carry a zone ("fe80::1%eth0"): the address is what is checked.
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
     for ip in addresses:
-        if not _public(ip) and not any(ip in net for net in allowed):
+        if not _public(ip) and not _allowed(ip, allowed):
             raise WebhookTargetRefused(
-                f"webhook_endpoint {parts.hostname!r} resolves to {ip}, a private, loopback, "
-                "link-local or reserved address; allow it with JOBCORD_WEBHOOK_ALLOWED_NETWORKS"
+                f"webhook_endpoint {host!r} resolves to {ip}, a private, loopback, "
+                "link-local, shared (CGNAT) or reserved address; allow it with "
+                "JOBCORD_WEBHOOK_ALLOWED_NETWORKS"
             )
-    return parts.hostname, port, str(addresses[0])
+    return host, port, str(addresses[0])

@@ -12,7 +12,7 @@ if cur[1] == 'QUEUED' then
 end
 if cur[1] == 'IN_PROGRESS' then
   redis.call('HSET', rk, 'cancel_requested', '1')
-  redis.call('PUBLISH', ns .. ':cancels', rid)
+  redis.call('PUBLISH', key_cancels(), rid)
   cancel_tree(rid, retention)  -- its children stop now, not when it is killed
   return {'cancel_requested', 'IN_PROGRESS'}
 end

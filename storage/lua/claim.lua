@@ -15,8 +15,8 @@ if cur[3] and cur[3] ~= '' and tonumber(cur[3]) < now then
 end
 redis.call('HSET', rk, 'status', 'IN_PROGRESS', 'started_at', now_s, 'worker', worker,
   'lease', token)
-redis.call('ZREM', ns .. ':deadlines', rid)  -- started: the queue deadline no longer applies
-redis.call('ZADD', ns .. ':running', now + lease_ttl, rid)
+redis.call('ZREM', key_deadlines(), rid)  -- started: the queue deadline no longer applies
+redis.call('ZADD', key_running(), now + lease_ttl, rid)
 event(rid, 'IN_PROGRESS', attempt)
 local out = redis.call('HGETALL', rk)
 table.insert(out, 1, 'claimed')

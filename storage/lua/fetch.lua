@@ -8,20 +8,19 @@
 local queue, bid = ARGV[3], ARGV[4]
 local n, every, min_age_ms = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7] or '0')
 local cutoff_ms = now * 1000 - min_age_ms
-redis.call('ZADD', dq .. ':__heartbeats__', math.floor(now * 1000), bid)
-local base = dq .. ':' .. queue
-local levels = {base .. '.p0', base, base .. '.p2'}
-if every > 0 and redis.call('INCR', ns .. ':fetchseq:' .. queue) % every == 0 then
-  levels = {base .. '.p2', base, base .. '.p0'}
+redis.call('ZADD', key_heartbeats(), math.floor(now * 1000), bid)
+local levels = {key_queue_p0(queue), key_queue_list(queue), key_queue_p2(queue)}
+if every > 0 and redis.call('INCR', key_fetchseq(queue)) % every == 0 then
+  levels = {key_queue_p2(queue), key_queue_list(queue), key_queue_p0(queue)}
 end
-local acks = dq .. ':__acks__.' .. bid .. '.' .. queue
+local acks = key_acks(bid, queue)
 local ids = {}
 for _, list in ipairs(levels) do
   while #ids < n do
     if min_age_ms > 0 then
       local head = redis.call('LINDEX', list, 0)
       if not head then break end
-      local raw = redis.call('HGET', base .. '.msgs', head)
+      local raw = redis.call('HGET', key_queue_msgs(queue), head)
       if raw and cjson.decode(raw).message_timestamp > cutoff_ms then break end
     end
     local id = redis.call('LPOP', list)
@@ -31,4 +30,4 @@ for _, list in ipairs(levels) do
   end
 end
 if #ids == 0 then return {} end
-return redis.call('HMGET', base .. '.msgs', unpack(ids))
+return redis.call('HMGET', key_queue_msgs(queue), unpack(ids))

@@ -1,6 +1,7 @@
--- Shared helpers, prepended to every jobcord script. ARGV[1] is always the namespace and
--- ARGV[2] dramatiq's broker namespace; the time comes from Redis so that leases written by
--- one host and read by another agree.
+-- Shared helpers, prepended to every jobcord script (after the key_* functions generated from
+-- storage/keys.py, the only place key names are spelled). ARGV[1] and ARGV[2] still carry
+-- the namespaces. The time comes from Redis so that leases written by one host and read by
+-- another agree.
 pcall(redis.replicate_commands)
 local ns = ARGV[1]
 local dq = ARGV[2]
@@ -8,8 +9,8 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local now_s = string.format('%.6f', now)
 
-local function rec_key(rid) return ns .. ':req:' .. rid end
-local function ev_key(rid) return ns .. ':req:' .. rid .. ':events' end
+local rec_key = key_record
+local ev_key = key_events
 
 -- Append a status change to the request's event stream.
 local function event(rid, status, attempt, extra_k, extra_v)
@@ -25,24 +26,27 @@ end
 -- The list a request waits on: one per priority level (0 highest; 1, the default, is the
 -- plain dramatiq queue). All levels share the queue's message hash, so dramatiq's ack works.
 local function level_list(queue, priority)
-  local base = dq .. ':' .. queue
-  if priority == '0' then return base .. '.p0' end
-  if priority == '2' then return base .. '.p2' end
-  return base
+  if priority == '0' then return key_queue_p0(queue) end
+  if priority == '2' then return key_queue_p2(queue) end
+  return key_queue_list(queue)
 end
 
 -- Put a message for (rid, attempt) on a dramatiq queue, in dramatiq's own layout, and wake
 -- one idle consumer of that queue.
-local function enqueue(queue, rid, attempt)
-  local seq = redis.call('INCR', ns .. ':msgseq')
+local function enqueue(queue, rid, attempt, front)
+  local seq = redis.call('INCR', key_msgseq())
   local mid = rid .. '.' .. attempt .. '.' .. seq
   local data = cjson.encode({
     queue_name = queue, actor_name = 'jobcord_execute', args = {rid, tonumber(attempt)},
     kwargs = {}, options = {redis_message_id = mid}, message_id = mid,
     message_timestamp = math.floor(now * 1000)})
-  redis.call('HSET', dq .. ':' .. queue .. '.msgs', mid, data)
-  redis.call('RPUSH', level_list(queue, redis.call('HGET', rec_key(rid), 'priority')), mid)
-  local wake = ns .. ':wake:' .. queue
+  redis.call('HSET', key_queue_msgs(queue), mid, data)
+  -- At the front: work already in service that lost its worker (not its own fault) goes
+  -- before everything that arrived since, so recovery is as fast as the lease allows.
+  local push = 'RPUSH'
+  if front then push = 'LPUSH' end
+  redis.call(push, level_list(queue, redis.call('HGET', rec_key(rid), 'priority')), mid)
+  local wake = key_wake(queue)
   redis.call('LPUSH', wake, '1')
   redis.call('LTRIM', wake, 0, 63)
 end
@@ -80,36 +84,36 @@ local function terminate(rid, status, attempt, retention, fields)
   end
   log_attempt(rid, status, nil, err_json)
   local app = redis.call('HGET', rk, 'app')
-  if redis.call('HINCRBY', ns .. ':inflight', app, -1) < 0 then
-    redis.call('HSET', ns .. ':inflight', app, 0)  -- requests from before the counter existed
+  if redis.call('HINCRBY', key_inflight(), app, -1) < 0 then
+    redis.call('HSET', key_inflight(), app, 0)  -- requests from before the counter existed
   end
   redis.call('HSET', rk, 'status', status, 'finished_at', now_s)
   if #fields > 0 then redis.call('HSET', rk, unpack(fields)) end
   redis.call('HDEL', rk, 'lease')
-  redis.call('ZREM', ns .. ':running', rid)
-  redis.call('ZREM', ns .. ':delayed', rid)
-  redis.call('ZREM', ns .. ':deadlines', rid)
+  redis.call('ZREM', key_running(), rid)
+  redis.call('ZREM', key_delayed(), rid)
+  redis.call('ZREM', key_deadlines(), rid)
   event(rid, status, attempt)
   redis.call('EXPIRE', rk, retention)
   redis.call('EXPIRE', ev_key(rid), retention)
-  redis.call('EXPIRE', ns .. ':req:' .. rid .. ':chunks', retention)
-  redis.call('EXPIRE', ns .. ':req:' .. rid .. ':children', retention)
-  redis.call('EXPIRE', ns .. ':req:' .. rid .. ':input', retention)
+  redis.call('EXPIRE', key_chunks(rid), retention)
+  redis.call('EXPIRE', key_children(rid), retention)
+  redis.call('EXPIRE', key_input(rid), retention)
   -- The dead-letter view: failed requests by app, newest last.
   if status == 'FAILED' then
-    redis.call('ZADD', ns .. ':failed:' .. redis.call('HGET', rk, 'app'), now, rid)
+    redis.call('ZADD', key_failed(redis.call('HGET', rk, 'app')), now, rid)
   end
   -- A finished request with a webhook is due for delivery now (one delivery per request).
   if redis.call('HEXISTS', rk, 'webhook_endpoint') == 1 then
     redis.call('HSET', rk, 'webhook_status', 'PENDING')
-    redis.call('ZADD', ns .. ':webhooks:due', now, rid)
+    redis.call('ZADD', key_webhooks_due(), now, rid)
   end
   -- A parent that is canceled or timed out takes its unfinished children with it.
   if status == 'CANCELED' or status == 'TIMED_OUT' then cancel_tree(rid, retention) end
 end
 
 cancel_tree = function(parent, retention)
-  local children = redis.call('ZRANGE', ns .. ':req:' .. parent .. ':children', 0, -1)
+  local children = redis.call('ZRANGE', key_children(parent), 0, -1)
   for _, child in ipairs(children) do
     local cur = redis.call('HMGET', rec_key(child), 'status', 'attempt')
     if cur[1] == 'QUEUED' then
@@ -117,27 +121,27 @@ cancel_tree = function(parent, retention)
         message = 'its parent request ' .. parent .. ' was canceled or timed out'})})
     elseif cur[1] == 'IN_PROGRESS' then
       redis.call('HSET', rec_key(child), 'cancel_requested', '1')
-      redis.call('PUBLISH', ns .. ':cancels', child)
+      redis.call('PUBLISH', key_cancels(), child)
       cancel_tree(child, retention)
     end
   end
 end
 
 -- Put a request back on its queue as a new attempt, now or at eta (seconds since the epoch).
-local function requeue(rid, attempt, eta, reason)
+local function requeue(rid, attempt, eta, reason, front)
   local rk = rec_key(rid)
   log_attempt(rid, 'RETRY', reason, redis.call('HGET', rk, 'error'))
   local next_attempt = tonumber(attempt) + 1
   redis.call('HSET', rk, 'status', 'QUEUED', 'attempt', next_attempt)
   redis.call('HDEL', rk, 'lease', 'started_at', 'worker', 'device')
-  redis.call('ZREM', ns .. ':running', rid)
+  redis.call('ZREM', key_running(), rid)
   event(rid, 'QUEUED', next_attempt, 'reason', reason)
   if eta > now then
     redis.call('HSET', rk, 'retry_at', string.format('%.6f', eta))
-    redis.call('ZADD', ns .. ':delayed', eta, rid)
+    redis.call('ZADD', key_delayed(), eta, rid)
   else
     redis.call('HDEL', rk, 'retry_at')
-    enqueue(redis.call('HGET', rk, 'queue'), rid, next_attempt)
+    enqueue(redis.call('HGET', rk, 'queue'), rid, next_attempt, front)
   end
   return next_attempt
 end

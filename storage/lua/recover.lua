@@ -5,11 +5,11 @@
 -- queues, and expires queued requests past their queue deadline. Returns {rid, outcome, ...}.
 local max_losses, retention, batch = tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
 local out = {}
-local expired = redis.call('ZRANGEBYSCORE', ns .. ':running', '-inf', now, 'LIMIT', 0, batch)
+local expired = redis.call('ZRANGEBYSCORE', key_running(), '-inf', now, 'LIMIT', 0, batch)
 for _, rid in ipairs(expired) do
   local rk = rec_key(rid)
   local cur = redis.call('HMGET', rk, 'status', 'attempt', 'cancel_requested')
-  redis.call('ZREM', ns .. ':running', rid)
+  redis.call('ZREM', key_running(), rid)
   if cur[1] == 'IN_PROGRESS' then
     if cur[3] == '1' then
       terminate(rid, 'CANCELED', cur[2], retention,
@@ -24,7 +24,7 @@ for _, rid in ipairs(expired) do
         out[#out + 1] = rid; out[#out + 1] = 'failed'
       else
         redis.call('HSET', rk, 'error', err)
-        requeue(rid, cur[2], 0, 'worker lost')
+        requeue(rid, cur[2], 0, 'worker lost', true)
         out[#out + 1] = rid; out[#out + 1] = 'requeued'
       end
     end
@@ -32,9 +32,9 @@ for _, rid in ipairs(expired) do
 end
 -- Queued requests past max_time_in_queue_seconds end EXPIRED even if no consumer fetches
 -- them (their message, if any, is skipped when fetched).
-local late = redis.call('ZRANGEBYSCORE', ns .. ':deadlines', '-inf', now, 'LIMIT', 0, batch)
+local late = redis.call('ZRANGEBYSCORE', key_deadlines(), '-inf', now, 'LIMIT', 0, batch)
 for _, rid in ipairs(late) do
-  redis.call('ZREM', ns .. ':deadlines', rid)
+  redis.call('ZREM', key_deadlines(), rid)
   local cur = redis.call('HMGET', rec_key(rid), 'status', 'attempt')
   if cur[1] == 'QUEUED' then
     terminate(rid, 'EXPIRED', cur[2], retention, {'error', cjson.encode({type = 'Expired',
@@ -42,9 +42,9 @@ for _, rid in ipairs(late) do
     out[#out + 1] = rid; out[#out + 1] = 'expired'
   end
 end
-local due = redis.call('ZRANGEBYSCORE', ns .. ':delayed', '-inf', now, 'LIMIT', 0, batch)
+local due = redis.call('ZRANGEBYSCORE', key_delayed(), '-inf', now, 'LIMIT', 0, batch)
 for _, rid in ipairs(due) do
-  redis.call('ZREM', ns .. ':delayed', rid)
+  redis.call('ZREM', key_delayed(), rid)
   local cur = redis.call('HMGET', rec_key(rid), 'status', 'attempt', 'queue')
   if cur[1] == 'QUEUED' then
     redis.call('HDEL', rec_key(rid), 'retry_at')

@@ -14,4 +14,6 @@ if cur[4] == '1' then
 end
 redis.call('HINCRBY', rk, counter, 1)
 redis.call('HSET', rk, 'error', err)
-return requeue(rid, cur[3], now + delay, reason)
+-- A lost job process or a consumer shutting down is not the request's fault: it goes first.
+local front = counter == 'worker_losses' or counter == 'preemptions'
+return requeue(rid, cur[3], now + delay, reason, front)

@@ -1,10 +1,13 @@
 -- webhook(ns, dq, op, ...): the delivery queue {ns}:webhooks:due (request ids by due time).
 --   claim(lease_s, batch)            -> ids due now, each leased for lease_s
 --   delivered(rid, status_code, ms)  -> webhook_status DELIVERED
---   failed(rid, error, delay_s|-1)   -> retry after delay_s, or FAILED when delay_s < 0
+--   failed(rid, error, delay_s|-1, status_code|'', ms|'')
+--                                    -> retry after delay_s, or FAILED when delay_s < 0;
+--                                       the answer's code and time when there was one
+--   defer(rid, delay_s)              -> due again in delay_s, not an attempt (receiver busy)
 --   again(rid)                       -> re-deliver now (status PENDING, attempts from 0)
 local op = ARGV[3]
-local due = ns .. ':webhooks:due'
+local due = key_webhooks_due()
 if op == 'claim' then
   local lease, batch = tonumber(ARGV[4]), tonumber(ARGV[5])
   local ids = redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', 0, batch)
@@ -26,6 +29,11 @@ if op == 'delivered' then
 elseif op == 'failed' then
   redis.call('HINCRBY', rk, 'webhook_attempts', 1)
   redis.call('HSET', rk, 'webhook_last_error', ARGV[5])
+  if (ARGV[7] or '') ~= '' then
+    redis.call('HSET', rk, 'webhook_last_status_code', ARGV[7], 'webhook_last_ms', ARGV[8])
+  else
+    redis.call('HDEL', rk, 'webhook_last_status_code', 'webhook_last_ms')
+  end
   local delay = tonumber(ARGV[6])
   if delay < 0 then
     redis.call('HSET', rk, 'webhook_status', 'FAILED')
@@ -33,6 +41,8 @@ elseif op == 'failed' then
   else
     redis.call('ZADD', due, now + delay, rid)
   end
+elseif op == 'defer' then
+  redis.call('ZADD', due, 'XX', now + tonumber(ARGV[5]), rid)
 elseif op == 'again' then
   redis.call('HSET', rk, 'webhook_status', 'PENDING', 'webhook_attempts', 0)
   redis.call('ZADD', due, now, rid)

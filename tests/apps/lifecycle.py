@@ -44,6 +44,17 @@ def echo(x: int, ctx: JobContext, tag: str = "") -> dict[str, object]:
     return {"x": x, "tag": tag, "pid": os.getpid(), "startup_pid": ctx.state["boot"]["pid"]}
 
 
+class Box(BaseModel):
+    w: int
+    h: int = 1
+
+
+@app.job()
+def area(box: Box) -> int:
+    """One model parameter: its fields are the input, everywhere."""
+    return box.w * box.h
+
+
 @app.job()
 def typed(p: Point, scale: int = 1) -> Point:
     return Point(x=p.x * scale, y=p.y * scale)
@@ -132,6 +143,25 @@ def write_files(ctx: JobContext, n: int) -> dict[str, int]:
     for i in range(n):
         (ctx.output_dir / "nested" / f"part-{i}.txt").write_text(f"part {i}\n")
     return {"written": n}
+
+
+@app.job(upload=True)
+def tricky_files(ctx: JobContext) -> str:
+    """A hostile output directory: only ok.txt is a regular file."""
+    out = ctx.output_dir
+    (out / "ok.txt").write_text("fine\n")
+    (out / "passwd").symlink_to("/etc/passwd")
+    (out / "etc").symlink_to("/etc", target_is_directory=True)
+    os.mkfifo(out / "pipe")
+    return "done"
+
+
+@app.job(upload=True)
+def attempt_blob(ctx: JobContext, seconds: float) -> bytes:
+    """Bytes (so the output goes to the result store) and a file naming the attempt."""
+    time.sleep(seconds)
+    (ctx.output_dir / "who.txt").write_text(f"attempt {ctx.attempt}")
+    return f"attempt {ctx.attempt}".encode()
 
 
 @app.job()

@@ -146,3 +146,12 @@ def test_http_client_retries_transient_network_errors(api_server, api_key, start
         assert calls["n"] > 2
     finally:
         set_default_client(None)
+
+
+def test_a_cord_with_no_consumer_answers_503_at_once_and_queues_nothing(http, rds):
+    started = time.monotonic()
+    reply = http.post("/apps/lifecycle/double", json={"x": 2})
+    assert reply.status_code == 503 and reply.headers["Retry-After"] == "5"
+    assert "no consumer of app 'lifecycle' is running" in reply.json()["detail"]
+    assert time.monotonic() - started < 5
+    assert not rds.keys("jobcord:req:*")

@@ -74,7 +74,9 @@ def test_dev_runs_the_demo_on_embedded_defaults(tmp_path):
     ):
         assert expected in out, out
     assert "FAILED" not in out.replace("TIMED_OUT", ""), out
-    assert list((tmp_path / "data" / "results" / "demo" / "render").glob("*/files/copy-0.txt"))
+    assert list(
+        (tmp_path / "data" / "results" / "demo" / "render").glob("*/attempt-*/files/copy-0.txt")
+    )
     assert not embedded_redis_running(tmp_path / "data")  # dev stops the server it started
     assert (tmp_path / "data" / "appendonlydir").exists() or list(
         (tmp_path / "data").glob("*.aof*")
@@ -121,3 +123,96 @@ def test_devices_without_gpu_and_with_fake_nvml():
     fake = '[{"name": "NVIDIA H100 80GB HBM3", "memory_gb": 80}]'
     done = _jobcord("devices", env=_clean_env(JOBCORD_FAKE_GPUS=fake))
     assert "h100" in done.stdout and "GPU-fake-0000" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("status", "0123456789abcdef0123456789abcdef"),
+        ("keys", "list"),
+        ("submit", "tests.apps.lifecycle:app", "count", "--input", '{"key": "x"}'),
+        ("worker", "tests.apps.protocol:app"),
+    ],
+)
+def test_unreachable_redis_is_one_line_and_exit_2(args):
+    url = f"redis://127.0.0.1:{free_port()}"  # nothing listens there
+    done = _jobcord(*args, env=_clean_env(JOBCORD_REDIS_URL=url), timeout=60)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, done.stderr
+    assert errors[0].startswith(f"error: cannot reach Redis at {url} (JOBCORD_REDIS_URL): ")
+    assert "Traceback" not in done.stderr
+    assert "child ready" not in done.stderr  # a worker checks Redis before starting children
+
+
+def test_the_embedded_redis_is_one_per_user_from_any_folder(tmp_path):
+    """No JOBCORD_DATA_DIR: processes started in different folders share one server, which
+    says how to stop it, and `jobcord dev stop` does."""
+    home = tmp_path / "xdg"
+    env = _clean_env(XDG_DATA_HOME=str(home), PYTHONPATH=str(ROOT))
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    data = home / "jobcord"
+    try:
+        sent = _jobcord(
+            "submit",
+            "tests.apps.lifecycle:app",
+            "count",
+            "--input",
+            '{"key": "anywhere"}',
+            env={**env, "JOBCORD_LOG_LEVEL": "INFO"},
+            cwd=tmp_path / "a",
+        )
+        assert sent.returncode == 0, sent.stderr
+        assert "jobcord dev stop" in sent.stderr  # the server outlives us: how to stop it
+        request_id = sent.stdout.split()[0]
+        shown = _jobcord("status", request_id, env=env, cwd=tmp_path / "b")
+        assert shown.returncode == 0 and "QUEUED" in shown.stdout, shown.stderr
+        assert embedded_redis_running(data)
+        stopped = _jobcord("dev", "stop", env=env, cwd=tmp_path / "b")
+        assert stopped.returncode == 0 and "stopped" in stopped.stdout, stopped.stderr
+        assert not embedded_redis_running(data)
+        again = _jobcord("dev", "stop", env=env)
+        assert again.returncode == 0 and "no embedded redis-server" in again.stdout
+    finally:
+        stop_embedded_redis(data)
+
+
+def test_api_says_where_it_listens_and_whether_keys_are_on(redis_url):
+    from tests.conftest import ApiServer, terminate
+
+    server = ApiServer(_clean_env(JOBCORD_REDIS_URL=redis_url), [])
+    terminate(server.proc)
+    banner = server.proc.stderr.read()
+    assert "app 'lifecycle'" in banner and f"http://127.0.0.1:{server.port}" in banner, banner
+    assert "API keys: on" in banner
+
+
+def test_requests_are_managed_from_the_terminal(redis_url, rds, tmp_path):
+    """list, cancel, retry and status without an id, with ids never cut in a narrow terminal."""
+    env = _clean_env(JOBCORD_REDIS_URL=redis_url, JOBCORD_DATA_DIR=str(tmp_path), COLUMNS="100")
+    ids = []
+    for key in ("m1", "m2"):
+        sent = _jobcord(
+            "submit", "tests.apps.lifecycle:app", "count", "--input", f'{{"key": "{key}"}}', env=env
+        )
+        assert sent.returncode == 0, sent.stderr
+        ids.append(sent.stdout.split()[0])
+    listed = _jobcord("list", "--app", "lifecycle", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert all(rid in listed.stdout for rid in ids) and "QUEUED" in listed.stdout
+    assert listed.stdout.index(ids[1]) < listed.stdout.index(ids[0])  # newest first
+    canceled = _jobcord("cancel", ids[0], env=env)
+    assert canceled.returncode == 0 and f"{ids[0]}: CANCELED" in canceled.stdout
+    only = _jobcord("list", "--app", "lifecycle", "--status", "canceled", env=env)
+    assert ids[0] in only.stdout and ids[1] not in only.stdout, only.stdout
+    again = _jobcord("retry", ids[0], env=env)
+    assert again.returncode == 0 and "attempt 2" in again.stdout, again.stderr
+    assert rds.hget(f"jobcord:req:{ids[0]}", "status") == "QUEUED"
+    refused = _jobcord("retry", ids[1], env=env)  # still queued: nothing to retry
+    assert refused.returncode == 2 and "cannot be retried" in refused.stderr
+    overview = _jobcord("status", env=env)
+    assert overview.returncode == 0 and ids[1] in overview.stdout, overview.stderr
+    bad = _jobcord("list", "--status", "DONE", env=env)
+    assert bad.returncode == 2 and "unknown status 'DONE'" in bad.stderr
+    delete_jobcord_keys(redis_url)

@@ -23,7 +23,10 @@ def _wait_done(http: httpx.Client, request_id: str, timeout: float = 20) -> dict
 
 
 def test_healthz_needs_no_key_everything_else_does(api_server, api_key):
-    assert httpx.get(f"{api_server.url}/healthz").json() == {"status": "ok"}
+    # No scheduler or consumer runs in this test: nothing to report, nothing stale.
+    health = httpx.get(f"{api_server.url}/healthz")
+    assert health.status_code == 200
+    assert health.json() == {"status": "ok", "processes": {}, "stale_loops": []}
     for method, path in [
         ("GET", "/v1/queues"),
         ("GET", "/metrics"),
@@ -325,3 +328,12 @@ def test_metrics_and_openapi(http):
     assert "lifecycle_typed_request" in body and "typed_input" in json.dumps(body)
     cord = spec["paths"]["/apps/lifecycle/double"]["post"]
     assert cord["requestBody"]["content"]["application/json"]["schema"]["properties"]["x"]
+
+
+def test_typos_get_a_did_you_mean(api_server, api_key):
+    http = httpx.Client(base_url=api_server.url, headers={"Authorization": f"Bearer {api_key}"})
+    job = http.post("/v1/apps/lifecycle/jobs/ecoh/async_run_remote", json={"input": {}})
+    assert job.status_code == 404 and "did you mean 'echo'" in job.json()["detail"]
+    cord = http.post("/apps/lifecycle/doubel", json={"x": 1})
+    assert cord.status_code == 404
+    assert "did you mean POST /apps/lifecycle/double" in cord.json()["detail"], cord.text

@@ -115,6 +115,8 @@ def test_each_child_is_pinned_to_its_own_gpu(client, start_worker):
     handles = [jobs.wide.async_run_remote(seconds=1.0) for _ in range(2)]
     devices = sorted(h.result(timeout=20)["devices"] for h in handles)
     assert devices == ["GPU-h100-a", "GPU-h100-b"]
+    # Each request's record names its own child's GPU, not every GPU of the worker.
+    assert sorted(h.status().device for h in handles) == ["GPU-h100-a", "GPU-h100-b"]
 
 
 def test_one_childs_death_leaves_its_siblings_running(client, rds, start_worker):

@@ -66,3 +66,28 @@ def test_request_survives_a_redis_restart_mid_job(own_redis, start_worker):
         assert jobs.echo.run_remote(9)["x"] == 9
     finally:
         set_default_client(None)
+
+
+def test_api_answers_503_with_retry_after_while_redis_is_down(own_redis):
+    import httpx
+
+    from storage.apikeys import ApiKeyStore
+    from tests.conftest import ApiServer, terminate
+
+    port, url, _ = own_redis
+    key, _ = ApiKeyStore(redis.Redis.from_url(url, decode_responses=True)).create(["lifecycle"])
+    server = ApiServer({"JOBCORD_REDIS_URL": url}, [])
+    try:
+        redis.Redis(port=port).shutdown(nosave=True)
+        reply = httpx.post(
+            f"{server.url}/v1/apps/lifecycle/jobs/echo/async_run_remote",
+            json={"input": {"x": 1}},
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
+        )
+        assert reply.status_code == 503, reply.text
+        assert reply.headers["Retry-After"] == "1"
+        assert reply.json()["type"] == "Unavailable" and "Redis" in reply.json()["detail"]
+        assert httpx.get(f"{server.url}/healthz", timeout=30).status_code == 503
+    finally:
+        terminate(server.proc)

@@ -4,31 +4,12 @@ from __future__ import annotations
 
 import time
 
-import boto3
 import httpx
 import pytest
 
 from producers import JobFailed
 from storage.statuses import Status
 from tests.apps import lifecycle as jobs
-from tests.conftest import setenv_all
-
-
-@pytest.fixture
-def s3_env(s3_endpoint, s3_bucket, monkeypatch, jobcord_env):
-    env = {
-        "JOBCORD_S3_ENDPOINT_URL": s3_endpoint,
-        "JOBCORD_S3_BUCKET": s3_bucket,
-        "JOBCORD_S3_PREFIX": "results",
-        "JOBCORD_INLINE_OUTPUT_MAX_BYTES": "1024",
-    }
-    setenv_all(monkeypatch, env)
-    return env
-
-
-@pytest.fixture
-def s3_client_fixture(s3_endpoint):
-    return boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
 
 
 def test_bytes_output_is_stored_in_s3_with_a_presigned_url(
@@ -39,8 +20,10 @@ def test_bytes_output_is_stored_in_s3_with_a_presigned_url(
     data = handle.result(timeout=20)
     assert data == bytes(i % 251 for i in range(5000))
     rec = handle.status()
-    key = f"results/lifecycle/blob/{handle.request_id}/output"
-    assert rec.result is not None and rec.result.key.endswith(f"{handle.request_id}/output")
+    key = f"results/lifecycle/blob/{handle.request_id}/attempt-1/output"
+    assert rec.result is not None and rec.result.key.endswith(
+        f"{handle.request_id}/attempt-1/output"
+    )
     stored = s3_client_fixture.get_object(Bucket=s3_env["JOBCORD_S3_BUCKET"], Key=key)
     assert stored["Body"].read() == data
     assert "X-Amz-Signature" in rec.result.url
@@ -66,7 +49,8 @@ def test_files_written_by_the_job_are_uploaded(s3_env, client, start_worker):
     rec = handle.status()
     assert [f.name for f in rec.files] == [f"nested/part-{i}.txt" for i in range(3)]
     assert all(
-        f.key.startswith(f"lifecycle/write_files/{handle.request_id}/files/") for f in rec.files
+        f.key.startswith(f"lifecycle/write_files/{handle.request_id}/attempt-1/files/")
+        for f in rec.files
     )
     assert httpx.get(rec.files[2].url).text == "part 2\n"
 
@@ -119,3 +103,28 @@ def test_missing_bucket_is_a_clear_error(s3_env, client, start_worker):
     start_worker(env=env)
     with pytest.raises(JobFailed, match="no-such-bucket-here"):
         jobs.blob.run_remote(10)
+
+
+def test_presigned_urls_use_the_public_address(s3_env, client, start_worker, monkeypatch):
+    start_worker(env=s3_env)  # workers store through the internal endpoint
+    handle = jobs.blob.async_run_remote(100)
+    assert handle.result(timeout=20) == bytes(i % 251 for i in range(100))
+    from producers import RedisClient
+    from storage.settings import load_settings
+
+    monkeypatch.setenv("JOBCORD_S3_PUBLIC_URL", "https://files.example.test")
+    public = RedisClient(load_settings()).get(handle.request_id)
+    assert public.result.url.startswith("https://files.example.test/"), public.result.url
+    assert "X-Amz-Signature" in public.result.url
+
+
+def test_s3_deletes_one_attempts_prefix_only(s3_env, s3_client_fixture):
+    from storage.s3 import S3ResultStore
+    from storage.settings import load_settings
+
+    store = S3ResultStore(load_settings())
+    for key in ("a/j/r/attempt-1/output", "a/j/r/attempt-1/files/x", "a/j/r/attempt-10/output"):
+        store.put_bytes(key, b"x", "text/plain")
+    store.delete_prefix("a/j/r/attempt-1")
+    left = s3_client_fixture.list_objects_v2(Bucket=s3_env["JOBCORD_S3_BUCKET"], Prefix="results/")
+    assert [o["Key"] for o in left["Contents"]] == ["results/a/j/r/attempt-10/output"]

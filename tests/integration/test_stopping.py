@@ -85,11 +85,15 @@ def test_job_that_keeps_killing_its_process_ends_failed(client, rds, start_worke
 
 
 def test_sigkilled_consumer_request_is_redelivered_within_seconds(client, rds, start_worker):
-    first = start_worker()
-    handle = jobs.report_pid.async_run_remote("consumer-kill", 2.0)
+    # Both consumers are up before the request exists (a worker's start can outlast a short
+    # job on a loaded machine); the one that took it is killed.
+    workers = [start_worker(), start_worker()]
+    handle = jobs.report_pid.async_run_remote("consumer-kill", 5.0)
     wait_for(lambda: rds.get("jobcord:test:pid:consumer-kill:1"), 20, "job to start")
     child_pid = int(rds.get("jobcord:test:pid:consumer-kill:1"))
-    second = start_worker()
+    holder_pid = int(handle.status().worker.split(":")[1])
+    [first] = [w for w in workers if w.proc.pid == holder_pid]
+    [second] = [w for w in workers if w is not first]
     killed = time.monotonic()
     first.kill()  # SIGKILL the consumer: no cleanup of any kind runs
     wait_for(lambda: not _alive(child_pid), 5, "its job process to die with it")

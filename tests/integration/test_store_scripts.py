@@ -102,3 +102,60 @@ def test_queued_request_past_its_deadline_expires_without_a_consumer(store, rds)
     assert store.claim(rid, 1, "w", "t")[0] == "stale"  # its message is skipped later
     assert store.claim(keep, 1, "w", "t")[0] == "claimed"
     assert rds.zscore("jobcord:deadlines", keep) is None  # started: deadline no longer applies
+
+
+def test_scripts_run_with_the_generated_prelude(rds):
+    from storage.requests import _SCRIPT_NAMES, lua_script
+
+    for name in (*_SCRIPT_NAMES, "fetch", "rate"):
+        rds.script_load(lua_script(name))  # compiles: every key_* it calls exists
+
+
+def test_a_request_whose_worker_died_goes_to_the_front_of_its_queue(store, rds):
+    lost = _submit(store)
+    assert store.claim(lost, 1, "w1", "tok1")[0] == "claimed"
+    newer = [_submit(store) for _ in range(3)]  # arrived while it ran
+    time.sleep(0.35)
+    assert store.recover() == [(lost, "requeued")]
+    head = rds.lindex("jobcord.dq:jobcord.t.cpu", 0)
+    assert head.startswith(f"{lost}.2."), (head, newer)  # before everything that came since
+
+
+def _runner(store, results):
+    from consumers.runner import Runner
+    from scheduler.jobspec import AppRegistry
+
+    return Runner(AppRegistry("t"), store, results, None, [], store.settings, "w")  # type: ignore[arg-type]
+
+
+def test_a_lost_finish_reply_never_removes_the_winners_objects(store, tmp_path):
+    """finish ran but its reply was lost; the retried finish finds the request ended: the
+    objects the record names (this attempt's own) must stay."""
+    from storage.results import LocalResultStore
+
+    results = LocalResultStore(tmp_path)
+    rid = _submit(store)
+    store.claim(rid, 1, "w", "tok")
+    key = f"t/j/{rid}/attempt-1/output"
+    stored = results.put_bytes(key, b"mine", "application/octet-stream")
+    assert store.finish(rid, "tok", Status.SUCCEEDED, result=stored.model_dump(exclude={"url"}))
+    _runner(store, results)._discard(store.get(rid), [key])
+    assert results.get_bytes(key) == b"mine"
+
+
+def test_the_winning_attempt_sweeps_what_dead_attempts_left(store, tmp_path):
+    from storage.results import LocalResultStore
+
+    results = LocalResultStore(tmp_path)
+    rid = _submit(store)
+    store.claim(rid, 1, "w1", "tok1")
+    results.put_bytes(f"t/j/{rid}/attempt-1/output", b"orphan", "application/octet-stream")
+    time.sleep(0.35)
+    store.recover()  # attempt 1's consumer died after its upload
+    _, record = store.claim(rid, 2, "w2", "tok2")
+    won = results.put_bytes(f"t/j/{rid}/attempt-2/output", b"won", "application/octet-stream")
+    assert _runner(store, results)._finish(
+        rid, "tok2", Status.SUCCEEDED, record, result=won.model_dump(exclude={"url"})
+    )
+    assert not (tmp_path / "t/j" / rid / "attempt-1").exists()
+    assert results.get_bytes(won.key) == b"won"

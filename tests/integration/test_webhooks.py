@@ -163,7 +163,7 @@ def test_rotation_signs_with_every_active_secret(
     secrets.add("lifecycle", new)
     rx = receiver()
     start_worker(env=webhook_env)
-    scheduler_proc()
+    scheduler_proc(JOBCORD_WEBHOOK_DEFAULT_SECRET_OVERLAP_S="0")  # the default: no overlap
     handle = jobs.echo.async_run_remote(2, webhook_endpoint=rx.url)
     wait_for(lambda: rx.calls, 20, "delivery")
     headers, body = rx.calls[0]
@@ -175,6 +175,39 @@ def test_rotation_signs_with_every_active_secret(
     secrets.retire_oldest("lifecycle")
     assert secrets.active("lifecycle") == [new]
     assert handle.status().status is Status.SUCCEEDED
+
+
+def test_default_secret_keeps_signing_beside_an_apps_first_own_secret_until_retired(
+    webhook_env, start_worker, scheduler_proc, receiver, rds
+):
+    from storage.webhook_secrets import WebhookSecrets
+
+    client = _client()
+    own = new_secret()
+    secrets = WebhookSecrets(rds, SECRET, default_overlap_s=3600)
+    secrets.add("lifecycle", own)
+    rx = receiver()
+    start_worker(env=webhook_env)
+    scheduler_proc(JOBCORD_WEBHOOK_DEFAULT_SECRET_OVERLAP_S="3600")
+    handle = jobs.echo.async_run_remote(2, webhook_endpoint=rx.url)
+    _webhook_ends(handle, WebhookStatus.DELIVERED, 20)
+    headers, body = rx.calls[0]
+    assert len(headers["webhook-signature"].split(" ")) == 2
+    # A receiver still on the default and one already on the app's own both accept it.
+    assert verify_webhook(headers, body, SECRET) and verify_webhook(headers, body, own)
+    assert standardwebhooks.Webhook(SECRET).verify(body, headers)
+    # Ending the overlap: the default stops at once, the app's own secret stays.
+    assert secrets.retire_oldest("lifecycle") == "default"
+    assert secrets.active("lifecycle") == [own]
+    secrets.add("lifecycle", new_secret())  # a later rotation does not bring it back
+    assert SECRET not in secrets.active("lifecycle")
+    client.store.webhook_again(handle.request_id)
+    wait_for(lambda: len(rx.calls) == 2, 20, "second delivery")
+    headers, body = rx.calls[1]
+    assert len(headers["webhook-signature"].split(" ")) == 2  # the two own secrets
+    assert verify_webhook(headers, body, own)
+    with pytest.raises(WebhookVerificationError):
+        verify_webhook(headers, body, SECRET)
 
 
 def test_tampered_or_stale_deliveries_are_refused():

@@ -26,13 +26,14 @@ def test_minio_and_its_bucket():
     services = _compose()["services"]
     assert services["minio"]["command"].startswith("server /data")
     bucket = services["minio-bucket"]
-    assert "mc mb --ignore-existing local/jobcord-results" in bucket["command"][0]
+    assert 'create_bucket(Bucket="jobcord-results")' in bucket["command"][0]
     assert bucket["depends_on"]["minio"]["condition"] == "service_healthy"
 
 
 def test_jobcord_services_share_one_configuration():
     services = _compose()["services"]
-    jobcord = {n: s for n, s in services.items() if s.get("image", "").startswith("jobcord")}
+    jobcord = {n: s for n, s in services.items() if "jobcord:0.1.0" in s.get("image", "")}
+    jobcord.pop("minio-bucket")  # the same image, run once to create the bucket
     assert {"api", "scheduler", "worker-cpu", "worker-gpu0", "worker-gpu1"} <= set(jobcord)
     for name, service in jobcord.items():
         assert service["command"][0] in COMMANDS, name
@@ -56,3 +57,37 @@ def test_one_worker_per_gpu_with_a_device_reservation():
         assert service["command"][2:4] == ["--gpus", "0"], name
         assert service["stop_grace_period"] == "40s"  # longer than the 30 s drain
     assert sorted(reserved) == ["0", "1"]
+
+
+def test_minio_credentials_come_from_the_environment_and_only_s3_is_published():
+    text = (ROOT / "compose.yaml").read_text()
+    services = _compose()["services"]
+    minio = services["minio"]
+    # Only the S3 API, on loopback unless MINIO_PUBLISH says otherwise; never the console.
+    assert minio["ports"] == ["${MINIO_PUBLISH:-127.0.0.1:9000}:9000"]
+    required = "${MINIO_ROOT_PASSWORD:?set MINIO_ROOT_PASSWORD}"
+    assert minio["environment"]["MINIO_ROOT_PASSWORD"] == required
+    assert services["minio-bucket"]["environment"]["AWS_SECRET_ACCESS_KEY"] == required
+    assert services["api"]["environment"]["AWS_SECRET_ACCESS_KEY"] == required
+    assert 'create_bucket(Bucket="jobcord-results")' in services["minio-bucket"]["command"][0]
+    assert "jobcord-secret-key" not in text  # no password written down anywhere
+
+
+def test_images_are_pinned_and_the_app_ships_as_an_image():
+    services = _compose()["services"]
+    for name, service in services.items():
+        image = service.get("image", "")
+        assert image and not image.endswith(":latest") and ":" in image, (name, image)
+    api = services["api"]
+    assert api["image"] == "${JOBCORD_IMAGE:-jobcord:0.1.0}"
+    assert "volumes" not in api  # code comes in the image, not from a bind mount
+    # Presigned URLs name an address callers can reach, not http://minio:9000.
+    assert api["environment"]["JOBCORD_S3_PUBLIC_URL"].startswith("${JOBCORD_S3_PUBLIC_URL:-")
+
+
+def test_the_first_api_key_is_one_documented_command():
+    text = (ROOT / "compose.yaml").read_text()
+    guide = (ROOT / "docs" / "DEPLOY.md").read_text()
+    command = "docker compose run --rm api keys create --apps"
+    assert command in text and command in guide
+    assert _compose()["services"]["api"]["command"][0] == "api"  # the image's entrypoint is jobcord

@@ -15,7 +15,10 @@ def test_local_store_writes_atomically_and_refuses_escapes(tmp_path):
     assert not list(tmp_path.rglob(".partial-*"))
     src = tmp_path / "src.txt"
     src.write_text("hello")
-    assert store.put_file("app/job/r1/files/a.txt", src, "text/plain").size == 5
+    with src.open("rb") as fh:
+        assert store.put_file("app/job/r1/files/a.txt", fh, "text/plain").size == 5
+    store.delete(["app/job/r1/files/a.txt", "app/job/r1/never-written"])
+    assert not (tmp_path / "app/job/r1/files/a.txt").exists()
     with pytest.raises(ResultStoreError, match="escapes"):
         store.put_bytes("../../etc/passwd", b"x", "text/plain")
     with pytest.raises(ResultStoreError, match="missing"):

@@ -1,0 +1,86 @@
+"""``jobcord health``: the supervised loops of every live scheduler and consumer process.
+
+Exit status: 0 healthy, 1 degraded (a stale loop or a silent process), 2 Redis unreachable
+(one line, from the CLI's error handling).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["register"]
+
+console = Console()
+
+
+def _age(now: float, ts: float | None) -> str:
+    return "never" if ts is None else f"{max(0.0, now - ts):.1f} s ago"
+
+
+def _rows(report: Any, now: float) -> list[tuple[str, ...]]:
+    trouble = {(p.process, p.loop): p.reason for p in report.problems}
+    rows: list[tuple[str, ...]] = []
+    for proc in report.processes:
+        pid = proc["process"]
+        where = f"{proc.get('role', '?')} {pid}"
+        silent = trouble.get((pid, None))
+        if silent is not None:
+            rows.append(
+                (where, "-", _age(now, proc.get("published_at")), "-", "[red]SILENT[/]", silent)
+            )
+            continue
+        for loop in proc.get("loops", []):
+            why = trouble.get((pid, loop["name"]))
+            state = "[red]STALE[/]" if why else "[green]ok[/]"
+            errors = f"{loop['consecutive_errors']} / {loop['errors_total']}"
+            rows.append(
+                (
+                    where,
+                    loop["name"],
+                    _age(now, loop.get("last_pass_at")),
+                    errors,
+                    state,
+                    why or (loop.get("last_error") or ""),
+                )
+            )
+    return rows
+
+
+def health(settings_hook: Any) -> None:
+    """Processes and their loops: last pass, errors (in a row / in all), state; exit 0 when
+    healthy, 1 when degraded, 2 when Redis cannot be reached."""
+    from scheduler.health import assess
+    from storage.connection import connect
+    from storage.health import ProcessHealthStore
+
+    settings = settings_hook()
+    client = connect(settings)
+    client.ping()
+    reports = ProcessHealthStore(client).reports()
+    now = time.time()
+    report = assess(reports, stale_after_s=settings.loop_stale_after_s, now=now)
+    table = Table("process", "loop", "last pass", "errors", "state", "detail")
+    for row in _rows(report, now):
+        table.add_row(*row)
+    if not report.processes:
+        console.print("no scheduler or consumer process has reported (none running?)")
+    else:
+        console.print(table)
+    color = "green" if report.status == "ok" else "red"
+    console.print(f"[{color}]{report.status}[/{color}]: {len(report.processes)} processes")
+    if report.status != "ok":
+        sys.exit(1)
+
+
+def register(app: typer.Typer, settings_hook: Any) -> None:
+    @app.command("health")
+    def health_command() -> None:
+        """Health of the supervised loops of live schedulers and consumers: exit 0 healthy,
+        1 degraded (a loop stale or failing, a process silent), 2 Redis unreachable."""
+        health(settings_hook)

@@ -1,0 +1,133 @@
+"""The one model of a request's options: the SDK's ``SubmitOptions`` and the HTTP body.
+
+``RequestOptions`` holds what a caller may set besides the input; the gateway's body model is
+``RequestOptions`` plus ``input`` (``producers.gateway.bodies``) and ``SubmitOptions`` adds what
+only the SDK carries (the idempotency key, which HTTP sends as a header, and the parent).
+Every duration is a bounded type of ``scheduler.bounds``: finite, in range, and refused with
+the field's name (a 422 over HTTP, a ``ValueError`` in Python).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Any, Self
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+
+from scheduler.bounds import (
+    MAX_DELAY_S,
+    DelaySeconds,
+    Priority,
+    QueueSeconds,
+    Retries,
+    TimeoutSeconds,
+)
+
+__all__ = ["RequestOptions", "SubmitOptions", "delay_until"]
+
+_AWARE = TypeAdapter(AwareDatetime)
+
+
+def _aware_eta(value: Any) -> datetime | None:
+    """``eta`` as an aware datetime: a number is epoch seconds; a naive time is refused."""
+    if value is None:
+        return None
+    if isinstance(value, datetime) and value.tzinfo is None:
+        raise ValueError("eta must be timezone-aware (e.g. datetime.now(timezone.utc))")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ValueError("eta must be a finite number of epoch seconds")
+        _check_ahead(value)
+        return datetime.fromtimestamp(max(0.0, value), UTC)  # the past runs now
+    try:
+        return _AWARE.validate_python(value)
+    except ValidationError as exc:
+        raise ValueError(f"eta: {exc.errors()[0]['msg']}") from None
+
+
+def _check_ahead(at: float) -> None:
+    ahead = at - time.time()
+    if ahead > MAX_DELAY_S:
+        raise ValueError(
+            f"eta is {ahead:.3g} s ahead; at most {MAX_DELAY_S:.0f} s (7 days) allowed"
+        )
+
+
+class RequestOptions(BaseModel):
+    """How a request runs, apart from its input."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    webhook_endpoint: str | None = Field(default=None, max_length=2048)
+    priority: Priority | None = Field(default=None, description="0 highest .. 2")
+    max_time_in_queue_seconds: QueueSeconds | None = Field(
+        default=None, description="Expire if not started this long after it is runnable."
+    )
+    timeout_seconds: TimeoutSeconds | None = Field(
+        default=None, description="Hard limit; at most the job's own timeout."
+    )
+    delay_seconds: DelaySeconds | None = Field(default=None, description="Run no sooner.")
+    eta: Annotated[datetime | float | None, BeforeValidator(_aware_eta)] = Field(
+        default=None,
+        description="Run at (ISO 8601 with zone, or epoch seconds); not with delay_seconds",
+    )
+    metadata: dict[str, Any] | None = Field(
+        default=None, description="Kept on the request (JOBCORD_MAX_METADATA_BYTES at most)."
+    )
+    retries: Retries | None = Field(default=None, description="Overrides the job's retries")
+
+    @model_validator(mode="after")
+    def _one_start_time(self) -> Self:
+        if self.eta is not None:
+            if self.delay_seconds is not None:
+                raise ValueError("give either eta or delay_seconds, not both")
+            _check_ahead(_epoch(self.eta))
+        return self
+
+    def start_delay_s(self) -> float | None:
+        """Seconds to hold the request back: ``delay_seconds``, or until ``eta`` (0 if past)."""
+        if self.eta is None:
+            return self.delay_seconds
+        return delay_until(self.eta)
+
+
+def _epoch(eta: datetime | float) -> float:
+    return eta.timestamp() if isinstance(eta, datetime) else eta
+
+
+class SubmitOptions(RequestOptions):
+    """What the SDK submits with; ``Client.submit`` takes it, whatever the client."""
+
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=256)
+    #: The request whose running job submits this one (set by calls inside a job).
+    parent_id: str | None = None
+
+    def request_options(self) -> dict[str, Any]:
+        """The fields an HTTP body carries (as JSON), without the unset ones."""
+        return self.model_dump(
+            mode="json", exclude_none=True, include=set(RequestOptions.model_fields)
+        )
+
+
+def delay_until(eta: datetime | float, delay_seconds: float | None = None) -> float:
+    """The delay before ``eta`` (an aware datetime or epoch seconds); 0 when it has passed."""
+    if delay_seconds is not None:
+        raise ValueError("give either eta or delay_seconds, not both")
+    if isinstance(eta, datetime):
+        if eta.tzinfo is None:
+            raise ValueError("eta must be timezone-aware (e.g. datetime.now(timezone.utc))")
+        at = eta.timestamp()
+    else:
+        at = float(eta)
+    return max(0.0, at - time.time())

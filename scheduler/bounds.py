@@ -1,0 +1,85 @@
+"""Bounds on the durations and counts a caller gives: finite, in range, named when refused.
+
+One set of types serves every door: the request options of the SDK and of the HTTP body
+(``producers.options``), the ``@app.job`` / ``@app.cord`` declarations and the retry policy.
+A value past a bound is refused where it enters (a 422 or a ``ValueError`` naming the field),
+never carried to a consumer that would overflow on it.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Annotated, Any
+
+from pydantic import Field, TypeAdapter, ValidationError
+
+from .errors import ReservedIdempotencyKey
+
+__all__ = [
+    "MAX_TIMEOUT_S",
+    "MAX_QUEUE_S",
+    "MAX_DELAY_S",
+    "MAX_RETRY_DELAY_S",
+    "TimeoutSeconds",
+    "QueueSeconds",
+    "DelaySeconds",
+    "RetryDelaySeconds",
+    "Priority",
+    "Retries",
+    "checked",
+    "RESERVED_KEY_PREFIX",
+    "InternalKey",
+    "check_idempotency_key",
+]
+
+_DAY_S = 24 * 3600.0
+
+#: A job's or cord's hard timeout (``timeout=``, ``timeout_seconds``): 7 days.
+MAX_TIMEOUT_S = 7 * _DAY_S
+#: ``max_time_in_queue_seconds``: 72 hours.
+MAX_QUEUE_S = 3 * _DAY_S
+#: ``delay_seconds``, and how far ahead ``eta`` may be: 7 days.
+MAX_DELAY_S = 7 * _DAY_S
+#: ``retry_initial_delay_s`` and ``retry_max_delay_s``: 1 day.
+MAX_RETRY_DELAY_S = _DAY_S
+
+TimeoutSeconds = Annotated[float, Field(gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False)]
+QueueSeconds = Annotated[float, Field(gt=0, le=MAX_QUEUE_S, allow_inf_nan=False)]
+DelaySeconds = Annotated[float, Field(ge=0, le=MAX_DELAY_S, allow_inf_nan=False)]
+RetryDelaySeconds = Annotated[float, Field(ge=0, le=MAX_RETRY_DELAY_S, allow_inf_nan=False)]
+Priority = Annotated[int, Field(ge=0, le=2, description="0 highest .. 2")]
+Retries = Annotated[int, Field(ge=0, le=100)]
+
+
+@cache
+def _adapter(kind: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(kind)
+
+
+def checked(name: str, kind: Any, value: Any) -> Any:
+    """``value`` validated as ``kind`` (one of the types above); a ``ValueError`` that names
+    ``name`` when it is out of bounds."""
+    try:
+        return _adapter(kind).validate_python(value)
+    except ValidationError as exc:
+        reason = "; ".join(e["msg"] for e in exc.errors(include_url=False))
+        raise ValueError(f"{name}: {reason} (got {value!r})") from None
+
+
+#: Idempotency keys beginning so are jobcord's own (cron ticks, child calls).
+RESERVED_KEY_PREFIX = "jobcord-"
+
+
+class InternalKey(str):
+    """An idempotency key jobcord made itself; it may carry the reserved prefix."""
+
+    __slots__ = ()
+
+
+def check_idempotency_key(key: str | None, field: str = "idempotency_key") -> None:
+    """Refuse a caller's key in jobcord's reserved space (``ReservedIdempotencyKey``: a
+    ``ValueError``, 422 over HTTP); jobcord's own keys (:class:`InternalKey`) pass."""
+    if key is None or isinstance(key, InternalKey):
+        return
+    if key.startswith(RESERVED_KEY_PREFIX):
+        raise ReservedIdempotencyKey(field, key)

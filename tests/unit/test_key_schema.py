@@ -1,0 +1,37 @@
+"""Every Redis key name comes from storage/keys.py: the Lua scripts only call the key_*
+functions generated from its TEMPLATES, and the Python helpers fill the same templates."""
+
+from __future__ import annotations
+
+import re
+from importlib.resources import files
+
+from storage import keys
+
+#: A key spelled inside a script: a quoted literal that starts with ':' or ends with ':' (a
+#: namespace part), or a bare namespace concatenation.
+_SPELLED = re.compile(r"""(ns|dq)\s*\.\.|'[^']*:'|'\.(p0|p2|msgs)'""")
+
+
+def test_no_script_spells_a_key_name():
+    lua = files("storage") / "lua"
+    offenders = {}
+    for script in sorted(p for p in lua.iterdir() if p.name.endswith(".lua")):
+        code = "\n".join(
+            line.split("--", 1)[0] for line in script.read_text().splitlines()
+        )  # comments may describe keys
+        found = _SPELLED.findall(code)
+        if found:
+            offenders[script.name] = found
+    assert not offenders, offenders
+
+
+def test_python_helpers_and_lua_functions_share_the_templates():
+    assert keys.record_key("r1") == "jobcord:req:r1"
+    assert keys.idempotency_key("app", "k") == "jobcord:idem:app:k"
+    assert keys.queue_key("jobcord.a.cpu", 0) == "jobcord.dq:jobcord.a.cpu.p0"
+    assert keys.queue_key("jobcord.a.cpu") == "jobcord.dq:jobcord.a.cpu"
+    generated = keys.lua_key_functions()
+    for name in keys.TEMPLATES:
+        assert f"local function key_{name}(" in generated
+    assert "return 'jobcord:req:' .. p0 .. ':events' end" in generated
