@@ -36,6 +36,17 @@ def _settings(*, quiet: bool = False) -> Settings:
     return settings
 
 
+MetricsPort = Annotated[
+    int | None,
+    typer.Option(
+        min=0, max=65535, help="Serve Prometheus metrics on this port (0: a free one; unset: off)"
+    ),
+]
+MetricsHost = Annotated[
+    str, typer.Option(help="Address for --metrics-port (0.0.0.0 for a scraper on the network)")
+]
+
+
 @app.command()
 def worker(
     app_ref: Annotated[str, typer.Argument(metavar="MODULE:APP")],
@@ -59,12 +70,16 @@ def worker(
             help="Replace a job process still holding this fraction of a GPU after a job (0: off)",
         ),
     ] = 0.0,
+    metrics_port: MetricsPort = None,
+    metrics_host: MetricsHost = "127.0.0.1",
 ) -> None:
     """Consume the app's queues that this machine's devices can serve."""
     from consumers.devices import discover_devices, select_devices
     from consumers.worker import ConsumerConfig, run_consumer
+    from scheduler.metrics_server import serve_metrics
 
     settings = _settings()
+    serve_metrics(metrics_host, metrics_port)
     devices = select_devices(gpus, discover_devices())
     config = ConsumerConfig(
         app_ref,
@@ -166,6 +181,8 @@ def scheduler(
         list[str] | None,
         typer.Argument(help="MODULE:APP whose periodic jobs (schedule=...) to fire; repeatable."),
     ] = None,
+    metrics_port: MetricsPort = None,
+    metrics_host: MetricsHost = "127.0.0.1",
 ) -> None:
     """Run maintenance (recover dead workers' requests, promote retries and delayed work),
     deliver webhooks, and fire the given apps' periodic jobs once per tick."""
@@ -176,6 +193,7 @@ def scheduler(
     from scheduler.health import HealthPublisher
     from scheduler.loader import load_app
     from scheduler.maintenance import MaintenanceLoop
+    from scheduler.metrics_server import serve_metrics
     from scheduler.webhooks.delivery import WebhookDeliverer
     from storage.connection import connect
     from storage.requests import RequestStore
@@ -196,6 +214,7 @@ def scheduler(
     )
     if ticker.specs:
         loops.append(ticker)
+    serve_metrics(metrics_host, metrics_port)
     health = HealthPublisher(store.client, settings, role="scheduler", info={"apps": apps or []})
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
