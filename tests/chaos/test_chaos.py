@@ -22,11 +22,11 @@ from tests.conftest import service_missing
 #: A consumer SIGKILLed after uploading attempt N's objects and before its finish leaves
 #: them under the request's prefix, and nothing removes them (never named by the record nor
 #: read by a caller).
-KNOWN_GAP_DEAD_CONSUMER_OBJECTS = True
+KNOWN_GAP_DEAD_CONSUMER_OBJECTS = False
 #: Lease recovery requeues a dead consumer's request at the tail of its queue, so its next
 #: start also waits for every request submitted meanwhile: past TTL + one maintenance
 #: interval when the survivors are busy (the requeue itself is within it, asserted).
-KNOWN_GAP_RECOVERED_REQUEST_REQUEUED_AT_TAIL = True
+KNOWN_GAP_RECOVERED_REQUEST_REQUEUED_AT_TAIL = False
 
 FOREIGN = "foreign results: objects of a non-winning attempt in the bucket"
 RESTART = "whole-worker SIGKILL -> next attempt IN_PROGRESS"
