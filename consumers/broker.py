@@ -15,6 +15,7 @@ import redis
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.errors import ConnectionClosed
 
+from scheduler.supervision import LOOPS, LoopState
 from storage.connection import BLOCKING_READ_TIMEOUT_S
 from storage.keys import BROKER_NAMESPACE, NAMESPACE, wake_key
 from storage.registry import ConsumerRegistry
@@ -32,6 +33,7 @@ class _WakingConsumer(_RedisConsumer):
         self.idle_s = max(timeout, 100) / 1000
         self._wake = None if queue_name.endswith(".DQ") else wake_key(queue_name)
         self._freed = threading.Condition()
+        self.health = broker.fetch_health(queue_name, self.idle_s)
         if self._wake is not None:
             broker.consumers_by_queue[queue_name] = self
 
@@ -52,6 +54,17 @@ class _WakingConsumer(_RedisConsumer):
             self._notify()
 
     def __next__(self):  # type: ignore[no-untyped-def]
+        # dramatiq's consumer thread survives what this raises (it logs, backs off and builds
+        # a new consumer); the fetch loop's health counts it and shows it in /healthz.
+        try:
+            message = self._next()
+        except Exception as exc:
+            self.health.failed(exc)
+            raise
+        self.health.passed()
+        return message
+
+    def _next(self):  # type: ignore[no-untyped-def]
         # Decided before the call: only a fetch that came back empty means an empty queue.
         fetching = not self.message_cache and self.outstanding_message_count < self.prefetch
         message = super().__next__()
@@ -97,6 +110,21 @@ class WakingRedisBroker(RedisBroker):
         self._owned: set[str] = set()
         self._owned_at = float("-inf")
         self._fetch = client.register_script(lua_script("fetch"))
+        self._fetch_health: dict[str, LoopState] = {}
+
+    def fetch_health(self, queue_name: str, interval_s: float) -> LoopState:
+        """The supervised-loop health of fetching ``queue_name`` (one per queue, kept across
+        the consumers dramatiq builds again after an error)."""
+        state = self._fetch_health.get(queue_name)
+        if state is None:
+            state = LOOPS.add(LoopState(f"fetch:{queue_name}", interval_s, interval_s))
+            self._fetch_health[queue_name] = state
+        return state
+
+    def close(self) -> None:
+        for state in self._fetch_health.values():
+            LOOPS.unregister(state)
+        super().close()
 
     def do_fetch(self, queue_name: str, prefetch: int) -> list[bytes]:
         if queue_name.endswith(".DQ"):  # delay queues are dramatiq's business

@@ -143,6 +143,38 @@ def test_cancel_listener_survives_a_failing_subscribe_and_a_failing_stop(client,
             t.join(5)
 
 
+def test_the_fetch_loop_counts_a_fetch_that_raises_and_recovers(client, redis_url):
+    from consumers.broker import WakingRedisBroker
+    from scheduler.supervision import LOOPS
+
+    broker = WakingRedisBroker(redis_url)
+    queue = "jobcord.lifecycle.supervision-test"
+    broker.declare_queue(queue)
+    real, calls = broker._fetch, []
+
+    def fetch(args):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 1:
+            raise TypeError("a bug in fetch")
+        return real(args=args)
+
+    broker._fetch = fetch  # type: ignore[method-assign]
+    try:
+        consumer = broker.consume(queue, prefetch=1, timeout=100)
+        assert LOOPS.get(f"fetch:{queue}") is consumer.health
+        with pytest.raises(TypeError):  # dramatiq's consumer thread logs it and starts anew
+            next(consumer)
+        health = consumer.health.snapshot()
+        assert health.consecutive_errors == 1 and "a bug in fetch" in health.last_error
+        assert next(broker.consume(queue, prefetch=1, timeout=100)) is None  # empty, no error
+        health = consumer.health.snapshot()
+        assert health.consecutive_errors == 0 and health.errors_total == 1
+        assert health.last_pass_at is not None and len(calls) == 2
+    finally:
+        broker.close()
+    assert LOOPS.get(f"fetch:{queue}") is None
+
+
 class Stuck(EveryInterval):
     """A loop whose third pass blocks until released (a hung call, a deadlock)."""
 
