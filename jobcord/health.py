@@ -62,9 +62,10 @@ def health(settings_hook: Any) -> None:
     settings = settings_hook()
     client = connect(settings)
     client.ping()
-    reports = ProcessHealthStore(client).reports()
+    store = ProcessHealthStore(client)
+    reports, webhooks = store.reports(), store.webhook_backlog()
     now = time.time()
-    report = assess(reports, stale_after_s=settings.loop_stale_after_s, now=now)
+    report = assess(reports, stale_after_s=settings.loop_stale_after_s, now=now, webhooks=webhooks)
     table = Table("process", "loop", "last pass", "errors", "state", "detail")
     for row in _rows(report, now):
         table.add_row(*row)
@@ -72,6 +73,9 @@ def health(settings_hook: Any) -> None:
         console.print("no scheduler or consumer process has reported (none running?)")
     else:
         console.print(table)
+    for problem in report.problems:
+        if problem.process == "-":  # about the deployment, not one process
+            console.print(f"[red]{problem.reason}[/red]")
     color = "green" if report.status == "ok" else "red"
     console.print(f"[{color}]{report.status}[/{color}]: {len(report.processes)} processes")
     if report.status != "ok":

@@ -21,7 +21,7 @@ from typing import Any
 
 import redis
 
-from storage.health import ProcessHealthStore
+from storage.health import ProcessHealthStore, WebhookBacklog
 from storage.settings import Settings
 
 from .loops import EveryInterval
@@ -140,11 +140,33 @@ def loop_problem(loop: dict[str, Any], at: float, stale_after_s: float) -> str |
     return None
 
 
+def _missing_scheduler(
+    report: HealthReport, webhooks: WebhookBacklog | None, stale_after_s: float, now: float
+) -> None:
+    """Webhooks overdue with no scheduler reporting: nothing will ever deliver them."""
+    if webhooks is None or webhooks.oldest_due_at is None:
+        return
+    if any(p.get("role") == "scheduler" for p in report.processes):
+        return  # a stuck one shows as its own problem
+    overdue = now - webhooks.oldest_due_at
+    if overdue > stale_after_s:
+        reason = (
+            f"no scheduler is running: {webhooks.due} webhook(s) due, the oldest for "
+            f"{overdue:.0f} s (start `jobcord scheduler`)"
+        )
+        report.problems.append(Problem("-", "scheduler", "webhooks", reason))
+
+
 def assess(
-    processes: list[dict[str, Any]], *, stale_after_s: float, now: float | None = None
+    processes: list[dict[str, Any]],
+    *,
+    stale_after_s: float,
+    now: float | None = None,
+    webhooks: WebhookBacklog | None = None,
 ) -> HealthReport:
     now = time.time() if now is None else now
     report = HealthReport(sorted(processes, key=lambda p: (p.get("role", ""), p["process"])))
+    _missing_scheduler(report, webhooks, stale_after_s, now)
     for proc in report.processes:
         pid, role = proc["process"], proc.get("role", "?")
         silence = now - float(proc["published_at"])

@@ -8,13 +8,21 @@ expire. ``/healthz`` and ``jobcord health`` read them all.
 from __future__ import annotations
 
 import json
-from typing import Any
+import time
+from typing import Any, NamedTuple
 
 import redis
 
-from .keys import HEALTH_KEY, health_key
+from .keys import HEALTH_KEY, WEBHOOKS_DUE_KEY, health_key
 
-__all__ = ["ProcessHealthStore"]
+__all__ = ["ProcessHealthStore", "WebhookBacklog"]
+
+
+class WebhookBacklog(NamedTuple):
+    """Webhooks due now: how many, and since when the oldest waits (epoch s)."""
+
+    due: int
+    oldest_due_at: float | None
 
 
 class ProcessHealthStore:
@@ -43,3 +51,11 @@ class ProcessHealthStore:
         if gone:
             self.client.srem(HEALTH_KEY, *gone)
         return [json.loads(v) for v in values if v is not None]
+
+    def webhook_backlog(self) -> WebhookBacklog:
+        """Webhooks whose delivery is due: a backlog with no scheduler alive never drains."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zcount(WEBHOOKS_DUE_KEY, "-inf", time.time())
+        pipe.zrange(WEBHOOKS_DUE_KEY, 0, 0, withscores=True)
+        due, oldest = pipe.execute()
+        return WebhookBacklog(int(due), float(oldest[0][1]) if due and oldest else None)

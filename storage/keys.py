@@ -68,6 +68,7 @@ __all__ = [
     "CONSUMERS_KEY",
     "health_key",
     "HEALTH_KEY",
+    "WEBHOOKS_DUE_KEY",
     "queue_key",
     "queue_messages_key",
     "RUNNING_KEY",
@@ -217,6 +218,7 @@ def consumer_key(worker_id: str) -> str:
 
 CONSUMERS_KEY = _fill("consumers")
 HEALTH_KEY = _fill("health_index")
+WEBHOOKS_DUE_KEY = _fill("webhooks_due")
 
 
 def health_key(process_id: str) -> str:

@@ -87,10 +87,14 @@ def ops_router(gw: Gateway) -> APIRouter:
         scheduler and consumer processes (``scheduler.health``); 503 without Redis."""
         try:
             gw.client.redis.ping()
-            reports = ProcessHealthStore(gw.client.redis).reports()
+            store = ProcessHealthStore(gw.client.redis)
+            reports, webhooks = store.reports(), store.webhook_backlog()
         except redis.RedisError as exc:
             return JSONResponse({"status": "unavailable", "redis": str(exc)}, 503)
-        return JSONResponse(assess(reports, stale_after_s=gw.settings.loop_stale_after_s).as_dict())
+        stale_after_s = gw.settings.loop_stale_after_s
+        return JSONResponse(
+            assess(reports, stale_after_s=stale_after_s, webhooks=webhooks).as_dict()
+        )
 
     @router.get("/metrics")
     def metrics(request: Request) -> Response:

@@ -278,3 +278,25 @@ def _redis(env: dict[str, str]):  # type: ignore[no-untyped-def]
     import redis
 
     return redis.Redis.from_url(env["JOBCORD_REDIS_URL"], decode_responses=True)
+
+
+@pytest.fixture
+def loopback_webhooks(monkeypatch):
+    monkeypatch.setenv("JOBCORD_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8")
+    monkeypatch.setenv("JOBCORD_WEBHOOK_SECRET", "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+
+
+def test_a_webhook_backlog_with_no_scheduler_turns_health_degraded(
+    loopback_webhooks, client, jobcord_env, start_worker, start_scheduler
+):
+    start_worker()
+    handle = jobs.echo.async_run_remote(1, webhook_endpoint="http://127.0.0.1:9/never")
+    handle.result(timeout=20)
+    env = {**jobcord_env, "JOBCORD_LOOP_STALE_AFTER_S": "0.5"}
+    time.sleep(0.6)
+    done = _health_cli(env)
+    assert done.returncode == 1, done.stdout
+    assert "no scheduler is running: 1 webhook(s) due" in done.stdout
+    # A scheduler takes the backlog over (its delivery fails here and is retried later).
+    start_scheduler()
+    wait_for(lambda: "no scheduler is running" not in _health_cli(env).stdout, 20, "the scheduler")

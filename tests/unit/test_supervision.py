@@ -147,3 +147,26 @@ def test_assess_ok_stale_failing_and_silent():
     silent = _proc(now - 31, [_loop("maintenance", now - 31)], interval=5)
     problem = assess([silent], stale_after_s=10, now=now).problems[0]
     assert problem.loop is None and "no health report for 31.0 s" in problem.reason
+
+
+def test_overdue_webhooks_without_a_scheduler_are_a_problem():
+    from storage.health import WebhookBacklog
+
+    now = 2000.0
+    consumer = {**_proc(now - 1, [_loop("leases", now - 1)]), "role": "consumer"}
+    overdue = WebhookBacklog(3, now - 40)
+    report = assess([consumer], stale_after_s=10, now=now, webhooks=overdue)
+    assert report.status == "degraded"
+    (problem,) = report.problems
+    assert problem.role == "scheduler" and "no scheduler is running: 3 webhook(s) due" in (
+        problem.reason
+    )
+    # Just due (a scheduler has up to the stale limit to take it), or a scheduler alive: fine.
+    fresh = WebhookBacklog(3, now - 5)
+    assert assess([consumer], stale_after_s=10, now=now, webhooks=fresh).status == "ok"
+    scheduler = _proc(now - 1, [_loop("webhooks", now - 1)])
+    assert assess([scheduler], stale_after_s=10, now=now, webhooks=overdue).status == "ok"
+    assert (
+        assess([consumer], stale_after_s=10, now=now, webhooks=WebhookBacklog(0, None)).status
+        == "ok"
+    )
