@@ -85,6 +85,11 @@ class ResultStore(Protocol):
 
     def url(self, key: str) -> str: ...
 
+    def local_path(self, key: str) -> Path | None:
+        """The object's file when it lives on this machine's disk (a ``file://`` URL means
+        nothing to an HTTP caller: the API serves such objects itself); else None."""
+        ...
+
 
 class LocalResultStore:
     """A directory on disk: the embedded default. Writes are atomic and fsynced."""
@@ -139,6 +144,9 @@ class LocalResultStore:
 
     def url(self, key: str) -> str:
         return self._path(key).as_uri()
+
+    def local_path(self, key: str) -> Path | None:
+        return self._path(key)
 
 
 def open_result_store(settings: Settings) -> ResultStore:

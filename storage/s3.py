@@ -151,6 +151,9 @@ class S3ResultStore:
         )
         return reply["Body"].read()
 
+    def local_path(self, key: str) -> None:
+        return None  # presigned URLs work from anywhere
+
     def url(self, key: str) -> str:
         return self._presigner.generate_presigned_url(
             "get_object",

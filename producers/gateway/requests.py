@@ -1,14 +1,18 @@
-"""GET/DELETE /v1/requests/{id}, its events (SSE) and its stored output."""
+"""GET/DELETE /v1/requests/{id}, its events (SSE), its stored output and files."""
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
+from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import FileResponse, Response, StreamingResponse
 
 from storage.apikeys import ApiKey
+from storage.records import RequestRecord, ResultFile
+from storage.results import ResultStore
 
 from .context import Gateway
 from .holds import HeldStream
@@ -23,6 +27,43 @@ def sse(data: Any, event: str | None = None) -> str:
     head = f"event: {event}\n" if event else ""
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     return head + "".join(f"data: {line}\n" for line in lines) + "\n"
+
+
+#: Status event fields that are numbers in the record (Redis streams keep text).
+_EVENT_NUMBERS = {"at": float, "attempt": int, "progress": float}
+
+
+def typed_event(data: dict[str, str]) -> dict[str, Any]:
+    """A status event as JSON types: ``at`` and ``progress`` floats, ``attempt`` an int."""
+    out: dict[str, Any] = dict(data)
+    for name, kind in _EVENT_NUMBERS.items():
+        if name in out:  # never fail a stream over one odd field: it stays text
+            with contextlib.suppress(ValueError):
+                out[name] = kind(out[name])
+    return out
+
+
+def _served_here(record: RequestRecord, store: ResultStore, base: str) -> RequestRecord:
+    """Objects on the API's own disk get this API's download routes instead of file:// URLs."""
+
+    def here(f: ResultFile | None, path: str) -> ResultFile | None:
+        if f is None or store.local_path(f.key) is None:
+            return f
+        return f.model_copy(update={"url": f"{base}/v1/requests/{record.request_id}/{path}"})
+
+    result = here(record.result, "output")
+    files = [here(f, f"files/{quote(f.name)}") or f for f in record.files]
+    return record.model_copy(update={"result": result, "files": files})
+
+
+def _download(store: ResultStore, f: ResultFile, *, attachment: bool) -> Response:
+    path = store.local_path(f.key)
+    if path is None:
+        return Response(store.get_bytes(f.key), media_type=f.content_type)
+    if not path.is_file():
+        raise HTTPException(404, f"stored object {f.name!r} is gone")
+    name = f.name.rsplit("/", 1)[-1] if attachment else None
+    return FileResponse(path, media_type=f.content_type, filename=name)
 
 
 def request_router(gw: Gateway) -> APIRouter:
@@ -50,9 +91,12 @@ def request_router(gw: Gateway) -> APIRouter:
         return {"request_id": request_id, "status": "QUEUED", "attempt": attempt}
 
     @router.get("/v1/requests/{request_id}")
-    def get_request(request_id: str, key: Key) -> dict[str, Any]:
-        """The request: status, times, attempts, output or result URLs, error."""
-        return gw.record_for(request_id, key, urls=True).public()
+    def get_request(request_id: str, key: Key, request: Request) -> dict[str, Any]:
+        """The request: status, times, attempts, output or result URLs, error. URLs are
+        presigned on S3; with the local result store they are this API's own routes."""
+        record = gw.record_for(request_id, key, urls=True)
+        base = str(request.base_url).rstrip("/")
+        return _served_here(record, gw.client.results, base).public()
 
     @router.delete("/v1/requests/{request_id}")
     def cancel_request(request_id: str, key: Key) -> dict[str, Any]:
@@ -82,7 +126,7 @@ def request_router(gw: Gateway) -> APIRouter:
 
         async def events() -> AsyncIterator[str]:
             async for data in gw.follower.events(request_id):
-                yield sse(data, "status")
+                yield sse(typed_event(data), "status")
 
         release = gw.waits.acquire(key.key_id)
         return HeldStream(events(), release, media_type="text/event-stream")
@@ -93,7 +137,16 @@ def request_router(gw: Gateway) -> APIRouter:
         record = gw.record_for(request_id, key)
         if record.result is None:
             raise HTTPException(404, f"request {request_id} has no stored output")
-        data = gw.client.results.get_bytes(record.result.key)
-        return Response(data, media_type=record.result.content_type)
+        return _download(gw.client.results, record.result, attachment=False)
+
+    @router.get("/v1/requests/{request_id}/files/{name:path}")
+    def request_file(request_id: str, name: str, key: Key) -> Response:
+        """A file the job wrote (``upload=True``), by the name the record lists; only names
+        the record lists are served, so no path can reach anything else."""
+        record = gw.record_for(request_id, key)
+        for f in record.files:
+            if f.name == name:
+                return _download(gw.client.results, f, attachment=True)
+        raise HTTPException(404, f"request {request_id} has no file {name!r}")
 
     return router

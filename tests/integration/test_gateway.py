@@ -239,7 +239,28 @@ def test_status_events_as_server_sent_events(http, start_worker):
                 events.append(json.loads(line[5:]))
     statuses = [e["status"] for e in events]
     assert statuses[0] == "QUEUED" and statuses[-1] == "SUCCEEDED"
-    assert [e.get("progress") for e in events if "progress" in e] == ["0.5", "1.0"]
+    assert [e.get("progress") for e in events if "progress" in e] == [0.5, 1.0]
+    assert all(isinstance(e["attempt"], int) and isinstance(e["at"], float) for e in events)
+
+
+def test_local_results_download_through_the_api_not_file_urls(http, api_server, start_worker):
+    """Without a bucket, objects live on the API's disk: their URLs are the API's routes."""
+    start_worker()
+    rid = http.post(f"{JOB}/attempt_blob/async_run_remote", json={"input": {"seconds": 0}})
+    rid = rid.json()["request_id"]
+    body = _wait_done(http, rid)
+    assert body["status"] == "SUCCEEDED", body
+    assert body["result"]["url"] == f"{api_server.url}/v1/requests/{rid}/output"
+    [who] = body["files"]
+    assert who["url"] == f"{api_server.url}/v1/requests/{rid}/files/who.txt"
+    assert http.get(body["result"]["url"]).content == b"attempt 1"
+    got = http.get(who["url"])
+    assert got.status_code == 200 and got.text == "attempt 1"
+    assert 'filename="who.txt"' in got.headers["content-disposition"]
+    for name in ("nope.txt", "../../../etc/passwd", "%2e%2e/%2e%2e/etc/passwd"):
+        r = http.get(f"/v1/requests/{rid}/files/{name}")
+        assert r.status_code == 404, (name, r.text)
+    assert httpx.get(who["url"]).status_code == 401  # the key is needed, as everywhere
 
 
 def test_queues_show_counts_and_consumers(http, start_worker):
