@@ -6,12 +6,21 @@ import json
 from datetime import UTC, datetime
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from storage.records import RequestRecord
+from storage.requests import StatusEvent
 
-__all__ = ["print_record", "print_failed", "print_list", "follow_request"]
+__all__ = [
+    "print_record",
+    "print_event",
+    "print_error",
+    "print_failed",
+    "print_list",
+    "follow_request",
+]
 
 console = Console()
 _COLORS = {
@@ -58,6 +67,28 @@ def print_record(record: RequestRecord) -> None:
         why = f" ({a.error})" if a.error else ""
         table.add_row("attempt log", f"#{a.attempt} {a.outcome}{why} on {a.device or a.worker}")
     console.print(table)
+
+
+def print_event(event: StatusEvent) -> None:
+    """One line of a request's story: when, attempt, status, and why or how far."""
+    color = _COLORS.get(event.status.value, "white")
+    f = event.fields
+    detail = f.get("reason", "")
+    if "progress" in f:
+        detail = f"{float(f['progress']):.0%} {f.get('progress_message', '')}".rstrip()
+    console.print(
+        f"{_when(event.at)}  #{event.attempt}  [{color}]{event.status.value:<11}[/{color}]  "
+        f"{escape(detail)}",
+        highlight=False,
+    )
+
+
+def print_error(record: RequestRecord) -> None:
+    if record.error is None:
+        return
+    console.print(f"[red]{escape(record.error.type)}: {escape(record.error.message)}[/red]")
+    if record.error.traceback:
+        console.print(escape(record.error.traceback.rstrip()), highlight=False)
 
 
 def print_failed(records: list[RequestRecord]) -> None:

@@ -1,4 +1,4 @@
-"""Managing requests from the terminal as from HTTP: list, cancel, retry."""
+"""Managing requests from the terminal as from HTTP: list, logs, cancel, retry."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import typer
 
 from storage.statuses import Status
 
-from .follow import console, print_list
+from .follow import console, print_error, print_event, print_list
 
 __all__ = ["register"]
 
@@ -50,6 +50,26 @@ def list_requests(
         print_list(name, store.recent(name, limit=limit, statuses=wanted))
 
 
+def logs(
+    request_id: Annotated[str, typer.Argument()],
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing until the request ends")
+    ] = False,
+) -> None:
+    """A request's story: every status change in order (attempt, reason, progress), then
+    its error with the job's traceback."""
+    client = _client()
+    record = client.get(request_id)  # an unknown id is one clear error
+    console.print(f"{request_id}: {record.app}.{record.job} on {record.queue}", highlight=False)
+    if follow:
+        events = client.store.follow(request_id, timeout_s=None)
+    else:
+        events = iter(client.store.events(request_id))
+    for event in events:
+        print_event(event)
+    print_error(client.get(request_id) if follow else record)
+
+
 def cancel(request_id: Annotated[str, typer.Argument()]) -> None:
     """Cancel a queued request (it never runs) or a running one (its process is stopped)."""
     status = _client().cancel(request_id)
@@ -80,5 +100,6 @@ def register(app: typer.Typer, settings_hook) -> None:  # type: ignore[no-untype
         return run
 
     app.command("list")(quiet(list_requests))
+    app.command()(quiet(logs))
     app.command()(quiet(cancel))
     app.command()(quiet(retry))

@@ -211,8 +211,34 @@ def test_requests_are_managed_from_the_terminal(redis_url, rds, tmp_path):
     assert rds.hget(f"jobcord:req:{ids[0]}", "status") == "QUEUED"
     refused = _jobcord("retry", ids[1], env=env)  # still queued: nothing to retry
     assert refused.returncode == 2 and "cannot be retried" in refused.stderr
+    story = _jobcord("logs", ids[0], env=env)
+    assert story.returncode == 0, story.stderr
+    lines = [line.split() for line in story.stdout.splitlines()[1:]]
+    assert [line[1:3] for line in lines] == [
+        ["#1", "QUEUED"],
+        ["#1", "CANCELED"],
+        ["#2", "QUEUED"],
+    ], story.stdout
+    assert "manual retry" in story.stdout
     overview = _jobcord("status", env=env)
     assert overview.returncode == 0 and ids[1] in overview.stdout, overview.stderr
     bad = _jobcord("list", "--status", "DONE", env=env)
     assert bad.returncode == 2 and "unknown status 'DONE'" in bad.stderr
     delete_jobcord_keys(redis_url)
+
+
+def test_logs_tell_a_failed_requests_story_with_its_traceback(client, start_worker, jobcord_env):
+    from producers import JobFailed
+    from tests.apps import lifecycle as jobs
+
+    start_worker()
+    handle = jobs.always_fails.async_run_remote("the disk is on fire")
+    with pytest.raises(JobFailed):
+        handle.result(timeout=20)
+    for args in (("logs", handle.request_id), ("logs", "-f", handle.request_id)):
+        story = _jobcord(*args, env={**os.environ, **jobcord_env}, timeout=30)
+        assert story.returncode == 0, story.stderr
+        assert "IN_PROGRESS" in story.stdout and "FAILED" in story.stdout
+        assert "the disk is on fire" in story.stdout and "Traceback" in story.stdout
+    gone = _jobcord("logs", "0123456789abcdef0123456789abcdef", env={**os.environ, **jobcord_env})
+    assert gone.returncode == 2 and "no request with id" in gone.stderr
