@@ -34,3 +34,9 @@ def hold(key: str, seconds: float) -> None:
     """Counts its starts, then works for a while (the redelivery benchmark kills its consumer)."""
     _redis().rpush(f"bench:starts:{key}", time.time())
     time.sleep(seconds)
+
+
+@app.job()
+def sleep_ms(ms: float) -> None:
+    """A small unit of work (a 1-10 ms GPU call, say) for the drain benchmark."""
+    time.sleep(ms / 1000)

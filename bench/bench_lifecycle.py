@@ -1,9 +1,13 @@
-"""jobcord vs plain dramatiq on the same Redis, for no-op jobs, in one run.
+"""The hot path: jobcord vs plain dramatiq as its users run it, on the same Redis, in one run.
 
-    .venv/bin/python bench/bench_lifecycle.py [--jobs 2000] [--samples 200] [--threads 4]
+    .venv/bin/python bench/bench_lifecycle.py [--jobs 2000] [--samples 200] [--concurrency C]
 
-Prints one table: enqueue rate, end-to-end jobs/s through one consumer process, and the idle
-enqueue-to-start latency (p50/p99), with jobcord/dramatiq ratios. Medians of --rounds runs.
+The reference is dramatiq's CLI at its defaults (one process per CPU, 8 threads each) with its
+Results middleware, so both sides keep results; jobcord runs `jobcord worker --gpus none` at
+its defaults unless --concurrency is given. Prints one table (settings in its caption):
+enqueue rate, Redis bytes per queued job, the idle synchronous round trip through each
+system's result API (p50/p99), no-op and 10 ms drain rates, and Redis commands per job, with
+ratios. Medians of --rounds rounds, the engines' order alternating.
 Uses JOBCORD_BENCH_REDIS_URL (default redis://127.0.0.1:6379/12), or an embedded
 redis-server when nothing answers there; only the benchmark's own keys are deleted.
 """
@@ -51,6 +55,7 @@ def _clean(r: redis.Redis) -> None:
 class Engine:
     name: str
     messages_key: str  # dramatiq's hash of waiting + unacked messages on the queue
+    ready_count = 1  # ready lines to wait for (one per consumer process)
 
     def __init__(self, url: str, threads: int) -> None:
         self.url = url
@@ -79,8 +84,10 @@ class Engine:
             text=True,
         )
         assert self.proc.stdout is not None
+        ready = 0
         for line in self.proc.stdout:
-            if self.ready_marker() in line:
+            ready += self.ready_marker() in line
+            if ready == self.ready_count:  # one line per process
                 # Keep reading its output so the consumer never blocks on a full pipe.
                 threading.Thread(target=self.proc.stdout.read, daemon=True).start()
                 return
@@ -102,11 +109,14 @@ class Engine:
 
 
 class Jobcord(Engine):
+    """``jobcord worker bench.apps:app --gpus none [--concurrency C]`` (None: its default)."""
+
     name = "jobcord"
     messages_key = "jobcord.dq:jobcord.bench.cpu.msgs"
 
-    def __init__(self, url: str, threads: int) -> None:
-        super().__init__(url, threads)
+    def __init__(self, url: str, threads: int | None = None) -> None:
+        super().__init__(url, threads or 0)
+        self.concurrency = threads
         os.environ["JOBCORD_REDIS_URL"] = url
         from bench import apps
         from producers import RedisClient, set_default_client
@@ -116,41 +126,77 @@ class Jobcord(Engine):
         self.enqueue_noop = apps.noop.async_run_remote
         self.enqueue_stamp = apps.stamp.async_run_remote
         self.enqueue_hold = apps.hold.async_run_remote
+        self.enqueue_sleep = apps.sleep_ms.async_run_remote
+        self.call_noop = apps.noop.run_remote
+
+    @property
+    def settings(self) -> str:
+        c = "" if self.concurrency is None else f" --concurrency {self.concurrency}"
+        return f"jobcord worker bench.apps:app --gpus none{c}" + ("" if c else " (defaults)")
 
     def consumer_cmd(self) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "jobcord.cli",
-            "worker",
-            "bench.apps:app",
-            "--concurrency",
-            str(self.threads),
-        ]
+        cmd = [sys.executable, "-m", "jobcord.cli", "worker", "bench.apps:app", "--gpus", "none"]
+        if self.concurrency is not None:
+            cmd += ["--concurrency", str(self.concurrency)]
+        return cmd
 
     def ready_marker(self) -> str:
         return "consumer ready"
 
 
 class PlainDramatiq(Engine):
+    """dramatiq + its Results middleware. ``cli=True``: its own CLI, as its users run it
+    (``processes``/``threads`` None: the CLI's defaults, one process per CPU x 8 threads);
+    ``cli=False``: one worker in one process (the redelivery benchmark SIGKILLs it)."""
+
     name = "dramatiq"
 
-    def __init__(self, url: str, threads: int) -> None:
-        super().__init__(url, threads)
+    def __init__(
+        self,
+        url: str,
+        threads: int | None = None,
+        *,
+        processes: int | None = None,
+        cli: bool = False,
+    ) -> None:
+        super().__init__(url, threads or 8)
         os.environ["JOBCORD_REDIS_URL"] = url
         from bench import plain_dramatiq
 
-        noop, stamp, hold = plain_dramatiq.actors()
+        self.cli = cli
+        self.processes = processes
+        self.given_threads = threads
+        self.ready_count = (processes or os.cpu_count() or 1) if cli else 1
+        actors = plain_dramatiq.actors()
         self.messages_key = f"{plain_dramatiq.NAMESPACE}:{plain_dramatiq.QUEUE}.msgs"
-        self.enqueue_noop = noop.send
-        self.enqueue_stamp = stamp.send
-        self.enqueue_hold = hold.send
+        self.enqueue_noop = actors["noop"].send
+        self.enqueue_stamp = actors["stamp"].send
+        self.enqueue_hold = actors["hold"].send
+        self.enqueue_sleep = actors["sleep_ms"].send
+        noop = actors["noop"]
+        self.call_noop = lambda: noop.send().get_result(block=True, timeout=30_000)
+
+    @property
+    def settings(self) -> str:
+        if not self.cli:
+            return f"one process, {self.threads} threads"
+        p = "" if self.processes is None else f" -p {self.processes}"
+        t = "" if self.given_threads is None else f" -t {self.given_threads}"
+        defaults = " (CLI defaults)" if not (p or t) else ""
+        return f"dramatiq bench.plain_dramatiq{p}{t}{defaults} + Results(RedisBackend)"
 
     def consumer_cmd(self) -> list[str]:
-        return [sys.executable, str(ROOT / "bench" / "plain_dramatiq.py"), str(self.threads)]
+        if not self.cli:
+            return [sys.executable, str(ROOT / "bench" / "plain_dramatiq.py"), str(self.threads)]
+        cmd = [sys.executable, "-m", "dramatiq", "bench.plain_dramatiq"]
+        if self.processes is not None:
+            cmd += ["--processes", str(self.processes)]
+        if self.given_threads is not None:
+            cmd += ["--threads", str(self.given_threads)]
+        return cmd
 
     def ready_marker(self) -> str:
-        return "ready"
+        return "ready for action" if self.cli else "ready"
 
 
 def _drain(r: redis.Redis, key: str, timeout_s: float = 300) -> None:
@@ -161,45 +207,57 @@ def _drain(r: redis.Redis, key: str, timeout_s: float = 300) -> None:
         time.sleep(0.002)
 
 
+def _commands(r: redis.Redis) -> int:
+    return sum(int(v["calls"]) for v in r.info("commandstats").values())
+
+
+def _burst(engine: Engine, r: redis.Redis, jobs: int, enqueue: Callable[[], object]) -> float:
+    """Jobs/s from the first enqueue of a burst until every message is acked."""
+    started = time.perf_counter()
+    for _ in range(jobs):
+        enqueue()
+    _drain(r, engine.messages_key)
+    return jobs / (time.perf_counter() - started)
+
+
 def measure(engine: Engine, r: redis.Redis, jobs: int, samples: int) -> dict[str, float]:
     _clean(r)
-    # Enqueue rate, no consumer running.
+    # Enqueue rate and Redis memory per queued job, no consumer running.
+    before = r.info("memory")["used_memory"]
     started = time.perf_counter()
     for _ in range(jobs):
         engine.enqueue_noop()
     enqueue_rate = jobs / (time.perf_counter() - started)
+    per_job_bytes = (r.info("memory")["used_memory"] - before) / jobs
     _clean(r)
     engine.start()
     try:
-        # Idle enqueue-to-start latency: one request at a time, idle gaps between.
-        latencies = []
-        for i in range(samples):
-            time.sleep(random.uniform(0.02, 0.05))
-            t0 = time.time()
-            engine.enqueue_stamp(i, t0)
-            key = f"bench:lat:{i}"
-            deadline = time.monotonic() + 10
-            while (value := r.get(key)) is None:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{engine.name}: sample {i} never started")
-                time.sleep(0.0005)
-            latencies.append(float(value) * 1000)
+        # Idle synchronous round trip through each system's own result API.
+        round_trips = []
+        for _ in range(samples):
+            time.sleep(random.uniform(0.005, 0.02))
+            t0 = time.perf_counter()
+            engine.call_noop()
+            round_trips.append((time.perf_counter() - t0) * 1000)
         _drain(r, engine.messages_key)
-        # End-to-end throughput: enqueue a burst and wait until every message is acked.
-        started = time.perf_counter()
-        for _ in range(jobs):
-            engine.enqueue_noop()
-        _drain(r, engine.messages_key)
-        throughput = jobs / (time.perf_counter() - started)
+        calls = _commands(r)
+        noop_rate = _burst(engine, r, jobs, engine.enqueue_noop)
+        commands = (_commands(r) - calls) / jobs
+        sleep_rate = _burst(engine, r, max(jobs // 4, 1), lambda: engine.enqueue_sleep(10))
     finally:
         engine.stop()
         _clean(r)
-    latencies.sort()
+    round_trips.sort()
     return {
-        "enqueue/s": enqueue_rate,
-        "end-to-end jobs/s": throughput,
-        "enqueue->start p50 ms": statistics.median(latencies),
-        "enqueue->start p99 ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+        "enqueue/s (one client thread)": enqueue_rate,
+        "drain no-op jobs/s": noop_rate,
+        "drain 10 ms jobs/s": sleep_rate,
+        "sync round trip p50 ms": statistics.median(round_trips),
+        "sync round trip p99 ms": round_trips[
+            min(len(round_trips) - 1, int(len(round_trips) * 0.99))
+        ],
+        "Redis bytes per queued job": per_job_bytes,
+        "Redis commands per no-op job": commands,
     }
 
 
@@ -207,12 +265,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--samples", type=int, default=200)
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument(
+        "--concurrency", type=int, default=None, help="jobcord's --concurrency (default: its own)"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     url = _redis_url()
     r = redis.Redis.from_url(url)
-    engines = [Jobcord(url, args.threads), PlainDramatiq(url, args.threads)]
+    engines: list[Engine] = [Jobcord(url, args.concurrency), PlainDramatiq(url, cli=True)]
     results: dict[str, list[dict[str, float]]] = {e.name: [] for e in engines}
     for round_ in range(args.rounds):
         for engine in engines if round_ % 2 == 0 else reversed(engines):
@@ -222,8 +282,9 @@ def main() -> None:
         for name, runs in results.items()
     }
     table = Table(
-        title=f"no-op jobs, {args.jobs} per burst, {args.threads} threads/slots, "
-        f"median of {args.rounds} rounds, Redis {url}"
+        title=f"{args.jobs} jobs per burst, median of {args.rounds} rounds, "
+        f"{os.cpu_count()} CPUs, Redis {url}",
+        caption="\n".join(f"{e.name}: {e.settings}" for e in engines),
     )
     table.add_column("metric")
     table.add_column("jobcord", justify="right")
@@ -231,7 +292,7 @@ def main() -> None:
     table.add_column("jobcord / dramatiq", justify="right")
     for metric in med["jobcord"]:
         a, b = med["jobcord"][metric], med["dramatiq"][metric]
-        table.add_row(metric, f"{a:,.1f}", f"{b:,.1f}", f"{a / b:.2f}x")
+        table.add_row(metric, f"{a:,.1f}", f"{b:,.1f}", f"{a / b:.2f}x" if b else "-")
     Console().print(table)
 
 

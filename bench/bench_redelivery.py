@@ -57,7 +57,7 @@ def main() -> None:
     table = Table(title="SIGKILL of the consumer mid-job -> the job starts again elsewhere")
     table.add_column("engine")
     table.add_column("seconds to redelivery", justify="right")
-    for engine in (Jobcord(url, 1), PlainDramatiq(url, 1)):
+    for engine in (Jobcord(url, 1), PlainDramatiq(url, 1)):  # one consumer each, to kill
         took = measure(engine, r, args.cap)
         table.add_row(engine.name, f"{took:.1f}" if took is not None else f"> {args.cap:.0f}")
     Console().print(table)

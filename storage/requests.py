@@ -22,7 +22,16 @@ from .records import RequestRecord
 from .settings import Settings
 from .statuses import TERMINAL_STATUSES, Status
 
-__all__ = ["RequestStore", "NewRequest", "Submission", "StatusEvent", "lua_script"]
+__all__ = [
+    "FIRST_EVENT_ID",
+    "RequestStore",
+    "NewRequest",
+    "Submission",
+    "StatusEvent",
+    "first_queued_event",
+    "is_legacy_first_event",
+    "lua_script",
+]
 
 _SCRIPT_NAMES = (
     "submit",
@@ -98,6 +107,20 @@ class StatusEvent:
     fields: dict[str, str]
 
 
+#: The stream id given to the unstored first QUEUED event: below any id Redis makes.
+FIRST_EVENT_ID = "0-1"
+
+
+def first_queued_event(created_at: float) -> StatusEvent:
+    fields = {"status": Status.QUEUED.value, "at": repr(created_at), "attempt": "1"}
+    return StatusEvent(FIRST_EVENT_ID, Status.QUEUED, created_at, 1, fields)
+
+
+def is_legacy_first_event(data: dict[str, str]) -> bool:
+    """The first QUEUED as earlier versions stored it (every later QUEUED has a reason)."""
+    return data.get("status") == "QUEUED" and data.get("attempt") == "1" and "reason" not in data
+
+
 class RequestStore:
     def __init__(self, client: redis.Redis, settings: Settings) -> None:
         self.client = client
@@ -115,15 +138,16 @@ class RequestStore:
             "app": req.app,
             "job": req.job,
             "input": req.input_json,
-            "input_hash": req.input_hash,
             "priority": req.priority,
             "max_retries": req.max_retries,
-            "webhook_status": "PENDING" if req.webhook_endpoint else "NONE",
         }
+        # Fields a small queued request does without (~1 KiB of Redis each is the budget):
+        # the input hash lives in the idempotency key; no webhook_status field reads NONE.
         optional = {
             "timeout_s": req.timeout_s,
             "idempotency_key": req.idempotency_key,
             "webhook_endpoint": req.webhook_endpoint,
+            "webhook_status": "PENDING" if req.webhook_endpoint else None,
             "metadata": json.dumps(req.metadata) if req.metadata is not None else None,
             "parent_id": req.parent_id,
             "input_ref": req.input_ref,
@@ -223,12 +247,22 @@ class RequestStore:
     def events(
         self, request_id: str, *, after: str = "0-0", block_s: float | None = None
     ) -> list[StatusEvent]:
-        """Status events after stream id ``after``; waits up to ``block_s`` for a first one."""
+        """Status events after stream id ``after``; waits up to ``block_s`` for a first one.
+
+        The first QUEUED is not stored (a one-entry stream costs ~4.5 KB of Redis for every
+        queued request): read from the start, it comes from the record's ``created_at``."""
+        out: list[StatusEvent] = []
+        if after == "0-0":
+            created_at = self.client.hget(keys.record_key(request_id), "created_at")
+            if created_at is not None:
+                out.append(first_queued_event(float(created_at)))
+                after, block_s = FIRST_EVENT_ID, None  # something to return: no wait
         block = None if block_s is None else max(1, int(block_s * 1000))
         reply: Any = self.client.xread({keys.events_key(request_id): after}, block=block)
-        out: list[StatusEvent] = []
         for _stream, entries in reply or []:
             for stream_id, data in entries:
+                if is_legacy_first_event(data):
+                    continue
                 out.append(
                     StatusEvent(
                         stream_id=stream_id,

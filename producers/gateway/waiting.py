@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 
 from storage.connection import BLOCKING_READ_TIMEOUT_S
 from storage.keys import chunks_key, events_key, record_key
+from storage.requests import FIRST_EVENT_ID, first_queued_event, is_legacy_first_event
 from storage.statuses import Status
 
 __all__ = ["Follower"]
@@ -47,7 +48,10 @@ class Follower:
     ) -> AsyncIterator[dict[str, str]]:
         """Every status event, in order, until a terminal one (or the timeout)."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        after = "0-0"
+        after = FIRST_EVENT_ID
+        created_at: Any = await self.redis.hget(record_key(request_id), "created_at")
+        if created_at is not None:  # the first QUEUED is not stored (RequestStore.events)
+            yield dict(first_queued_event(float(created_at)).fields)
         while True:
             block = _BLOCK_S if deadline is None else min(_BLOCK_S, deadline - time.monotonic())
             if block <= 0:
@@ -59,6 +63,8 @@ class Follower:
                 for stream_id, raw in entries:
                     after = stream_id
                     data = _text(raw)
+                    if is_legacy_first_event(data):
+                        continue
                     yield data
                     if Status(data["status"]).is_terminal and await self._is_final(
                         request_id, data["attempt"]

@@ -52,7 +52,8 @@ redis.call('ZADD', recent, now, rid)
 if redis.call('ZCARD', recent) > recent_cap then
   redis.call('ZREMRANGEBYRANK', recent, 0, -recent_cap - 1)
 end
-event(rid, 'QUEUED', 1)
+-- No QUEUED event is stored: readers make it from created_at (RequestStore.events); a
+-- one-entry stream would cost ~4.5 KB of Redis for every queued request.
 if runnable_at > now then
   redis.call('HSET', rk, 'retry_at', string.format('%.6f', runnable_at))
   redis.call('ZADD', key_delayed(), runnable_at, rid)

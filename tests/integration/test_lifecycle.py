@@ -241,3 +241,22 @@ def test_delay_counts_before_the_queue_deadline(client, start_worker):
 def test_bad_delay_is_refused(client):
     with pytest.raises(ValueError, match="delay_seconds"):
         jobs.count.async_run_remote("x", delay_seconds=-1)
+
+
+def test_a_queued_request_stores_no_event_stream_yet_reads_queued_first(client, rds):
+    """The first QUEUED comes from the record: a one-entry stream would cost ~4.5 KB each."""
+    from storage.keys import events_key
+
+    handle = jobs.echo.async_run_remote(1)
+    assert not rds.exists(events_key(handle.request_id))
+    [queued] = client.store.events(handle.request_id)
+    rec = handle.status()
+    assert (queued.status, queued.attempt, queued.at) == (Status.QUEUED, 1, rec.created_at)
+    # A request stored by an earlier version has that event in its stream: never twice.
+    rds.xadd(events_key(handle.request_id), {"status": "QUEUED", "at": "1", "attempt": "1"})
+    assert [e.status for e in client.store.events(handle.request_id)] == [Status.QUEUED]
+    assert client.store.cancel(handle.request_id) is Status.CANCELED
+    assert [e.status for e in client.store.events(handle.request_id)] == [
+        Status.QUEUED,
+        Status.CANCELED,
+    ]
