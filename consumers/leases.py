@@ -34,7 +34,7 @@ _CANCEL_POLL_S = 1.0
 @dataclass
 class Running:
     token: str
-    stop: Callable[[str], None]  # called with "cancel" or "lost"
+    stop: Callable[[str], object]  # called with "cancel" or "lost"
 
 
 class LeaseKeeper:

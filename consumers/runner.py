@@ -8,6 +8,7 @@ is acknowledged and ignored: that is what makes redelivery safe.
 
 from __future__ import annotations
 
+import functools
 import queue
 import shutil
 import tempfile
@@ -16,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import redis
 import structlog
@@ -35,31 +36,44 @@ from storage.statuses import Status
 
 from .leases import LeaseKeeper, Running
 from .metrics import JOB_SECONDS, JOBS_FINISHED, JOBS_RUNNING
-from .protocol import Task
+from .protocol import Fence, Task
 from .results import store_result, stored_keys
 from .slots import ChildSlot, Outcome, OutcomeKind, StopReason
 
 __all__ = ["Runner"]
 
 log = structlog.get_logger("jobcord.runner")
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 _REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+
+
+def _retrying_when_redis_is_down(**policy: Any) -> Callable[[_F], _F]:
+    """tenacity's retry on a Redis outage, entered only once a first plain call has met
+    one: the hot path does not pay tenacity's bookkeeping on every claim and finish."""
+    policy = {"retry": retry_if_exception_type(_REDIS_DOWN), "reraise": True, **policy}
+
+    def decorate(fn: _F) -> _F:
+        @functools.wraps(fn)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except _REDIS_DOWN:
+                return retry(**policy)(fn)(*args, **kwargs)
+
+        return cast(_F, call)
+
+    return decorate
+
+
 # Redis blips must not lose a finished attempt: keep trying the final write for a while (past
 # that, the lease expires and recovery runs the request again: nothing is lost).
-_persist = retry(
-    retry=retry_if_exception_type(_REDIS_DOWN),
-    stop=stop_after_delay(60),
-    wait=wait_exponential(multiplier=0.1, max=5),
-    reraise=True,
+_persist = _retrying_when_redis_is_down(
+    stop=stop_after_delay(60), wait=wait_exponential(multiplier=0.1, max=5)
 )
 # A claim that failed would dead-letter the message and strand a QUEUED request: wait for Redis
 # as long as it takes (the message stays unacked, so a dead consumer's copy comes back).
-_until_redis_returns = retry(
-    retry=retry_if_exception_type(_REDIS_DOWN),
-    wait=wait_exponential(multiplier=0.1, max=5),
-    reraise=True,
-)
-
+_until_redis_returns = _retrying_when_redis_is_down(wait=wait_exponential(multiplier=0.1, max=5))
 
 class Runner:
     def __init__(
@@ -100,10 +114,13 @@ class Runner:
             return
         log.debug("request started", request_id=request_id, job=record.job, attempt=attempt)
         slot = self._idle.get()
-        self.leases.add(request_id, Running(token, slot.stop_current))
+        fence = Fence(request_id, record.attempt)
+        # A cancel or a lost lease stops this task only: never the slot's next one.
+        self.leases.add(request_id, Running(token, lambda why: slot.stop_task(fence, why)))
         output_dir = self._output_dir(record)
         JOBS_RUNNING.labels(record.app, record.job).inc()
         started = time.monotonic()
+        handed_on = False
         try:
             try:
                 result = self._run(slot, record, token, output_dir)
@@ -111,6 +128,14 @@ class Runner:
                 # doomed already (see ChildSlot.run); count it as a lost worker and re-run.
                 log.exception("attempt broke", request_id=request_id, attempt=attempt)
                 result = Outcome(OutcomeKind.CRASHED, message=f"{type(exc).__name__}: {exc}")
+            finally:
+                self._waiting(slot, request_id, False)  # killed while waiting: take it back
+            if slot.ready_for_next:
+                # The child is free: it takes the next job while this outcome is stored (a
+                # doomed child is replaced after, so that a restart never delays the record).
+                handed_on = True
+                self._add_capacity(1)
+                self._give_back(slot)
             self._record(record, token, result, output_dir)
         finally:
             JOBS_RUNNING.labels(record.app, record.job).dec()
@@ -118,8 +143,10 @@ class Runner:
             self.leases.remove(request_id)
             if output_dir is not None:
                 shutil.rmtree(output_dir, ignore_errors=True)
-            self._waiting(slot, request_id, False)  # killed while waiting: take it back
-            self._give_back(slot)
+            if handed_on:
+                self._add_capacity(-1)
+            else:
+                self._give_back(slot)
 
     # -- lending: a job waiting on its children does not hold the slot they need -----------
     def _waiting(self, slot: ChildSlot, request_id: str, on: bool) -> None:

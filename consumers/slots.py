@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 import multiprocessing
 import socket
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +32,7 @@ from .protocol import (
     Chunk,
     Done,
     Failed,
+    Fence,
     Progress,
     Ready,
     RunTask,
@@ -129,6 +131,10 @@ class ChildSlot:
         self.restarts = 0
         self._wake_r, self._wake_w = socket.socketpair()
         self._stop_reason: StopReason | None = None
+        # The task in hand, so that a stop meant for one task never reaches the next (the
+        # runner hands the slot on before it has recorded the last task's outcome).
+        self._current: Fence | None = None
+        self._stopping = threading.Lock()
         self._retired = False
         # Set when a task was abandoned (timeout, cancel, crash) or the child must be recycled:
         # the outcome is recorded first and the child killed afterwards, in ensure_running,
@@ -236,6 +242,21 @@ class ChildSlot:
         self._stop_reason = reason
         self._wake_w.send(b"x")
 
+    def stop_task(self, fence: Fence, reason: StopReason | str) -> bool:
+        """From any thread: end task ``fence`` now, if it is the one this slot runs (a stop
+        for a finished task is dropped, never turned on the task after it)."""
+        with self._stopping:
+            if self._current != fence:
+                return False
+            self.stop_current(reason)
+            return True
+
+    @property
+    def ready_for_next(self) -> bool:
+        """Whether the child can take a task now (not doomed, alive, not being shut down)."""
+        alive = self.process is not None and self.process.is_alive()
+        return alive and not self._doomed and not self._retired
+
     def run(
         self,
         task: Task,
@@ -247,14 +268,19 @@ class ChildSlot:
         """Run one task to its outcome. Whatever goes wrong in here (a callback raising, a
         pipe error), the child is doomed, so it is never handed another task while busy."""
         self.ensure_running()
-        self._drain_wake()
-        self._stop_reason = None
+        with self._stopping:
+            self._drain_wake()
+            self._stop_reason = None
+            self._current = task.fence
         try:
             return self._run(task, timeout_s, on_progress, on_chunk, on_waiting)
         except BaseException:
             self._doomed = True
             self._replace_reason = "error while waiting on it"
             raise
+        finally:
+            with self._stopping:
+                self._current = None
 
     def _run(
         self,

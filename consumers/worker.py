@@ -189,8 +189,9 @@ class Consumer:
         )
         for q in self.queues:
             broker.declare_queue(q)
-        # Threads for the slots, and for those lent while jobs wait on their children.
-        threads = len(slots) + self.settings.max_lent_slots
+        # Threads for the slots, for the outcomes being stored while their slots already run
+        # the next job, and for slots lent while jobs wait on their children.
+        threads = 2 * len(slots) + self.settings.max_lent_slots
         worker = dramatiq.Worker(broker, queues=set(self.queues), worker_threads=threads)
         worker.queue_prefetch = len(slots)  # never hold a message no slot can start now
         health = HealthPublisher(

@@ -75,13 +75,19 @@ class LoopState:
         self._total = 0
         self._last_error: str | None = None
         self._last_error_at: float | None = None
+        self._gauge = LOOP_LAST_PASS.labels(name)
 
     def passed(self) -> None:
         now = time.time()
+        # A fetch loop passes once per message: after a clean pass, touch the lock and the
+        # gauge at most every 0.1 s (health is judged in seconds).
+        last = self._last_pass_at
+        if self._consecutive == 0 and last is not None and now - last < 0.1:
+            return
         with self._lock:
             self._last_pass_at = now
             self._consecutive = 0
-        LOOP_LAST_PASS.labels(self.name).set(now)
+        self._gauge.set(now)
 
     def failed(self, exc: BaseException) -> float:
         """Count and log ``exc``; returns how long to back off before the next pass."""
@@ -146,6 +152,7 @@ class LoopRegistry:
             while state.name in self._loops and self._loops[state.name] is not state:
                 n += 1
                 state.name = f"{base}#{n}"
+            state._gauge = LOOP_LAST_PASS.labels(state.name)
             self._loops[state.name] = state
             return state
 
