@@ -75,6 +75,7 @@ _persist = _retrying_when_redis_is_down(
 # as long as it takes (the message stays unacked, so a dead consumer's copy comes back).
 _until_redis_returns = _retrying_when_redis_is_down(wait=wait_exponential(multiplier=0.1, max=5))
 
+
 class Runner:
     def __init__(
         self,
