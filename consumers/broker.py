@@ -14,12 +14,13 @@ import time
 import redis
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.errors import ConnectionClosed
+from dramatiq.middleware import CurrentMessage
 
 from scheduler.supervision import LOOPS, LoopState
 from storage.connection import BLOCKING_READ_TIMEOUT_S
 from storage.keys import BROKER_NAMESPACE, NAMESPACE, wake_key
 from storage.registry import ConsumerRegistry
-from storage.requests import lua_script
+from storage.requests import BrokerAck, lua_script
 
 __all__ = ["WakingRedisBroker"]
 
@@ -43,7 +44,11 @@ class _WakingConsumer(_RedisConsumer):
 
     def ack(self, message):  # type: ignore[no-untyped-def]
         try:
-            super().ack(message)
+            if self.broker.take_acked(message.options["redis_message_id"]):
+                # The runner's finish script acked it already (one round trip, not two).
+                self.queued_message_ids.discard(message.message_id)
+            else:
+                super().ack(message)
         finally:
             self._notify()
 
@@ -87,8 +92,9 @@ class _WakingConsumer(_RedisConsumer):
 
 
 class WakingRedisBroker(RedisBroker):
-    """RedisBroker in jobcord's namespace, with no default middleware (jobcord does retries,
-    time limits and age limits itself, in the request record), and a fetch that honours
+    """RedisBroker in jobcord's namespace, with no default middleware but CurrentMessage
+    (jobcord does retries, time limits and age limits itself, in the request record), a
+    finish script that acks the message it ends (``current_ack``), and a fetch that honours
     priorities (storage/lua/fetch.lua: one list per level, all sharing dramatiq's message hash,
     so acks, requeues and dead-letters stay dramatiq's own). Queues in ``fallback_after_s``
     belong to a cheaper GPU class: only messages older than that are taken from them."""
@@ -101,7 +107,9 @@ class WakingRedisBroker(RedisBroker):
         fallback_after_s: dict[str, float] | None = None,
     ) -> None:
         client = redis.Redis.from_url(url, socket_timeout=BLOCKING_READ_TIMEOUT_S)
-        super().__init__(client=client, namespace=BROKER_NAMESPACE, middleware=[])
+        # CurrentMessage: the runner reads which message carries its attempt, to ack it in
+        # its finish script.
+        super().__init__(client=client, namespace=BROKER_NAMESPACE, middleware=[CurrentMessage()])
         self.priority_aging_every = priority_aging_every
         #: Queues served as a fallback -> how long a message must wait before we take it.
         self.fallback_after_s = dict(fallback_after_s or {})
@@ -111,6 +119,27 @@ class WakingRedisBroker(RedisBroker):
         self._owned_at = float("-inf")
         self._fetch = client.register_script(lua_script("fetch"))
         self._fetch_health: dict[str, LoopState] = {}
+        self._acked: set[str] = set()  # message ids a finish script acked
+        self._acked_lock = threading.Lock()
+
+    def current_ack(self) -> BrokerAck | None:
+        """The message the calling worker thread is processing, as its finish script acks it."""
+        message = CurrentMessage.get_current_message()
+        if message is None or message.queue_name.endswith(".DQ"):
+            return None
+        return BrokerAck(self.broker_id, message.queue_name, message.options["redis_message_id"])
+
+    def acked_by_finish(self, message_id: str) -> None:
+        with self._acked_lock:
+            self._acked.add(message_id)
+
+    def take_acked(self, message_id: str) -> bool:
+        """Whether a finish script acked ``message_id`` (forgotten once asked)."""
+        with self._acked_lock:
+            if message_id in self._acked:
+                self._acked.discard(message_id)
+                return True
+            return False
 
     def fetch_health(self, queue_name: str, interval_s: float) -> LoopState:
         """The supervised-loop health of fetching ``queue_name`` (one per queue, kept across

@@ -29,7 +29,7 @@ from scheduler.payloads import unpack
 from scheduler.retry_policy import RetryPolicy
 from storage.errors import RequestNotFound, ResultStoreError
 from storage.records import RequestRecord
-from storage.requests import RequestStore
+from storage.requests import BrokerAck, RequestStore
 from storage.results import ResultStore, named_keys, result_prefix
 from storage.settings import Settings
 from storage.statuses import Status
@@ -89,6 +89,8 @@ class Runner:
         *,
         add_capacity: Callable[[int], None] | None = None,
         max_lent: int = 0,
+        current_ack: Callable[[], BrokerAck | None] | None = None,
+        acked_by_finish: Callable[[str], None] | None = None,
     ) -> None:
         self.app = app
         self.store = store
@@ -104,6 +106,9 @@ class Runner:
         self._to_retire = 0  # borrowed slots to close when they come back idle
         self._lent: set[str] = set()  # requests whose job waits and whose slot is lent
         self._max_lent = max_lent
+        # Acking the broker message in the finish script (worker.py passes the broker's).
+        self._current_ack = current_ack or (lambda: None)
+        self._acked_by_finish = acked_by_finish or (lambda message_id: None)
 
     def execute(self, request_id: str, attempt: int) -> None:
         token = uuid.uuid4().hex
@@ -367,7 +372,11 @@ class Runner:
     def _finish(
         self, rid: str, token: str, status: Status, record: RequestRecord, **fields: Any
     ) -> bool:
-        if self.store.finish(rid, token, status, **fields):
+        ack = self._current_ack()
+        finished, acked = self.store.finish_and_ack(rid, token, status, ack, **fields)
+        if acked and ack is not None:
+            self._acked_by_finish(ack.message_id)
+        if finished:
             error = fields.get("error")
             why = {"error": f"{error['type']}: {error['message']}"[:300]} if error else {}
             log.info("request finished", request_id=rid, status=status.value, **why)

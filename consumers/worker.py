@@ -182,6 +182,8 @@ class Consumer:
             self.settings,
             self.worker_id,
             add_capacity=broker.add_capacity,
+            current_ack=broker.current_ack,
+            acked_by_finish=broker.acked_by_finish,
             max_lent=self.settings.max_lent_slots,
         )
         dramatiq.actor(actor_name=ACTOR_NAME, queue_name=self.queues[0], broker=broker)(

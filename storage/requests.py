@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.resources import files
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 
@@ -23,6 +23,7 @@ from .settings import Settings
 from .statuses import TERMINAL_STATUSES, Status
 
 __all__ = [
+    "BrokerAck",
     "FIRST_EVENT_ID",
     "RequestStore",
     "NewRequest",
@@ -105,6 +106,14 @@ class StatusEvent:
     at: float
     attempt: int
     fields: dict[str, str]
+
+
+class BrokerAck(NamedTuple):
+    """The dramatiq message that carried an attempt: whose ack set, which queue, which id."""
+
+    broker_id: str
+    queue: str
+    message_id: str
 
 
 #: The stream id given to the unstored first QUEUED event: below any id Redis makes.
@@ -321,8 +330,32 @@ class RequestStore:
         return dict(zip(leases, self._run("renew", self.settings.lease_ttl_s, *flat), strict=True))
 
     def finish(self, request_id: str, token: str, status: Status, **fields: Any) -> bool:
+        return self.finish_and_ack(request_id, token, status, None, **fields)[0]
+
+    def finish_and_ack(
+        self,
+        request_id: str,
+        token: str,
+        status: Status,
+        ack: BrokerAck | None,
+        **fields: Any,
+    ) -> tuple[bool, bool]:
+        """End the attempt holding ``token``; with ``ack``, ack its broker message in the
+        same script. Returns (finished, acked): a stale attempt acks nothing."""
         flat = [x for k, v in fields.items() if v is not None for x in (k, _encode(v))]
-        return self._run("finish", request_id, token, status.value, self._retention, *flat) == "ok"
+        bid, queue, message_id = ack if ack is not None else ("", "", "")
+        reply = self._run(
+            "finish",
+            request_id,
+            token,
+            status.value,
+            self._retention,
+            bid,
+            queue,
+            message_id,
+            *flat,
+        )
+        return reply in ("ok", "ok+acked"), reply == "ok+acked"
 
     def retry(
         self, request_id: str, token: str, *, delay_s: float, counter: str, error: dict, reason: str

@@ -260,3 +260,18 @@ def test_a_queued_request_stores_no_event_stream_yet_reads_queued_first(client, 
         Status.QUEUED,
         Status.CANCELED,
     ]
+
+
+def test_finished_requests_leave_no_broker_message_or_ack_behind(client, start_worker, rds):
+    """The finish script acks the message it ends: nothing stays in dramatiq's hash or sets."""
+    start_worker()
+    handles = [jobs.echo.async_run_remote(i) for i in range(5)]
+    handles.append(jobs.always_fails.async_run_remote("no"))
+    for h in handles:
+        h.wait(timeout=20)
+
+    def clean() -> bool:
+        acks = [k for k in rds.scan_iter("jobcord.dq:__acks__.*") if rds.scard(k)]
+        return rds.hlen("jobcord.dq:jobcord.lifecycle.cpu.msgs") == 0 and not acks
+
+    wait_for(clean, 10, "no message left in the broker's hash or ack sets")

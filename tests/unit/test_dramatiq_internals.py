@@ -28,9 +28,30 @@ def test_the_private_consumer_still_has_what_we_override_and_read():
     for name in ("__next__", "ack", "nack"):
         assert callable(getattr(_RedisConsumer, name))
     source = inspect.getsource(_RedisConsumer)
-    for attribute in ("message_cache", "outstanding_message_count", "prefetch", "queue_name"):
+    attributes = (
+        "message_cache",
+        "outstanding_message_count",
+        "prefetch",
+        "queue_name",
+        "queued_message_ids",  # what an ack done by our finish script must still discard
+    )
+    for attribute in attributes:
         assert f"self.{attribute}" in source, attribute
     # Fetching goes through the broker's do_fetch (we replace it) and _dispatch (we reuse it).
     assert "self.broker.do_fetch(" in source
     assert callable(RedisBroker._dispatch)
     assert isinstance(inspect.getattr_static(RedisBroker, "consumer_class"), property)
+
+
+def test_an_ack_is_the_two_writes_our_finish_script_repeats():
+    """storage/lua/finish.lua acks the message it ends as dramatiq's dispatch.lua does."""
+    import pathlib
+
+    import dramatiq.brokers.redis as redis_broker
+    from dramatiq.middleware import CurrentMessage
+
+    lua = (pathlib.Path(redis_broker.__file__).parent / "redis" / "dispatch.lua").read_text()
+    ack = lua[lua.index('command == "ack"') : lua.index('command == "nack"')]
+    assert 'redis.call("srem", queue_acks, message_id) > 0' in ack
+    assert 'redis.call("hdel", queue_messages, message_id)' in ack
+    assert callable(CurrentMessage.get_current_message)  # how the runner finds the message
