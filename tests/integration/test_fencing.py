@@ -40,7 +40,9 @@ def test_a_paused_attempt_cannot_touch_the_winners_result(
         15,
         "the paused consumer to give up its attempt",
     )
-    assert stored() == ["attempt-2/files/who.txt", "attempt-2/output"]
+    # It logs the refused finish, then removes what it uploaded: wait for that, not the log.
+    wanted = ["attempt-2/files/who.txt", "attempt-2/output"]
+    wait_for(lambda: stored() == wanted, 10, "only the winner's objects to stay")
     after = handle.status()
     assert after.attempt == 2 and after.result.key == won.result.key
     assert httpx.get(after.files[0].url).text == "attempt 2"
