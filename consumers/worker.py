@@ -43,6 +43,7 @@ __all__ = [
     "served_queues",
     "consumer_class",
     "device_groups",
+    "default_concurrency",
 ]
 
 log = structlog.get_logger("jobcord.worker")
@@ -70,6 +71,12 @@ def consumer_class(devices: list[Device]) -> str:
     raise ConfigurationError(
         f"run one worker per GPU class (--gpus with matching indexes); got {names}"
     )
+
+
+def default_concurrency(devices: list[Device]) -> int:
+    """Children per device group when ``--concurrency`` is not given: one per group of GPUs;
+    for CPU work one per core this process may use, as dramatiq's CLI runs processes."""
+    return 1 if devices else len(os.sched_getaffinity(0))
 
 
 def served_queues(app: AppRegistry, devices: list[Device]) -> tuple[str, list[str]]:

@@ -52,8 +52,13 @@ def worker(
     app_ref: Annotated[str, typer.Argument(metavar="MODULE:APP")],
     gpus: Annotated[str, typer.Option(help="all | none | indexes like 0,1")] = "none",
     concurrency: Annotated[
-        int, typer.Option(min=1, help="Job processes per device group (they share its GPUs)")
-    ] = 1,
+        int | None,
+        typer.Option(
+            min=1,
+            help="Job processes per device group (they share its GPUs); default: 1 per "
+            "group, or one per CPU core with --gpus none",
+        ),
+    ] = None,
     drain: Annotated[float, typer.Option(help="Seconds to let running jobs finish on stop")] = 30.0,
     gpus_per_child: Annotated[
         int | None,
@@ -75,7 +80,7 @@ def worker(
 ) -> None:
     """Consume the app's queues that this machine's devices can serve."""
     from consumers.devices import discover_devices, select_devices
-    from consumers.worker import ConsumerConfig, run_consumer
+    from consumers.worker import ConsumerConfig, default_concurrency, run_consumer
     from scheduler.metrics_server import serve_metrics
 
     settings = _settings()
@@ -83,7 +88,7 @@ def worker(
     devices = select_devices(gpus, discover_devices())
     config = ConsumerConfig(
         app_ref,
-        concurrency,
+        concurrency or default_concurrency(devices),
         devices,
         drain,
         gpus_per_child=gpus_per_child,

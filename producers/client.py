@@ -140,7 +140,6 @@ class RedisClient:
         """Block on the request's event stream (no polling) until it is terminal; rides out
         Redis restarts within the timeout."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        last = None
         for attempt in Retrying(
             retry=retry_if_exception_type((redis.ConnectionError, redis.TimeoutError)),
             wait=wait_exponential(multiplier=0.1, max=2),
@@ -149,11 +148,10 @@ class RedisClient:
         ):
             with attempt:
                 remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                for event in self.store.follow(request_id, timeout_s=remaining):
-                    last = event.status
-        if last is None or not last.is_terminal:
+                record, last = self.store.wait_terminal(request_id, timeout_s=remaining)
+        if record is None:
             raise ResultTimeout(request_id, timeout_s, last)
-        return self.store.get(request_id)
+        return record
 
     def rerun_unless_succeeded(self, request_id: str) -> None:
         """Run an ended, unsuccessful request again (same id): a retried parent's child."""

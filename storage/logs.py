@@ -26,7 +26,9 @@ def configure_logging(fmt: str = "json", level: str = "INFO") -> None:
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=False,
+        # Module-level loggers bind once, not on every call (the hot path logs per job);
+        # every process configures logging before its first log line.
+        cache_logger_on_first_use=True,
     )
     # dramatiq and friends log through the standard library: keep them quiet but visible.
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s %(message)s")

@@ -303,6 +303,35 @@ class RequestStore:
             if not batch and not self.client.exists(keys.record_key(request_id)):
                 raise RequestNotFound(request_id)
 
+    def wait_terminal(
+        self, request_id: str, *, timeout_s: float | None
+    ) -> tuple[RequestRecord | None, Status]:
+        """Block until the request is terminal: (its record, its status), or (None, the last
+        status seen) after ``timeout_s``. The sync path's few round trips: blocking reads of
+        the event stream from its start (an ended request's terminal event is there at once),
+        then one read of the record, which also checks that no rerun started since."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        # Nothing stored yet means QUEUED: the first QUEUED event is never stored.
+        stream, after, last = keys.events_key(request_id), "0-0", Status.QUEUED
+        while True:
+            block_s = 5.0 if deadline is None else min(5.0, deadline - time.monotonic())
+            if block_s <= 0:
+                return None, last
+            reply: Any = self.client.xread({stream: after}, block=max(1, int(block_s * 1000)))
+            if not reply:
+                if not self.client.exists(keys.record_key(request_id)):
+                    raise RequestNotFound(request_id)
+                continue
+            ended = False
+            for stream_id, data in reply[0][1]:
+                after, last = stream_id, Status(data["status"])
+                ended = last.is_terminal
+            if ended:
+                record = self.get(request_id)
+                if record.status.is_terminal:
+                    return record, record.status
+                last = record.status  # run again since (a rerun): read on
+
     def _is_final(self, request_id: str, attempt: int) -> bool:
         """A terminal event is the end unless the request was run again since (a retry)."""
         reply: Any = self.client.hmget(keys.record_key(request_id), ["status", "attempt"])

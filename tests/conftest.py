@@ -237,7 +237,9 @@ def start_worker(jobcord_env: dict[str, str]) -> Iterator[Callable[..., WorkerPr
         env: dict[str, str] | None = None,
         wait: bool = True,
     ) -> WorkerProcess:
-        w = WorkerProcess(app_ref, {**jobcord_env, **(env or {})}, ["--drain", "2", *args])
+        # One child unless a test asks for more (the CLI's CPU default is one per core).
+        one = [] if "--concurrency" in args else ["--concurrency", "1"]
+        w = WorkerProcess(app_ref, {**jobcord_env, **(env or {})}, ["--drain", "2", *one, *args])
         started.append(w)
         return w.wait_ready() if wait else w
 

@@ -65,3 +65,13 @@ def test_retry_policy_bounds():
     for failures, ceiling in [(1, 1.0), (2, 2.0), (3, 4.0), (6, 5.0)]:
         delays = [policy.delay_s(failures) for _ in range(200)]
         assert min(delays) >= ceiling / 2 and max(delays) <= ceiling
+
+
+def test_default_concurrency_is_one_per_gpu_group_or_one_per_usable_core():
+    import os
+
+    from consumers.devices import _fake_devices
+    from consumers.worker import default_concurrency
+
+    assert default_concurrency([]) == len(os.sched_getaffinity(0))
+    assert default_concurrency(_fake_devices('[{"uuid": "GPU-a"}, {"uuid": "GPU-b"}]')) == 1
