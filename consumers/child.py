@@ -59,8 +59,10 @@ def child_main(app_ref: str, conn: Connection, env: dict[str, str], log_format: 
     from storage.logs import configure_logging
 
     from .cuda_errors import poisons_cuda_context
+    from .finish_here import ChildFinisher
 
     configure_logging(log_format)
+    finisher = ChildFinisher()
     send_lock = threading.Lock()
 
     def send(msg: ChildMessage) -> None:
@@ -119,7 +121,8 @@ def child_main(app_ref: str, conn: Connection, env: dict[str, str], log_format: 
                 send(Done(fence, JSON_TYPE, b"null"))
             else:
                 encoded = encode_output(signature, invoke(spec, task.input, ctx))
-                send(Done(fence, encoded.content_type, encoded.data))
+                ended = finisher.try_finish(task, encoded)
+                send(ended or Done(fence, encoded.content_type, encoded.data))
         except BaseException as exc:  # the job's failure is data for the parent
             f = describe_failure(exc, spec)
             poisoned = poisons_cuda_context(exc)

@@ -7,7 +7,13 @@ left over from an abandoned task can never become another request's output.
 parent -> child: :class:`RunTask` | :class:`StopChild`
 child -> parent: :class:`Ready` | :class:`StartupFailed` (once, at start), then per task any
 number of :class:`Progress` / :class:`Chunk` / :class:`Waiting` and exactly one
-:class:`Done` or :class:`Failed`.
+:class:`Done`, :class:`Finished` or :class:`Failed`.
+
+The hot path: a task that carries :class:`FinishHere` may be ended by the child itself when
+it succeeds with a small JSON output (one fenced finish script, which also acks the broker
+message), so the parent's one Python process is not every job's bottleneck. Anything else
+(a large or binary output, files, a Redis error on the way) comes back as :class:`Done` and
+the parent stores it as before.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ __all__ = [
     "Chunk",
     "Waiting",
     "Done",
+    "Finished",
+    "FinishHere",
     "Failed",
     "TaskReply",
     "ChildMessage",
@@ -41,12 +49,24 @@ class Fence:
 
 
 @dataclass(frozen=True)
+class FinishHere:
+    """Leave for the child to end a small successful attempt itself: the lease token that
+    fences the finish, the broker message it acks (broker id, queue, message id), and the
+    largest output that may stay inline."""
+
+    token: str
+    ack: tuple[str, str, str] | None
+    inline_max_bytes: int
+
+
+@dataclass(frozen=True)
 class Task:
     request_id: str
     attempt: int
     job: str
     input: Any
     output_dir: str
+    finish: FinishHere | None = None
 
     @property
     def fence(self) -> Fence:
@@ -107,6 +127,15 @@ class Done:
 
 
 @dataclass(frozen=True)
+class Finished:
+    """The child ended the attempt itself (see :class:`FinishHere`): nothing left to store."""
+
+    fence: Fence
+    finished: bool  # False: the lease was no longer ours, nothing was written
+    acked: bool  # the finish script acked the broker message too
+
+
+@dataclass(frozen=True)
 class Failed:
     fence: Fence
     error_type: str
@@ -117,5 +146,5 @@ class Failed:
     error_module: str  # where the error's class lives, so callers can raise it again
 
 
-TaskReply = Progress | Chunk | Waiting | Done | Failed
+TaskReply = Progress | Chunk | Waiting | Done | Finished | Failed
 ChildMessage = Ready | StartupFailed | TaskReply

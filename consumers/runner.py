@@ -24,7 +24,7 @@ import structlog
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from scheduler.invoke import next_retry_delay_s
-from scheduler.jobspec import AppRegistry
+from scheduler.jobspec import AppRegistry, JobSpec
 from scheduler.payloads import unpack
 from scheduler.retry_policy import RetryPolicy
 from storage.errors import RequestNotFound, ResultStoreError
@@ -36,7 +36,7 @@ from storage.statuses import Status
 
 from .leases import LeaseKeeper, Running
 from .metrics import JOB_SECONDS, JOBS_FINISHED, JOBS_RUNNING
-from .protocol import Fence, Task
+from .protocol import Fence, Finished, FinishHere, Task
 from .results import store_result, stored_keys
 from .slots import ChildSlot, Outcome, OutcomeKind, StopReason
 
@@ -226,7 +226,14 @@ class Runner:
             data = unpack(self.results.get_bytes(record.input_ref))
         elif record.input_format == "msgpack":  # bytes or arrays: raw, beside the record
             data = unpack(self.store.input_bytes(rid))
-        task = Task(rid, record.attempt, record.job, data, str(output_dir or ""))
+        task = Task(
+            rid,
+            record.attempt,
+            record.job,
+            data,
+            str(output_dir or ""),
+            self._leave(spec, record, token),
+        )
         timeout = record.timeout_s if record.timeout_s is not None else spec.timeout_s
         return slot.run(
             task,
@@ -236,11 +243,33 @@ class Runner:
             lambda on: self._waiting(slot, rid, on),
         )
 
+    def _leave(self, spec: JobSpec, record: RequestRecord, token: str) -> FinishHere | None:
+        """Whether the child may end this attempt itself if it succeeds small: not when the
+        result has files to upload or streamed chunks, nor after a first attempt (the winner
+        sweeps what earlier attempts left in the result store, which the parent does)."""
+        if spec.upload or spec.stream or record.attempt != 1:
+            return None
+        ack = self._current_ack()
+        return FinishHere(token, ack, self.settings.inline_output_max_bytes)
+
+    def _ended_by_child(self, record: RequestRecord, ended: Finished) -> None:
+        if ended.acked:
+            ack = self._current_ack()
+            if ack is not None:
+                self._acked_by_finish(ack.message_id)
+        if ended.finished:
+            JOBS_FINISHED.labels(record.app, record.job, Status.SUCCEEDED.value).inc()
+        else:
+            log.warning("finish ignored: lease no longer ours", request_id=record.request_id)
+
     @_persist
     def _record(
         self, record: RequestRecord, token: str, result: Outcome, output_dir: Path | None
     ) -> None:
         rid = record.request_id
+        if result.ended_by_child is not None:
+            self._ended_by_child(record, result.ended_by_child)
+            return
         if result.kind is OutcomeKind.OK:
             spec = self.app.jobs[record.job]
             try:

@@ -33,6 +33,7 @@ from .protocol import (
     Done,
     Failed,
     Fence,
+    Finished,
     Progress,
     Ready,
     RunTask,
@@ -83,6 +84,8 @@ class Outcome:
     retryable: bool = True
     stop_reason: StopReason | None = None  # with kind STOPPED
     error_module: str = ""  # where the error's class lives, so callers can raise it again
+    #: With kind OK: the child ended the attempt itself (nothing left to store).
+    ended_by_child: Finished | None = None
 
 
 @dataclass(frozen=True)
@@ -335,6 +338,9 @@ class ChildSlot:
             elif isinstance(msg, Done):
                 self._after_job(poisoned=False)
                 return Outcome(OutcomeKind.OK, content_type=msg.content_type, data=msg.data)
+            elif isinstance(msg, Finished):
+                self._after_job(poisoned=False)
+                return Outcome(OutcomeKind.OK, ended_by_child=msg)
             elif isinstance(msg, Failed):
                 self._after_job(poisoned=msg.poisoned)
                 return Outcome(
