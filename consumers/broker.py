@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
+from typing import Protocol
 
 import redis
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
@@ -22,7 +24,21 @@ from storage.keys import BROKER_NAMESPACE, NAMESPACE, wake_key
 from storage.registry import ConsumerRegistry
 from storage.requests import BrokerAck, lua_script
 
-__all__ = ["WakingRedisBroker"]
+__all__ = ["WakingRedisBroker", "ClaimsOnFetch"]
+
+
+class ClaimsOnFetch(Protocol):
+    """Who takes the attempts the fetch script claims (the runner)."""
+
+    worker_id: str
+
+    @property
+    def lease(self) -> tuple[float, int]:
+        """(lease_ttl_s, retention_s) for the claim."""
+
+    def claimed(self, flat: list[str]) -> None:
+        """``flat``: the lease token, the message id, then the record's fields and values."""
+
 
 _OWNERS_TTL_S = 2.0
 
@@ -120,6 +136,7 @@ class WakingRedisBroker(RedisBroker):
         self._fetch = client.register_script(lua_script("fetch"))
         self._fetch_health: dict[str, LoopState] = {}
         self._acked: set[str] = set()  # message ids a finish script acked
+        self._claims: ClaimsOnFetch | None = None
         self._acked_lock = threading.Lock()
 
     def current_ack(self) -> BrokerAck | None:
@@ -155,20 +172,32 @@ class WakingRedisBroker(RedisBroker):
             LOOPS.unregister(state)
         super().close()
 
+    def claim_on_fetch(self, claims: ClaimsOnFetch | None) -> None:
+        """Claim each message's attempt inside the fetch script (one round trip, not two),
+        handing the claimed records to ``claims``; None: fetch only."""
+        self._claims = claims
+
     def do_fetch(self, queue_name: str, prefetch: int) -> list[bytes]:
         if queue_name.endswith(".DQ"):  # delay queues are dramatiq's business
             return self._dispatch("fetch")(queue_name, prefetch)  # type: ignore[no-any-return]
-        return self._fetch(  # type: ignore[no-any-return]
-            args=[
-                NAMESPACE,
-                BROKER_NAMESPACE,
-                queue_name,
-                self.broker_id,
-                prefetch,
-                self.priority_aging_every,
-                self._min_age_ms(queue_name),
-            ]
-        )
+        args = [
+            NAMESPACE,
+            BROKER_NAMESPACE,
+            queue_name,
+            self.broker_id,
+            prefetch,
+            self.priority_aging_every,
+            self._min_age_ms(queue_name),
+        ]
+        claims = self._claims
+        if claims is None:
+            return self._fetch(args=args)  # type: ignore[no-any-return]
+        prefix = uuid.uuid4().hex
+        messages, records = self._fetch(args=[*args, claims.worker_id, prefix, *claims.lease])
+        for flat in records:
+            if flat[0]:  # a lease token: claimed (this client reads bytes)
+                claims.claimed([x.decode() for x in flat])
+        return messages  # type: ignore[no-any-return]
 
     def add_capacity(self, n: int) -> None:
         """Let every queue's consumer hold ``n`` more (or fewer) messages: a slot was lent

@@ -193,6 +193,7 @@ class Consumer:
             acked_by_finish=broker.acked_by_finish,
             max_lent=self.settings.max_lent_slots,
         )
+        broker.claim_on_fetch(runner)
         dramatiq.actor(actor_name=ACTOR_NAME, queue_name=self.queues[0], broker=broker)(
             runner.execute
         )
@@ -228,6 +229,9 @@ class Consumer:
             self._stop.wait()
         finally:
             log.info("consumer draining", drain_s=self.config.drain_s)
+            # dramatiq keeps fetching while its workers drain (for heartbeats) and requeues
+            # what it fetched: claim no more, or each would start an attempt only to hand it back.
+            broker.claim_on_fetch(None)
             stopper = threading.Thread(target=worker.stop, daemon=True)
             stopper.start()
             stopper.join(self.config.drain_s)
@@ -235,6 +239,7 @@ class Consumer:
                 for slot in slots:
                     slot.stop_current("shutdown")
                 stopper.join()
+            runner.release_unstarted()
             maintenance.stop()
             leases.stop()
             health.close()

@@ -145,3 +145,24 @@ local function requeue(rid, attempt, eta, reason, front)
   end
   return next_attempt
 end
+
+-- Start attempt `attempt` of a request if it is still the queued one (QUEUED -> IN_PROGRESS
+-- with lease `token`); expire it when its queue deadline has passed. Returns 'claimed',
+-- 'expired', 'stale' or 'missing'. Used by claim and by fetch (which claims as it takes).
+local function claim_attempt(rid, attempt, worker, token, lease_ttl, retention)
+  local rk = rec_key(rid)
+  local cur = redis.call('HMGET', rk, 'status', 'attempt', 'queue_deadline')
+  if not cur[1] then return 'missing' end
+  if cur[1] ~= 'QUEUED' or cur[2] ~= attempt then return 'stale' end
+  if cur[3] and cur[3] ~= '' and tonumber(cur[3]) < now then
+    terminate(rid, 'EXPIRED', attempt, retention,
+      {'error', cjson.encode({type = 'Expired', message = 'not started before max_time_in_queue_seconds'})})
+    return 'expired'
+  end
+  redis.call('HSET', rk, 'status', 'IN_PROGRESS', 'started_at', now_s, 'worker', worker,
+    'lease', token)
+  redis.call('ZREM', key_deadlines(), rid)  -- started: the queue deadline no longer applies
+  redis.call('ZADD', key_running(), now + lease_ttl, rid)
+  event(rid, 'IN_PROGRESS', attempt)
+  return 'claimed'
+end

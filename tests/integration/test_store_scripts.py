@@ -159,3 +159,62 @@ def test_the_winning_attempt_sweeps_what_dead_attempts_left(store, tmp_path):
     )
     assert not (tmp_path / "t/j" / rid / "attempt-1").exists()
     assert results.get_bytes(won.key) == b"won"
+
+
+class _Claims:
+    """What the runner does with claims made at fetch, recorded."""
+
+    worker_id = "w"
+    lease = (5.0, 3600)
+
+    def __init__(self) -> None:
+        self.got: list[list[str]] = []
+
+    def claimed(self, flat: list[str]) -> None:
+        self.got.append(flat)
+
+
+def _fetch(redis_url: str, claims: object, n: int = 10) -> list[bytes]:
+    from consumers.broker import WakingRedisBroker
+
+    broker = WakingRedisBroker(redis_url)
+    broker.claim_on_fetch(claims)  # type: ignore[arg-type]
+    try:
+        return broker.do_fetch("jobcord.t.cpu", n)
+    finally:
+        broker.close()
+
+
+def test_fetch_claims_as_it_takes_and_acks_stale_messages_in_redis(store, rds, redis_url):
+    stale, live = _submit(store), _submit(store)
+    rds.hset(f"jobcord:req:{stale}", "attempt", 2)  # its message's attempt is no longer queued
+    claims = _Claims()
+    messages = _fetch(redis_url, claims)
+    assert len(messages) == 1 and live in messages[0].decode()
+    [(token, message_id, *fields)] = claims.got
+    assert message_id.startswith(f"{live}.1.")
+    record = dict(zip(fields[::2], fields[1::2], strict=True))
+    assert record["status"] == "IN_PROGRESS" and record["lease"] == token
+    assert store.get(live).status is Status.IN_PROGRESS
+    # The stale message was acked inside the script: only the live one is left unacked.
+    assert rds.hkeys("jobcord.dq:jobcord.t.cpu.msgs") == [message_id]
+    assert store.get(stale).status is Status.QUEUED  # untouched
+
+
+def test_an_attempt_claimed_at_fetch_but_never_started_goes_back_uncounted(store, redis_url):
+    from consumers.leases import LeaseKeeper
+    from consumers.runner import Runner
+    from scheduler.jobspec import AppRegistry
+
+    rid = _submit(store)
+    leases = LeaseKeeper(store, 5.0)
+    runner = Runner(AppRegistry("t"), store, None, leases, [], store.settings, "w")  # type: ignore[arg-type]
+    _fetch(redis_url, runner)
+    assert store.get(rid).status is Status.IN_PROGRESS
+    assert rid in leases._running  # renewed from the claim on, before any worker takes it
+    runner.release_unstarted()  # the consumer shuts down before a worker took it
+    record = store.get(rid)
+    assert record.status is Status.QUEUED and record.attempt == 2
+    assert (record.failures, record.worker_losses, record.infra_failures) == (0, 0, 0)
+    assert record.attempts[-1].reason == "consumer shut down"
+    assert rid not in leases._running
