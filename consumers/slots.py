@@ -53,6 +53,8 @@ _spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobcord-spawner
 #: The longest single wait handed to the OS: a long timeout is waited out in slices, so no
 #: duration, however large, can overflow a system call.
 _MAX_WAIT_SLICE_S = 60.0
+#: After a lease is reported lost, how long a reply from the child may still end the wait.
+_LOST_REPLY_GRACE_S = 1.0
 
 
 class StartupFailed(JobcordError):
@@ -296,17 +298,32 @@ class ChildSlot:
         self.conn.send(RunTask(task))
         fence = task.fence
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        lost_by: float | None = None  # a lost lease: when to stop waiting for the child
         while True:
-            remaining = None if deadline is None else deadline - time.monotonic()
+            now = time.monotonic()
+            remaining = None if deadline is None else deadline - now
             if remaining is not None and remaining <= 0:
                 self._doomed = True
                 return Outcome(
                     OutcomeKind.TIMEOUT, message=f"exceeded its timeout of {timeout_s} s"
                 )
-            ready = wait(
-                [self.conn, self._wake_r], min(remaining or _MAX_WAIT_SLICE_S, _MAX_WAIT_SLICE_S)
-            )
-            if self._wake_r in ready and self._stop_reason is not None:
+            if lost_by is not None and now >= lost_by:
+                self._doomed = True
+                return Outcome(
+                    OutcomeKind.STOPPED, stop_reason=self._stop_reason or StopReason.LOST
+                )
+            wait_s = min(remaining or _MAX_WAIT_SLICE_S, _MAX_WAIT_SLICE_S)
+            if lost_by is not None:
+                wait_s = min(wait_s, lost_by - now)
+            ready = wait([self.conn, self._wake_r], wait_s)
+            if self._wake_r in ready and self._stop_reason is StopReason.LOST:
+                # A child that ends its attempt itself removes the lease, so a renewal in
+                # between reads "lost": give its reply a moment before abandoning the attempt
+                # (a cancel or shutdown meanwhile still stops it at once).
+                self._drain_wake()
+                if lost_by is None:
+                    lost_by = time.monotonic() + _LOST_REPLY_GRACE_S
+            elif self._wake_r in ready and self._stop_reason is not None:
                 self._doomed = True
                 return Outcome(OutcomeKind.STOPPED, stop_reason=self._stop_reason)
             if self.conn not in ready:

@@ -87,3 +87,22 @@ def test_a_stop_ends_the_wait_and_the_next_task_gets_a_fresh_child(slot):
     assert time.monotonic() - started < 5
     nxt = output(run(slot, task("r2", "y")))
     assert nxt["text"] == "y" and nxt["pid"] != pid
+
+
+def test_a_lost_lease_lets_a_reply_already_on_its_way_end_the_task(slot):
+    # The child's own finish removes the lease; a renewal just then reads "lost". The reply
+    # that follows must still end the task, and the healthy child stays.
+    t = task("r-lost", "done", delay_s=0.3)
+    threading.Timer(0.1, slot.stop_task, args=(t.fence, StopReason.LOST)).start()
+    pid = slot.process.pid
+    assert output(run(slot, t))["text"] == "done"
+    assert slot.ready_for_next and slot.process.pid == pid
+
+
+def test_a_lost_lease_still_abandons_a_task_that_does_not_answer(slot):
+    t = task("r-lost-long", "never", delay_s=30)
+    threading.Timer(0.1, slot.stop_task, args=(t.fence, StopReason.LOST)).start()
+    started = time.monotonic()
+    outcome = run(slot, t)
+    assert outcome.kind is OutcomeKind.STOPPED and outcome.stop_reason is StopReason.LOST
+    assert time.monotonic() - started < 5 and not slot.ready_for_next
