@@ -6,8 +6,10 @@ The reference is dramatiq's CLI at its defaults (one process per CPU, 8 threads 
 Results middleware, so both sides keep results; jobcord runs `jobcord worker --gpus none` at
 its defaults unless --concurrency is given. Prints one table (settings in its caption):
 enqueue rate, Redis bytes per queued job, the idle synchronous round trip through each
-system's result API (p50/p99), no-op and 10 ms drain rates, and Redis commands per job, with
-ratios. Medians of --rounds rounds, the engines' order alternating.
+system's result API (p50/p99), no-op and 10 ms drain rates, Redis commands per job, and where
+the CPU goes during the no-op drain (the consumer's main process, its job or worker processes,
+the Redis server, this client), with ratios. Medians of --rounds rounds, the engines' order
+alternating.
 Uses JOBCORD_BENCH_REDIS_URL (default redis://127.0.0.1:6379/12), or an embedded
 redis-server when nothing answers there; only the benchmark's own keys are deleted.
 """
@@ -211,6 +213,47 @@ def _commands(r: redis.Redis) -> int:
     return sum(int(v["calls"]) for v in r.info("commandstats").values())
 
 
+class CpuMeter:
+    """CPU seconds spent by each side of a run: the consumer's main process, its job (or
+    worker) processes, the Redis server (when it runs on this machine) and this client."""
+
+    SIDES = ("consumer main", "job/worker procs", "Redis server", "client")
+
+    def __init__(self, consumer_pid: int, r: redis.Redis) -> None:
+        import psutil
+
+        self._psutil = psutil
+        self.consumer = psutil.Process(consumer_pid)
+        redis_pid = int(r.info("server").get("process_id", 0))
+        self.redis = psutil.Process(redis_pid) if psutil.pid_exists(redis_pid) else None
+        self.me = psutil.Process()
+
+    def _cpu(self, procs: list) -> float:  # type: ignore[type-arg]
+        total = 0.0
+        for p in procs:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except self._psutil.Error:  # a child that exited meanwhile
+                pass
+        return total
+
+    def read(self) -> dict[str, float]:
+        children = self.consumer.children(recursive=True)
+        return dict(
+            zip(
+                self.SIDES,
+                (
+                    self._cpu([self.consumer]),
+                    self._cpu(children),
+                    self._cpu([self.redis]) if self.redis else float("nan"),
+                    self._cpu([self.me]),
+                ),
+                strict=True,
+            )
+        )
+
+
 def _burst(engine: Engine, r: redis.Redis, jobs: int, enqueue: Callable[[], object]) -> float:
     """Jobs/s from the first enqueue of a burst until every message is acked."""
     started = time.perf_counter()
@@ -241,7 +284,11 @@ def measure(engine: Engine, r: redis.Redis, jobs: int, samples: int) -> dict[str
             round_trips.append((time.perf_counter() - t0) * 1000)
         _drain(r, engine.messages_key)
         calls = _commands(r)
+        assert engine.proc is not None
+        meter = CpuMeter(engine.proc.pid, r)
+        cpu_before = meter.read()
         noop_rate = _burst(engine, r, jobs, engine.enqueue_noop)
+        cpu_after = meter.read()
         commands = (_commands(r) - calls) / jobs
         sleep_rate = _burst(engine, r, max(jobs // 4, 1), lambda: engine.enqueue_sleep(10))
     finally:
@@ -258,6 +305,10 @@ def measure(engine: Engine, r: redis.Redis, jobs: int, samples: int) -> dict[str
         ],
         "Redis bytes per queued job": per_job_bytes,
         "Redis commands per no-op job": commands,
+        **{
+            f"CPU ms/no-op job: {side}": (cpu_after[side] - cpu_before[side]) / jobs * 1000
+            for side in CpuMeter.SIDES
+        },
     }
 
 
@@ -292,7 +343,8 @@ def main() -> None:
     table.add_column("jobcord / dramatiq", justify="right")
     for metric in med["jobcord"]:
         a, b = med["jobcord"][metric], med["dramatiq"][metric]
-        table.add_row(metric, f"{a:,.1f}", f"{b:,.1f}", f"{a / b:.2f}x" if b else "-")
+        fmt = "{:,.2f}" if max(abs(a), abs(b)) < 10 else "{:,.1f}"
+        table.add_row(metric, fmt.format(a), fmt.format(b), f"{a / b:.2f}x" if b else "-")
     Console().print(table)
 
 
