@@ -10,11 +10,15 @@ Both servers are uvicorn on loopback; one consumer with 2 slots serves the queue
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -56,6 +60,31 @@ def _latencies(call, n: int) -> list[float]:  # type: ignore[no-untyped-def]
         call()
         out.append((time.perf_counter() - started) * 1000)
     return sorted(out)
+
+
+def _wrk(url: str, headers: dict[str, str], body: str, seconds: int = 5) -> float | None:
+    """Requests/s that wrk (Debian's package; one thread, 16 connections) gets from a POST
+    route: a load generator that is not itself the bottleneck. None without wrk."""
+    if shutil.which("wrk") is None:
+        return None
+    lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(body)}"]
+    lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items()]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write("\n".join(lines) + "\n")
+    try:
+        out = subprocess.run(
+            ["wrk", "-t1", "-c16", f"-d{seconds}s", "-s", script.name, url],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    finally:
+        os.unlink(script.name)
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if match is None or non2xx is not None:
+        raise RuntimeError(f"wrk run failed:\n{out}")
+    return float(match.group(1))
 
 
 def _p(values: list[float], q: float) -> float:
@@ -131,6 +160,13 @@ def main() -> None:
         with ThreadPoolExecutor(args.threads) as pool:
             list(pool.map(submit, range(args.submits)))
         submit_rate = args.submits / (time.perf_counter() - started)
+        json_headers = {"Content-Type": "application/json"}
+        wrk_queue = _wrk(
+            f"http://127.0.0.1:{api_port}/v1/apps/bench/jobs/noop/async_run_remote",
+            {**headers, **json_headers},
+            '{"input": {}}',
+        )
+        wrk_plain = _wrk(f"http://127.0.0.1:{plain_port}/noop", json_headers, "{}")
     finally:
         for p in procs:
             p.terminate()
@@ -155,7 +191,19 @@ def main() -> None:
     table.add_row(
         "mean ms", f"{statistics.mean(queue_ms):.2f}", f"{statistics.mean(direct_ms):.2f}", ""
     )
-    table.add_row("async_run_remote requests/s", f"{submit_rate:,.0f}", "", "")
+    table.add_row(
+        f"async_run_remote requests/s ({args.threads} Python client threads)",
+        f"{submit_rate:,.0f}",
+        "",
+        "",
+    )
+    if wrk_queue is not None and wrk_plain is not None:
+        table.add_row(
+            "requests/s, wrk -t1 -c16 (async_run_remote | plain route)",
+            f"{wrk_queue:,.0f}",
+            f"{wrk_plain:,.0f}",
+            f"{wrk_queue / wrk_plain:.2f}x",
+        )
     Console(width=130).print(table)
 
 
