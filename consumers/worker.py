@@ -76,7 +76,11 @@ def consumer_class(devices: list[Device]) -> str:
 def default_concurrency(devices: list[Device]) -> int:
     """Children per device group when ``--concurrency`` is not given: one per group of GPUs;
     for CPU work one per core this process may use, as dramatiq's CLI runs processes."""
-    return 1 if devices else len(os.sched_getaffinity(0))
+    if devices:
+        return 1
+    if hasattr(os, "sched_getaffinity"):  # Linux: the cores this process may run on
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def served_queues(app: AppRegistry, devices: list[Device]) -> tuple[str, list[str]]:

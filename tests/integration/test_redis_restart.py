@@ -48,7 +48,11 @@ def test_request_survives_a_redis_restart_mid_job(own_redis, start_worker):
     try:
         start_worker(env={"JOBCORD_REDIS_URL": url})
         handle = jobs.report_pid.async_run_remote("restart", 3.0)
-        wait_for(lambda: handle.status().status is Status.IN_PROGRESS, 20, "the job to start")
+        # The job's own first Redis writes done (IN_PROGRESS comes a moment before its body
+        # runs): the restart hits the job mid-sleep, not the app's own Redis calls.
+        own = redis.Redis(port=port)
+        wait_for(lambda: own.get("jobcord:test:pid:restart:1"), 20, "the job to start")
+        assert handle.status().status is Status.IN_PROGRESS
         waiter: list[object] = []
         t = threading.Thread(target=lambda: waiter.append(handle.result(timeout=30)))
         t.start()  # a caller already waiting when Redis goes away
