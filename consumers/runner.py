@@ -34,6 +34,7 @@ from storage.results import ResultStore, named_keys, result_prefix
 from storage.settings import Settings
 from storage.statuses import Status
 
+from .claims import FetchClaims
 from .leases import LeaseKeeper, Running
 from .metrics import JOB_SECONDS, JOBS_FINISHED, JOBS_RUNNING
 from .protocol import Fence, Finished, FinishHere, Task
@@ -76,29 +77,6 @@ _persist = _retrying_when_redis_is_down(
 _until_redis_returns = _retrying_when_redis_is_down(wait=wait_exponential(multiplier=0.1, max=5))
 
 
-class _Claimed:
-    """An attempt the fetch script claimed, not yet taken by its worker thread; a stop
-    (cancel, lost lease) that comes meanwhile is kept for it."""
-
-    __slots__ = ("token", "fields", "stopped")
-
-    def __init__(self, token: str, fields: list[str]) -> None:
-        self.token = token
-        self.fields = fields
-        self.stopped: str | None = None
-
-    def stop(self, why: str) -> None:
-        self.stopped = why
-
-    def record(self) -> RequestRecord:
-        flat = self.fields
-        return RequestRecord.from_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
-
-
-def _request_id(message_id: str) -> str:
-    return message_id.rsplit(".", 2)[0]  # '<request id>.<attempt>.<seq>' (storage enqueue)
-
-
 class Runner:
     def __init__(
         self,
@@ -132,52 +110,11 @@ class Runner:
         # Acking the broker message in the finish script (worker.py passes the broker's).
         self._current_ack = current_ack or (lambda: None)
         self._acked_by_finish = acked_by_finish or (lambda message_id: None)
-        # Attempts claimed by the fetch script, by broker message id, until a worker takes them.
-        self._claims: dict[str, _Claimed] = {}
-        self._claims_lock = threading.Lock()
-
-    # -- claims made while fetching (consumers/broker.py: ClaimsOnFetch) --------------------
-    @property
-    def lease(self) -> tuple[float, int]:
-        return self.settings.lease_ttl_s, int(self.settings.record_retention_s)
-
-    def claimed(self, flat: list[str]) -> None:
-        """From the consumer thread: the fetch script claimed an attempt for us; its lease is
-        renewed from now on, even before a worker thread takes it."""
-        claim = _Claimed(flat[0], flat[2:])
-        with self._claims_lock:
-            self._claims[flat[1]] = claim
-        self.leases.add(_request_id(flat[1]), Running(claim.token, claim.stop))
-
-    def _take_claim(self) -> _Claimed | None:
-        ack = self._current_ack()
-        if ack is None:
-            return None
-        with self._claims_lock:
-            return self._claims.pop(ack.message_id, None)
-
-    def release_unstarted(self) -> None:
-        """At shutdown, after the workers stopped: hand back attempts claimed but never started
-        (not counted against them), rather than let their leases run out."""
-        with self._claims_lock:
-            claims, self._claims = self._claims, {}
-        for message_id, claim in claims.items():
-            rid = _request_id(message_id)
-            try:
-                self.store.retry(
-                    rid,
-                    claim.token,
-                    delay_s=0,
-                    counter="preemptions",
-                    error={"type": "Preempted", "message": "consumer shut down before it started"},
-                    reason="consumer shut down",
-                )
-            except redis.RedisError as exc:  # its lease runs out and recovery requeues it
-                log.warning("could not hand back a claimed request", request_id=rid, error=str(exc))
-            self.leases.remove(rid)
+        #: Attempts the fetch script claimed, until a worker thread takes them.
+        self.claims = FetchClaims(store, leases, settings, worker_id, self._current_ack)
 
     def execute(self, request_id: str, attempt: int) -> None:
-        claim = self._take_claim()
+        claim = self.claims.take()
         if claim is not None:  # the hot path: claimed by the fetch script already
             token, record = claim.token, claim.record()
             if claim.stopped is not None:

@@ -197,7 +197,7 @@ class Consumer:
             acked_by_finish=broker.acked_by_finish,
             max_lent=self.settings.max_lent_slots,
         )
-        broker.claim_on_fetch(runner)
+        broker.claim_on_fetch(runner.claims)
         dramatiq.actor(actor_name=ACTOR_NAME, queue_name=self.queues[0], broker=broker)(
             runner.execute
         )
@@ -243,7 +243,7 @@ class Consumer:
                 for slot in slots:
                     slot.stop_current("shutdown")
                 stopper.join()
-            runner.release_unstarted()
+            runner.claims.release_unstarted()
             maintenance.stop()
             leases.stop()
             health.close()

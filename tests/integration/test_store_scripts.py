@@ -209,12 +209,41 @@ def test_an_attempt_claimed_at_fetch_but_never_started_goes_back_uncounted(store
     rid = _submit(store)
     leases = LeaseKeeper(store, 5.0)
     runner = Runner(AppRegistry("t"), store, None, leases, [], store.settings, "w")  # type: ignore[arg-type]
-    _fetch(redis_url, runner)
+    _fetch(redis_url, runner.claims)
     assert store.get(rid).status is Status.IN_PROGRESS
     assert rid in leases._running  # renewed from the claim on, before any worker takes it
-    runner.release_unstarted()  # the consumer shuts down before a worker took it
+    runner.claims.release_unstarted()  # the consumer shuts down before a worker took it
     record = store.get(rid)
     assert record.status is Status.QUEUED and record.attempt == 2
     assert (record.failures, record.worker_losses, record.infra_failures) == (0, 0, 0)
     assert record.attempts[-1].reason == "consumer shut down"
+    assert rid not in leases._running
+
+
+def test_a_cancel_before_a_worker_takes_a_claimed_attempt_ends_it_unrun(store, redis_url):
+    from consumers.leases import LeaseKeeper
+    from consumers.runner import Runner
+    from scheduler.jobspec import AppRegistry
+    from storage.requests import BrokerAck
+
+    rid = _submit(store)
+    leases = LeaseKeeper(store, 5.0)
+    message: list[str] = []
+    runner = Runner(
+        AppRegistry("t"),
+        store,
+        None,  # type: ignore[arg-type]
+        leases,
+        [],  # no slot: the attempt must end before one is needed
+        store.settings,
+        "w",
+        current_ack=lambda: BrokerAck("b", "jobcord.t.cpu", message[0]),
+    )
+    _fetch(redis_url, runner.claims)
+    message.extend(runner.claims._claims)
+    assert store.cancel(rid) is Status.IN_PROGRESS  # claimed: a cancel is a request to stop
+    leases._stop(rid, "cancel", leases.cancel_state)  # as the cancel listener hears it
+    runner.execute(rid, 1)
+    record = store.get(rid)
+    assert record.status is Status.CANCELED and record.error.message == "canceled before it started"
     assert rid not in leases._running
