@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from prometheus_client import Counter, Gauge, Histogram
 
-__all__ = ["JOBS_FINISHED", "JOBS_RUNNING", "JOB_SECONDS", "CHILD_RESTARTS"]
+__all__ = ["JOBS_FINISHED", "JOBS_RUNNING", "JOB_SECONDS", "CHILD_RESTARTS", "job_metrics"]
 
 JOBS_FINISHED = Counter(
     "jobcord_requests_finished_total", "Attempts that ended, by outcome", ["app", "job", "status"]
@@ -19,3 +21,9 @@ JOB_SECONDS = Histogram(
 CHILD_RESTARTS = Counter(
     "jobcord_child_restarts_total", "Job processes replaced, by first word of why", ["slot", "why"]
 )
+
+
+@cache
+def job_metrics(app: str, job: str) -> tuple[Gauge, Histogram]:
+    """A job's running gauge and run-time histogram, looked up once (they are per job)."""
+    return JOBS_RUNNING.labels(app, job), JOB_SECONDS.labels(app, job)

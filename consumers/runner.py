@@ -36,7 +36,7 @@ from storage.statuses import Status
 
 from .claims import FetchClaims
 from .leases import LeaseKeeper, Running
-from .metrics import JOB_SECONDS, JOBS_FINISHED, JOBS_RUNNING
+from .metrics import JOBS_FINISHED, job_metrics
 from .protocol import Fence, Finished, FinishHere, Task
 from .results import store_result, stored_keys
 from .slots import ChildSlot, Outcome, OutcomeKind, StopReason
@@ -135,7 +135,8 @@ class Runner:
         # A cancel or a lost lease stops this task only: never the slot's next one.
         self.leases.add(request_id, Running(token, lambda why: slot.stop_task(fence, why)))
         output_dir = self._output_dir(record)
-        JOBS_RUNNING.labels(record.app, record.job).inc()
+        running, seconds = job_metrics(record.app, record.job)
+        running.inc()
         started = time.monotonic()
         handed_on = False
         try:
@@ -147,16 +148,17 @@ class Runner:
                 result = Outcome(OutcomeKind.CRASHED, message=f"{type(exc).__name__}: {exc}")
             finally:
                 self._waiting(slot, request_id, False)  # killed while waiting: take it back
-            if slot.ready_for_next:
+            if slot.ready_for_next and result.ended_by_child is None:
                 # The child is free: it takes the next job while this outcome is stored (a
                 # doomed child is replaced after, so that a restart never delays the record).
+                # Nothing is left to store when the child ended the attempt itself.
                 handed_on = True
                 self._add_capacity(1)
                 self._give_back(slot)
             self._record(record, token, result, output_dir)
         finally:
-            JOBS_RUNNING.labels(record.app, record.job).dec()
-            JOB_SECONDS.labels(record.app, record.job).observe(time.monotonic() - started)
+            running.dec()
+            seconds.observe(time.monotonic() - started)
             self.leases.remove(request_id)
             if output_dir is not None:
                 shutil.rmtree(output_dir, ignore_errors=True)
