@@ -5,11 +5,11 @@
 The reference is dramatiq's CLI at its defaults (one process per CPU, 8 threads each) with its
 Results middleware, so both sides keep results; jobcord runs `jobcord worker --gpus none` at
 its defaults unless --concurrency is given. Prints one table (settings in its caption):
-enqueue rate, Redis bytes per queued job, the idle synchronous round trip through each
-system's result API (p50/p99), no-op and 10 ms drain rates, Redis commands per job, and where
-the CPU goes during the no-op drain (the consumer's main process, its job or worker processes,
-the Redis server, this client), with ratios. Medians of --rounds rounds, the engines' order
-alternating.
+enqueue rate, Redis bytes per queued and per finished job, the idle synchronous round trip
+through each system's result API (p50/p99), no-op and 10 ms drain rates, Redis commands per
+job, and where the CPU goes during the no-op drain (the consumer's main process, its job or
+worker processes, the Redis server, this client), with ratios. Medians of --rounds rounds, the
+engines' order alternating.
 Uses JOBCORD_BENCH_REDIS_URL (default redis://127.0.0.1:6379/12), or an embedded
 redis-server when nothing answers there; only the benchmark's own keys are deleted.
 """
@@ -287,8 +287,11 @@ def measure(engine: Engine, r: redis.Redis, jobs: int, samples: int) -> dict[str
         assert engine.proc is not None
         meter = CpuMeter(engine.proc.pid, r)
         cpu_before = meter.read()
+        memory_before = r.info("memory")["used_memory"]
         noop_rate = _burst(engine, r, jobs, engine.enqueue_noop)
         cpu_after = meter.read()
+        # What a finished request keeps in Redis for its retention (record, events, result).
+        finished_bytes = (r.info("memory")["used_memory"] - memory_before) / jobs
         commands = (_commands(r) - calls) / jobs
         sleep_rate = _burst(engine, r, max(jobs // 4, 1), lambda: engine.enqueue_sleep(10))
     finally:
@@ -304,6 +307,7 @@ def measure(engine: Engine, r: redis.Redis, jobs: int, samples: int) -> dict[str
             min(len(round_trips) - 1, int(len(round_trips) * 0.99))
         ],
         "Redis bytes per queued job": per_job_bytes,
+        "Redis bytes per finished job (kept for retention)": finished_bytes,
         "Redis commands per no-op job": commands,
         **{
             f"CPU ms/no-op job: {side}": (cpu_after[side] - cpu_before[side]) / jobs * 1000
@@ -335,7 +339,10 @@ def main() -> None:
     table = Table(
         title=f"{args.jobs} jobs per burst, median of {args.rounds} rounds, "
         f"{os.cpu_count()} CPUs, Redis {url}",
-        caption="\n".join(f"{e.name}: {e.settings}" for e in engines),
+        caption="\n".join(f"{e.name}: {e.settings}" for e in engines)
+        + f"\nRedis {r.info('server')['redis_version']}, stream-node-max-bytes "
+        + str(r.config_get("stream-node-max-bytes")["stream-node-max-bytes"])
+        + " (jobcord's own Redis setups use 512)",
     )
     table.add_column("metric")
     table.add_column("jobcord", justify="right")

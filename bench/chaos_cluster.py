@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 import redis
 
-from storage.embedded_redis import redis_server_binary
+from storage.embedded_redis import STREAM_NODE_MAX_BYTES, redis_server_binary
 
 __all__ = ["Cluster", "Proc", "free_port"]
 
@@ -164,6 +164,8 @@ class Cluster:
                 "",
                 "--maxmemory-policy",
                 "noeviction",
+                "--stream-node-max-bytes",
+                str(STREAM_NODE_MAX_BYTES),
             ],
         )
         deadline = time.monotonic() + 30

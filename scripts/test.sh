@@ -14,7 +14,7 @@ if [ -z "${JOBCORD_TEST_REDIS_URL:-}" ]; then
     dir=$(mktemp -d)
     port=$("$PY" -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
     server=$("$PY" -c "from storage.embedded_redis import redis_server_binary as b; print(b())")
-    "$server" --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" \
+    "$server" --port "$port" --bind 127.0.0.1 --save "" --appendonly no --stream-node-max-bytes 512 --dir "$dir" \
       --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log"
     trap 'kill "$(cat "$dir/redis.pid")" 2>/dev/null; rm -rf "$dir"' EXIT
     for _ in $(seq 50); do

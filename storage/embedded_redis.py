@@ -23,12 +23,18 @@ import structlog
 from .errors import ConfigurationError
 
 __all__ = [
+    "STREAM_NODE_MAX_BYTES",
     "redis_server_binary",
     "start_redis_server",
     "ensure_embedded_redis",
     "stop_embedded_redis",
     "embedded_redis_running",
 ]
+
+#: Redis's ``stream-node-max-bytes`` for jobs: a request's event stream holds a few entries,
+#: and Redis 7 preallocates a whole node (4 KB at the default 4096) for every new stream. At
+#: 512 a finished request's two-entry stream takes ~0.7 KB instead of ~4.3 KB (measured).
+STREAM_NODE_MAX_BYTES = 512
 
 log = structlog.get_logger("jobcord.redis")
 #: A unix socket path longer than this does not fit in sockaddr_un on Linux.
@@ -54,7 +60,8 @@ def redis_server_binary() -> str:
 
 
 def start_redis_server(data_dir: Path, listen: list[str], *, appendfsync: str = "everysec") -> None:
-    """A daemonized redis-server as jobs need it: AOF on, noeviction, files in data_dir."""
+    """A daemonized redis-server as jobs need it: AOF on, noeviction, small stream nodes,
+    files in data_dir."""
     subprocess.run(
         [
             redis_server_binary(),
@@ -67,6 +74,10 @@ def start_redis_server(data_dir: Path, listen: list[str], *, appendfsync: str = 
             appendfsync,
             "--maxmemory-policy",
             "noeviction",
+            # Every request has a small event stream; at the default (4096) each new stream
+            # preallocates 4 KB, 6x what its few entries need (see STREAM_NODE_MAX_BYTES).
+            "--stream-node-max-bytes",
+            str(STREAM_NODE_MAX_BYTES),
             "--daemonize",
             "yes",
             "--pidfile",

@@ -41,6 +41,7 @@ def test_embedded_redis_keeps_data_on_disk(tmp_path):
         r = redis.Redis.from_url(url)
         assert r.config_get("appendonly")["appendonly"] == "yes"
         assert r.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
+        assert r.config_get("stream-node-max-bytes")["stream-node-max-bytes"] == "512"
         r.set("jobcord:test:durable", "yes")
         assert ensure_embedded_redis(tmp_path) == url  # a second caller shares the server
     finally:

@@ -19,6 +19,7 @@ def test_redis_keeps_jobs():
     command = redis["command"]
     assert "--appendonly yes" in command and "--appendfsync everysec" in command
     assert "--maxmemory-policy noeviction" in command
+    assert "--stream-node-max-bytes 512" in command  # ~0.7 KB per request's events, not 4 KB
     assert redis["volumes"] and redis["healthcheck"]
 
 
