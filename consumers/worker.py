@@ -25,6 +25,7 @@ from scheduler.placement import plan_placement
 from storage.connection import connect, redis_url
 from storage.errors import ConfigurationError
 from storage.keys import ACTOR_NAME
+from storage.redis_config import read_redis_config, redis_config_problems
 from storage.registry import ConsumerRegistry
 from storage.requests import RequestStore
 from storage.results import open_result_store
@@ -155,6 +156,8 @@ class Consumer:
         url = redis_url(self.settings)
         store = RequestStore(connect(self.settings), self.settings)
         store.client.ping()  # an unreachable Redis is one clear error, before any child starts
+        for problem in redis_config_problems(read_redis_config(store.client)):
+            log.warning("redis is not set up for jobs", problem=problem)
         slots = self._slots()
         with ThreadPoolExecutor(len(slots)) as pool:  # warm every child before consuming
             list(pool.map(lambda s: s.start(), slots))

@@ -243,3 +243,15 @@ def test_logs_tell_a_failed_requests_story_with_its_traceback(client, start_work
         assert "the disk is on fire" in story.stdout and "Traceback" in story.stdout
     gone = _jobcord("logs", "0123456789abcdef0123456789abcdef", env={**os.environ, **jobcord_env})
     assert gone.returncode == 2 and "no request with id" in gone.stderr
+
+
+def test_the_embedded_redis_passes_the_start_up_config_check(tmp_path):
+    from storage.redis_config import read_redis_config, redis_config_problems
+
+    url = ensure_embedded_redis(tmp_path)
+    try:
+        config = read_redis_config(redis.Redis.from_url(url))
+        assert config["stream-node-max-bytes"] == "512"
+        assert redis_config_problems(config) == []
+    finally:
+        stop_embedded_redis(tmp_path)
