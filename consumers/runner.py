@@ -267,10 +267,12 @@ class Runner:
         )
 
     def _leave(self, spec: JobSpec, record: RequestRecord, token: str) -> FinishHere | None:
-        """Whether the child may end this attempt itself if it succeeds small: not when the
-        result has files to upload or streamed chunks, nor after a first attempt (the winner
-        sweeps what earlier attempts left in the result store, which the parent does)."""
-        if spec.upload or spec.stream or record.attempt != 1:
+        """Whether the child may end this attempt itself if it succeeds small: only for a job
+        that takes no JobContext (whose progress, chunks and waits the parent writes as they
+        come through the pipe: a finish by the child could overtake them), uploads nothing,
+        and runs a first attempt (the winner of a later one sweeps what earlier attempts left
+        in the result store, which the parent does)."""
+        if spec.upload or spec.stream or spec.signature.context_param or record.attempt != 1:
             return None
         ack = self._current_ack()
         return FinishHere(token, ack, self.settings.inline_output_max_bytes)

@@ -106,3 +106,23 @@ def test_a_lost_lease_still_abandons_a_task_that_does_not_answer(slot):
     outcome = run(slot, t)
     assert outcome.kind is OutcomeKind.STOPPED and outcome.stop_reason is StopReason.LOST
     assert time.monotonic() - started < 5 and not slot.ready_for_next
+
+
+def test_the_child_may_finish_only_jobs_whose_replies_cannot_be_overtaken():
+    # A job with a JobContext sends progress through the pipe, which the parent writes as it
+    # reads: a finish by the child could come first and leave the last progress refused.
+    from consumers.runner import Runner
+    from storage.records import RequestRecord
+    from storage.settings import load_settings
+    from tests.apps import lifecycle
+
+    settings = load_settings()
+    runner = Runner(lifecycle.app, None, None, None, [], settings, "w")  # type: ignore[arg-type]
+    record = RequestRecord(
+        request_id="r", app="lifecycle", job="x", queue="q", status="IN_PROGRESS", created_at=0.0
+    )
+    jobs = lifecycle.app.jobs
+    assert runner._leave(jobs["progress"], record, "t") is None  # takes a JobContext
+    leave = runner._leave(jobs["area"], record, "t")  # takes no JobContext
+    assert leave is not None and leave.token == "t"
+    assert runner._leave(jobs["area"], record.model_copy(update={"attempt": 2}), "t") is None
