@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import structlog
 
-from scheduler.outputs import JSON_TYPE, EncodedOutput
+from scheduler.outputs import EncodedOutput
 from storage.connection import connect
 from storage.requests import BrokerAck, RequestStore
 from storage.settings import load_settings
 from storage.statuses import Status
 
 from .protocol import Finished, Task
+from .results import stays_inline
 
 __all__ = ["ChildFinisher"]
 
@@ -32,10 +33,8 @@ class ChildFinisher:
     def try_finish(self, task: Task, output: EncodedOutput) -> Finished | None:
         """End ``task`` SUCCEEDED with ``output`` inline; None: the parent must store it."""
         leave = task.finish
-        if (
-            leave is None
-            or output.content_type != JSON_TYPE
-            or len(output.data) > leave.inline_max_bytes
+        if leave is None or not stays_inline(
+            output.content_type, output.data, leave.inline_max_bytes
         ):
             return None
         try:

@@ -16,11 +16,16 @@ from scheduler.payloads import MSGPACK_TYPE
 from storage.records import RequestRecord
 from storage.results import ResultStore, guess_type, regular_files, result_prefix
 
-__all__ = ["store_result", "stored_keys"]
+__all__ = ["store_result", "stored_keys", "stays_inline"]
 
 log = structlog.get_logger("jobcord.results")
 
 _NAMES = {JSON_TYPE: "output.json", MSGPACK_TYPE: "output.msgpack"}
+
+
+def stays_inline(content_type: str, data: bytes, inline_max_bytes: int) -> bool:
+    """Whether an output is kept on the record itself rather than in the result store."""
+    return content_type == JSON_TYPE and len(data) <= inline_max_bytes
 
 
 def store_result(
@@ -36,7 +41,7 @@ def store_result(
     """Returns the record fields to write with SUCCEEDED (raises ResultStoreError)."""
     prefix = result_prefix(record.app, record.job, record.request_id, record.attempt)
     fields: dict[str, Any] = {}
-    if content_type == JSON_TYPE and len(data) <= inline_max_bytes:
+    if stays_inline(content_type, data, inline_max_bytes):
         fields["output"] = data.decode()
     else:
         name = _NAMES.get(content_type, "output")
