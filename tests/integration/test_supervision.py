@@ -43,7 +43,9 @@ def test_cron_survives_a_tick_whose_key_was_taken_with_another_input(client, rds
     try:
         after = idempotency_key("lifecycle", f"jobcord-cron:{JOB}:{nxt + 2:.0f}")
         wait_for(lambda: rds.exists(after), 10, "the tick after the poisoned one")
-        assert float(rds.hget(CRON_KEY, f"lifecycle:{JOB}")) >= nxt + 2
+        # The ticker submits a tick, then moves its cursor: wait for the second step too.
+        cursor = f"lifecycle:{JOB}"
+        wait_for(lambda: float(rds.hget(CRON_KEY, cursor)) >= nxt + 2, 5, "the cursor to move on")
         health = ticker.state.snapshot()
         assert ticker.is_alive() and health.errors_total == 1
         assert "IdempotencyConflict" in health.last_error and health.consecutive_errors == 0
