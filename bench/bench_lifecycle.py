@@ -56,7 +56,6 @@ def _clean(r: redis.Redis) -> None:
 
 class Engine:
     name: str
-    messages_key: str  # dramatiq's hash of waiting + unacked messages on the queue
     ready_count = 1  # ready lines to wait for (one per consumer process)
 
     def __init__(self, url: str, threads: int) -> None:
@@ -74,6 +73,10 @@ class Engine:
         raise NotImplementedError
 
     def ready_marker(self) -> str:
+        raise NotImplementedError
+
+    def pending(self, r: redis.Redis) -> int:
+        """Jobs enqueued and not yet finished."""
         raise NotImplementedError
 
     def start(self) -> None:
@@ -114,7 +117,6 @@ class Jobcord(Engine):
     """``jobcord worker bench.apps:app --gpus none [--concurrency C]`` (None: its default)."""
 
     name = "jobcord"
-    messages_key = "jobcord.dq:jobcord.bench.cpu.msgs"
 
     def __init__(self, url: str, threads: int | None = None) -> None:
         super().__init__(url, threads or 0)
@@ -145,6 +147,10 @@ class Jobcord(Engine):
     def ready_marker(self) -> str:
         return "consumer ready"
 
+    def pending(self, r: redis.Redis) -> int:
+        # The app's requests queued or running (the submit and finish scripts keep it).
+        return int(r.hget("jobcord:inflight", "bench") or 0)
+
 
 class PlainDramatiq(Engine):
     """dramatiq + its Results middleware. ``cli=True``: its own CLI, as its users run it
@@ -170,6 +176,7 @@ class PlainDramatiq(Engine):
         self.given_threads = threads
         self.ready_count = (processes or os.cpu_count() or 1) if cli else 1
         actors = plain_dramatiq.actors()
+        # dramatiq's hash of waiting and unacked messages: empty once every job was acked.
         self.messages_key = f"{plain_dramatiq.NAMESPACE}:{plain_dramatiq.QUEUE}.msgs"
         self.enqueue_noop = actors["noop"].send
         self.enqueue_stamp = actors["stamp"].send
@@ -200,12 +207,15 @@ class PlainDramatiq(Engine):
     def ready_marker(self) -> str:
         return "ready for action" if self.cli else "ready"
 
+    def pending(self, r: redis.Redis) -> int:
+        return int(r.hlen(self.messages_key))
 
-def _drain(r: redis.Redis, key: str, timeout_s: float = 300) -> None:
+
+def _drain(engine: Engine, r: redis.Redis, timeout_s: float = 300) -> None:
     deadline = time.monotonic() + timeout_s
-    while r.hlen(key):
+    while engine.pending(r):
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{key} did not drain")
+            raise RuntimeError(f"{engine.name} did not drain")
         time.sleep(0.002)
 
 
@@ -259,7 +269,7 @@ def _burst(engine: Engine, r: redis.Redis, jobs: int, enqueue: Callable[[], obje
     started = time.perf_counter()
     for _ in range(jobs):
         enqueue()
-    _drain(r, engine.messages_key)
+    _drain(engine, r)
     return jobs / (time.perf_counter() - started)
 
 
@@ -282,7 +292,7 @@ def measure(engine: Engine, r: redis.Redis, jobs: int, samples: int) -> dict[str
             t0 = time.perf_counter()
             engine.call_noop()
             round_trips.append((time.perf_counter() - t0) * 1000)
-        _drain(r, engine.messages_key)
+        _drain(engine, r)
         calls = _commands(r)
         assert engine.proc is not None
         meter = CpuMeter(engine.proc.pid, r)

@@ -1,10 +1,10 @@
-"""The child process that runs job bodies: pinned, warm, and killable.
+"""A child process: pinned, warm, killable, and a consumer in its own right.
 
 It is started with the ``spawn`` method (never fork after CUDA init), sets its device
-environment before importing the app, runs the startup hooks once, then executes one task at a
-time sent by its parent over a pipe. The parent kills it to enforce timeouts and cancels.
-Messages are the typed ones of :mod:`consumers.protocol`; every reply about a task carries that
-task's fence ``(request_id, attempt)``.
+environment before importing the app, runs the startup hooks once, then fetches, claims,
+runs and ends attempts itself (``consumers.attempts``), showing each on the shared board so
+its parent can renew the lease, enforce the timeout and stop it. Its parent kills it to stop
+a job for real; it asks it to stop taking work through the board.
 """
 
 from __future__ import annotations
@@ -15,26 +15,34 @@ import os
 import signal
 import threading
 import traceback
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from .protocol import (
-    ChildMessage,
-    Chunk,
-    Done,
-    Failed,
-    Fence,
-    Progress,
-    Ready,
-    RunTask,
-    StartupFailed,
-    StopChild,
-    Task,
-    Waiting,
-)
+from .fetcher import QueuePlan
+from .protocol import ChildMessage, Ready, StartupFailed
 
-__all__ = ["Task", "child_main"]
+__all__ = ["ChildConfig", "child_main", "EXIT_RECYCLE", "EXIT_POISONED"]
+
+#: Exit codes by which a child tells its parent why it left (0: it was asked to stop).
+EXIT_RECYCLE = 3  # it ran its quota of jobs (--max-jobs-per-child)
+EXIT_POISONED = 4  # a job left its CUDA context unusable
+
+
+@dataclass(frozen=True)
+class ChildConfig:
+    """What a child needs besides its app: where it sits and what it serves."""
+
+    app_ref: str
+    env: dict[str, str]  # CUDA_VISIBLE_DEVICES & co., set before the app is imported
+    log_format: str
+    worker: str  # the consumer's id, written on every attempt it claims
+    place: int  # its place on the board
+    wake_name: str  # its own wake list (the parent pushes to it)
+    plan: QueuePlan
+    outputs: str  # the directory under which its jobs' output directories are made
+    max_jobs: int = 0  # exit after this many jobs (0: never)
 
 
 def _die_with_parent() -> None:
@@ -44,102 +52,46 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def child_main(app_ref: str, conn: Connection, env: dict[str, str], log_format: str) -> None:
+def child_main(
+    config: ChildConfig, conn: Connection, board_handle: tuple[Any, Any, int], settings: Any
+) -> None:
     parent = os.getppid()
     _die_with_parent()
     if os.getppid() != parent:
         os._exit(1)
-    os.environ.update(env)  # CUDA_VISIBLE_DEVICES & co. before anything can import CUDA
+    os.environ.update(config.env)  # CUDA_VISIBLE_DEVICES & co. before anything can import CUDA
 
-    from scheduler.context import JobContext
-    from scheduler.invoke import describe_failure, invoke
-    from scheduler.jobspec import JobSpec
     from scheduler.loader import load_app
-    from scheduler.outputs import JSON_TYPE, encode_output
     from storage.logs import configure_logging
 
-    from .cuda_errors import poisons_cuda_context
-    from .finish_here import ChildFinisher
+    from .attempts import ChildConsumer
+    from .board import child_board
 
-    configure_logging(log_format)
-    finisher = ChildFinisher()
+    configure_logging(config.log_format)
     send_lock = threading.Lock()
 
     def send(msg: ChildMessage) -> None:
         with send_lock:
             conn.send(msg)
 
-    current: list[JobContext] = []
-
-    def on_sigterm(_sig: int, _frame: Any) -> None:
-        # A stop is coming (cancel or timeout): let cooperative jobs see ctx.cancelled.
-        for ctx in current:
-            ctx._cancelled.set()
-
-    signal.signal(signal.SIGTERM, on_sigterm)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the parent, which drains
-
     try:
-        app = load_app(app_ref)
+        app = load_app(config.app_ref)
         state = {hook.name: hook.fn() for hook in app.startup_hooks}
     except BaseException:
         send(StartupFailed(traceback.format_exc()))
         return
+    consumer = ChildConsumer(
+        app, state, child_board(board_handle, config.place), config, settings, send
+    )
+    # A stop is coming (a cancel or a timeout of ours, or the consumer shutting down): take
+    # no more work, and let cooperative jobs see ctx.cancelled.
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: consumer.stopping())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the parent, which drains
+    Path(config.outputs).mkdir(parents=True, exist_ok=True)
     send(Ready(os.getpid()))
-
-    while True:
-        try:
-            msg = conn.recv()
-        except (EOFError, OSError):
-            break
-        if isinstance(msg, StopChild) or not isinstance(msg, RunTask):
-            break  # anything but a task is a stop: the parent replaces a confused child
-        task: Task = msg.task
-        fence = task.fence
-        ctx = JobContext(
-            request_id=task.request_id,
-            attempt=task.attempt,
-            app=app.name,
-            job=task.job,
-            output_dir=Path(task.output_dir),
-            state=state,
-            devices=os.environ.get("CUDA_VISIBLE_DEVICES", ""),
-            _report=lambda f, m, fence=fence: send(Progress(fence, f, m)),  # type: ignore[misc]
-            _waiting=lambda on, fence=fence: send(Waiting(fence, on)),  # type: ignore[misc]
-        )
-        current[:] = [ctx]
-        spec: JobSpec | None = None
-        try:
-            spec = app.spec(task.job)
-            signature = spec.signature
-            if spec.stream:
-
-                def relay(item: Any, fence: Fence = fence, signature: Any = signature) -> None:
-                    send(Chunk(fence, encode_output(signature, item).data))
-
-                invoke(spec, task.input, ctx, on_item=relay)
-                send(Done(fence, JSON_TYPE, b"null"))
-            else:
-                encoded = encode_output(signature, invoke(spec, task.input, ctx))
-                ended = finisher.try_finish(task, encoded)
-                send(ended or Done(fence, encoded.content_type, encoded.data))
-        except BaseException as exc:  # the job's failure is data for the parent
-            f = describe_failure(exc, spec)
-            poisoned = poisons_cuda_context(exc)
-            send(
-                Failed(
-                    fence,
-                    f.error_type,
-                    f.message,
-                    f.traceback,
-                    f.retryable,
-                    poisoned,
-                    f.error_module,
-                )
-            )
-        finally:
-            current.clear()
-
+    code = consumer.run()
+    if code:  # replaced as it is (a poisoned context), as the parent would kill it
+        os._exit(code)
     for hook in app.shutdown_hooks:
         try:
             hook.fn()

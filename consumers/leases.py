@@ -2,8 +2,9 @@
 
 Renewal happens here, not in the process running the job, so a job that holds the GIL or is
 stuck in C code never loses its lease (and is never run twice); a consumer that dies stops
-renewing and its requests are recovered within ``lease_ttl_s``. Cancels arrive on a pub/sub
-channel at once, and through the renewal reply as a backstop.
+renewing and its requests are recovered within ``lease_ttl_s``. What to renew comes from the
+board (``held``: request id -> lease token); a cancel or a lost lease goes to ``stop``.
+Cancels arrive on a pub/sub channel at once, and through the renewal reply as a backstop.
 
 Both loops are supervised (``scheduler.supervision``): whatever a pass raises is logged,
 counted and backed off from, and the loop goes on; renewal never pauses past its interval.
@@ -14,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import redis
 import structlog
@@ -23,7 +23,7 @@ from scheduler.supervision import LOOPS, LoopState, run_supervised
 from storage.keys import CANCELS_CHANNEL
 from storage.requests import RequestStore
 
-__all__ = ["LeaseKeeper", "Running"]
+__all__ = ["LeaseKeeper"]
 
 log = structlog.get_logger("jobcord.leases")
 
@@ -31,24 +31,20 @@ log = structlog.get_logger("jobcord.leases")
 _CANCEL_POLL_S = 1.0
 
 
-@dataclass
-class Running:
-    token: str
-    stop: Callable[[str], object]  # called with "cancel" or "lost"
-
-
 class LeaseKeeper:
     def __init__(
         self,
         store: RequestStore,
         lease_ttl_s: float,
+        held: Callable[[], dict[str, str]],
+        stop: Callable[[str, str | None, str], object],
         heartbeat: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.heartbeat = heartbeat
         self.interval_s = lease_ttl_s / 3
-        self._running: dict[str, Running] = {}
-        self._lock = threading.Lock()
+        self._held = held
+        self._stop_request = stop  # (request id, its token if known, "cancel" | "lost")
         self._stopped = threading.Event()
         # Renewal never backs off past its interval: a longer pause would lose the leases.
         self.renew_state = LoopState("leases", self.interval_s, backoff_max_s=self.interval_s)
@@ -69,33 +65,20 @@ class LeaseKeeper:
         self._stopped.set()
         self._drop_pubsub()
 
-    def add(self, request_id: str, running: Running) -> None:
-        with self._lock:
-            self._running[request_id] = running
-
-    def remove(self, request_id: str) -> None:
-        with self._lock:
-            self._running.pop(request_id, None)
-
-    def _stop(self, request_id: str, reason: str, loop: LoopState) -> None:
+    def _stop(self, request_id: str, token: str | None, reason: str, loop: LoopState) -> None:
         """Stop one request; if that raises, it is logged and counted against ``loop``, and
         the pass goes on with the others (and the heartbeat)."""
-        with self._lock:
-            running = self._running.get(request_id)
-        if running is not None:
-            log.info("stopping request", request_id=request_id, reason=reason)
-            try:
-                running.stop(reason)
-            except Exception as exc:  # noqa: BLE001 - one request never stalls the others
-                loop.noted(exc, request_id=request_id, reason=reason)
+        try:
+            self._stop_request(request_id, token, reason)
+        except Exception as exc:  # noqa: BLE001 - one request never stalls the others
+            loop.noted(exc, request_id=request_id, reason=reason)
 
     def renew_once(self) -> None:
         """Renew every lease held here, then the consumer's registration (one pass)."""
-        with self._lock:
-            leases = {rid: r.token for rid, r in self._running.items()}
+        leases = self._held()
         for request_id, state in self.store.renew(leases).items():
             if state in ("cancel", "lost"):
-                self._stop(request_id, state, self.renew_state)
+                self._stop(request_id, leases[request_id], state, self.renew_state)
         if self.heartbeat is not None:
             self.heartbeat()
 
@@ -112,7 +95,7 @@ class LeaseKeeper:
             self._drop_pubsub()
             raise
         if message is not None:
-            self._stop(message["data"], "cancel", self.cancel_state)
+            self._stop(message["data"], None, "cancel", self.cancel_state)
 
     def _drop_pubsub(self) -> None:
         pubsub, self._pubsub = self._pubsub, None

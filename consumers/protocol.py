@@ -1,90 +1,31 @@
-"""The typed protocol between a consumer (parent) and its child process.
+"""The typed messages a child process sends its parent over their pipe.
 
-Every message about a task carries the task's fencing token ``(request_id, attempt)``. The
-parent refuses a reply for anything but the task in hand (the child is then replaced): a reply
-left over from an abandoned task can never become another request's output.
+Per job nothing crosses the pipe: a child fetches, claims, runs and ends its attempts itself
+and shows what it runs on the shared board (``consumers.board``). The pipe carries what is
+rare: start-up, a job that waits on other requests (its slot is lent), the child's job
+counts for metrics, and errors of its fetch loop. Anything the parent does not expect is
+refused and the child replaced.
 
-parent -> child: :class:`RunTask` | :class:`StopChild`
-child -> parent: :class:`Ready` | :class:`StartupFailed` (once, at start), then per task any
-number of :class:`Progress` / :class:`Chunk` / :class:`Waiting` and exactly one
-:class:`Done`, :class:`Finished` or :class:`Failed`.
-
-The hot path: a task that carries :class:`FinishHere` may be ended by the child itself when
-it succeeds with a small JSON output (one fenced finish script, which also acks the broker
-message), so the parent's one Python process is not every job's bottleneck. Anything else
-(a large or binary output, files, a Redis error on the way) comes back as :class:`Done` and
-the parent stores it as before.
+child -> parent: :class:`Ready` | :class:`StartupFailed` (once, at start), then any number of
+:class:`Waiting`, :class:`Stats`, :class:`LoopFailed`.
+parent -> child: nothing; the parent asks a child to stop through the board (and wakes it).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
 
-__all__ = [
-    "Fence",
-    "Task",
-    "RunTask",
-    "StopChild",
-    "Ready",
-    "StartupFailed",
-    "Progress",
-    "Chunk",
-    "Waiting",
-    "Done",
-    "Finished",
-    "FinishHere",
-    "Failed",
-    "TaskReply",
-    "ChildMessage",
-]
+__all__ = ["Fence", "Ready", "StartupFailed", "Waiting", "Stats", "LoopFailed", "ChildMessage"]
 
 
 @dataclass(frozen=True)
 class Fence:
-    """The fencing token of one attempt: a reply carrying another is refused."""
+    """The fencing token of one attempt: a write carrying another is refused."""
 
     request_id: str
     attempt: int
 
 
-@dataclass(frozen=True)
-class FinishHere:
-    """Leave for the child to end a small successful attempt itself: the lease token that
-    fences the finish, the broker message it acks (broker id, queue, message id), and the
-    largest output that may stay inline."""
-
-    token: str
-    ack: tuple[str, str, str] | None
-    inline_max_bytes: int
-
-
-@dataclass(frozen=True)
-class Task:
-    request_id: str
-    attempt: int
-    job: str
-    input: Any
-    output_dir: str
-    finish: FinishHere | None = None
-
-    @property
-    def fence(self) -> Fence:
-        return Fence(self.request_id, self.attempt)
-
-
-# -- parent -> child -----------------------------------------------------------------------
-@dataclass(frozen=True)
-class RunTask:
-    task: Task
-
-
-@dataclass(frozen=True)
-class StopChild:
-    """Run the shutdown hooks and exit."""
-
-
-# -- child -> parent, once at start ----------------------------------------------------------
 @dataclass(frozen=True)
 class Ready:
     pid: int
@@ -95,56 +36,32 @@ class StartupFailed:
     traceback: str
 
 
-# -- child -> parent, about one task ---------------------------------------------------------
-@dataclass(frozen=True)
-class Progress:
-    fence: Fence
-    fraction: float
-    message: str | None
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """One item a streaming cord yielded (already encoded)."""
-
-    fence: Fence
-    data: bytes
-
-
 @dataclass(frozen=True)
 class Waiting:
-    """The job started (True) or stopped (False) waiting on requests it submitted."""
+    """A job started (True) or stopped (False) waiting on requests it submitted: lend its
+    slot meanwhile (the parent starts one more child like this one)."""
 
     fence: Fence
     on: bool
 
 
 @dataclass(frozen=True)
-class Done:
-    fence: Fence
-    content_type: str
-    data: bytes
+class Stats:
+    """The child's job counts so far (cumulative, so a lost message loses nothing):
+    finished attempts by (app, job, status), and run time by (app, job) as histogram bucket
+    counts (``consumers.metrics.RUN_BUCKETS``), sum and count."""
+
+    finished: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    run_buckets: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    run_sum: dict[tuple[str, str], float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
-class Finished:
-    """The child ended the attempt itself (see :class:`FinishHere`): nothing left to store."""
+class LoopFailed:
+    """A pass of the child's fetch loop raised (it backs off and goes on)."""
 
-    fence: Fence
-    finished: bool  # False: the lease was no longer ours, nothing was written
-    acked: bool  # the finish script acked the broker message too
-
-
-@dataclass(frozen=True)
-class Failed:
-    fence: Fence
-    error_type: str
-    message: str
-    traceback: str
-    retryable: bool
-    poisoned: bool  # the CUDA context is unusable: replace the child
-    error_module: str  # where the error's class lives, so callers can raise it again
+    loop: str
+    error: str
 
 
-TaskReply = Progress | Chunk | Waiting | Done | Finished | Failed
-ChildMessage = Ready | StartupFailed | TaskReply
+ChildMessage = Ready | StartupFailed | Waiting | Stats | LoopFailed

@@ -6,21 +6,34 @@ attempt whose finish wins is ever named by the record; a losing attempt's object
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
 from scheduler.outputs import JSON_TYPE
 from scheduler.payloads import MSGPACK_TYPE
-from storage.records import RequestRecord
 from storage.results import ResultStore, guess_type, regular_files, result_prefix
 
-__all__ = ["store_result", "stored_keys", "stays_inline"]
+__all__ = ["AttemptId", "store_result", "stored_keys", "stays_inline"]
 
 log = structlog.get_logger("jobcord.results")
 
 _NAMES = {JSON_TYPE: "output.json", MSGPACK_TYPE: "output.msgpack"}
+
+
+class AttemptId(Protocol):
+    """Which attempt of which request: what names its objects in the result store."""
+
+    @property
+    def request_id(self) -> str: ...
+    @property
+    def app(self) -> str: ...
+    @property
+    def job(self) -> str: ...
+    @property
+    def attempt(self) -> int: ...
 
 
 def stays_inline(content_type: str, data: bytes, inline_max_bytes: int) -> bool:
@@ -29,8 +42,8 @@ def stays_inline(content_type: str, data: bytes, inline_max_bytes: int) -> bool:
 
 
 def store_result(
-    store: ResultStore,
-    record: RequestRecord,
+    store: Callable[[], ResultStore],
+    record: AttemptId,
     content_type: str,
     data: bytes,
     output_dir: Path | None,
@@ -38,15 +51,18 @@ def store_result(
     upload_files: bool,
     inline_max_bytes: int,
 ) -> dict[str, Any]:
-    """Returns the record fields to write with SUCCEEDED (raises ResultStoreError)."""
+    """Returns the record fields to write with SUCCEEDED (raises ResultStoreError).
+    ``store`` opens the result store: only an output that does not stay inline needs it."""
     prefix = result_prefix(record.app, record.job, record.request_id, record.attempt)
     fields: dict[str, Any] = {}
     if stays_inline(content_type, data, inline_max_bytes):
         fields["output"] = data.decode()
     else:
         name = _NAMES.get(content_type, "output")
-        fields["result"] = store.put_bytes(f"{prefix}/{name}", data, content_type).model_dump(
-            mode="json", exclude={"url"}
+        fields["result"] = (
+            store()
+            .put_bytes(f"{prefix}/{name}", data, content_type)
+            .model_dump(mode="json", exclude={"url"})
         )
     if upload_files and output_dir is not None and output_dir.is_dir():
         files = []
@@ -58,7 +74,7 @@ def store_result(
                     path=rel,
                 )
                 continue
-            stored = store.put_file(f"{prefix}/files/{rel}", fh, guess_type(rel))
+            stored = store().put_file(f"{prefix}/files/{rel}", fh, guess_type(rel))
             files.append(stored.model_copy(update={"name": rel}).model_dump(exclude={"url"}))
         fields["files"] = files
     return fields

@@ -6,15 +6,17 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
-import dramatiq
 import structlog
+from prometheus_client import REGISTRY
 
 from scheduler.gpu_classes import CPU_CLASS
 from scheduler.health import HealthPublisher
@@ -23,19 +25,23 @@ from scheduler.loader import load_app
 from scheduler.maintenance import MaintenanceLoop
 from scheduler.placement import plan_placement
 from storage.connection import connect, redis_url
-from storage.errors import ConfigurationError
-from storage.keys import ACTOR_NAME
+from storage.errors import ConfigurationError, JobcordError
 from storage.redis_config import read_redis_config, redis_config_problems
 from storage.registry import ConsumerRegistry
 from storage.requests import RequestStore
-from storage.results import open_result_store
+from storage.results import ResultStore, open_result_store
 from storage.settings import Settings
 
-from .broker import WakingRedisBroker
+from .board import Board
+from .child import ChildConfig
+from .children import ChildProcess
 from .devices import Device, memory_probe, pinning_env
+from .endings import Endings
+from .fetcher import QueuePlan
 from .leases import LeaseKeeper
-from .runner import Runner
-from .slots import ChildSlot, Recycling
+from .metrics import ConsumerCollector, JobCounts
+from .recycling import Recycling
+from .supervisor import Place, StartupError, Supervisor
 
 __all__ = [
     "ConsumerConfig",
@@ -45,9 +51,14 @@ __all__ = [
     "consumer_class",
     "device_groups",
     "default_concurrency",
+    "StartupFailed",
 ]
 
 log = structlog.get_logger("jobcord.worker")
+
+
+class StartupFailed(JobcordError):
+    """A child could not start (its on_startup raised, or took too long)."""
 
 
 @dataclass
@@ -120,22 +131,27 @@ class Consumer:
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._stop = threading.Event()
 
-    def _slot(self, group: list[Device], suffix: str) -> ChildSlot:
-        return ChildSlot(
-            self.config.app_ref,
-            name=f"{self.gpu_class}{''.join(f'-{d.index}' for d in group)}-{suffix}",
-            env=pinning_env(group),
-            kill_grace_s=self.settings.kill_grace_s,
-            log_format=self.settings.log_format,
-            recycling=Recycling(
-                max_jobs=self.config.max_jobs_per_child,
-                memory_fraction=self.config.recycle_memory_fraction,
-                probe=memory_probe(group),
-            ),
-        )
-
-    def _slots(self) -> list[ChildSlot]:
-        return [self._slot(g, str(i)) for g in self.groups for i in range(self.config.concurrency)]
+    def _places(self, outputs: Path) -> list[Place]:
+        """One place per child: ``concurrency`` per device group."""
+        plan = QueuePlan(self.plan.own, self.plan.fallback, self.settings.fallback_after_s)
+        places: list[Place] = []
+        for group in self.groups:
+            for i in range(self.config.concurrency):
+                place = len(places)
+                config = ChildConfig(
+                    app_ref=self.config.app_ref,
+                    env=pinning_env(group),
+                    log_format=self.settings.log_format,
+                    worker=self.worker_id,
+                    place=place,
+                    wake_name=f"{self.worker_id}:{place}",
+                    plan=plan,
+                    outputs=str(outputs / str(place)),
+                    max_jobs=self.config.max_jobs_per_child,
+                )
+                name = f"{self.gpu_class}{''.join(f'-{d.index}' for d in group)}-{i}"
+                places.append(Place(config, name))
+        return places
 
     def run(self) -> None:
         """Serve until SIGTERM/SIGINT (or :meth:`stop`), then drain and hand back work."""
@@ -154,13 +170,48 @@ class Consumer:
         if unused:
             log.warning("devices left over after grouping; unused", count=unused)
         url = redis_url(self.settings)
-        store = RequestStore(connect(self.settings), self.settings)
+        # Children reach the same Redis without looking for (or starting) an embedded one.
+        settings = self.settings.model_copy(update={"redis_url": url})
+        store = RequestStore(connect(settings), settings)
         store.client.ping()  # an unreachable Redis is one clear error, before any child starts
         for problem in redis_config_problems(read_redis_config(store.client)):
             log.warning("redis is not set up for jobs", problem=problem)
-        slots = self._slots()
-        with ThreadPoolExecutor(len(slots)) as pool:  # warm every child before consuming
-            list(pool.map(lambda s: s.start(), slots))
+        outputs = Path(tempfile.mkdtemp(prefix="jobcord-outputs-"))
+        places = self._places(outputs)
+        max_lent = self.settings.max_lent_slots
+        counts = JobCounts()
+        results: list[ResultStore] = []
+
+        def result_store() -> ResultStore:
+            if not results:
+                results.append(open_result_store(settings))
+            return results[0]
+
+        def borrowed(place: int, like: ChildProcess) -> Place:
+            config = replace(
+                like.config,
+                place=place,
+                wake_name=f"{self.worker_id}:{place}",
+                outputs=str(outputs / str(place)),
+            )
+            return Place(config, f"{like.name}-lent{place}")
+
+        supervisor = Supervisor(
+            self.app,
+            store,
+            Endings(self.app, store, result_store, settings, counts),
+            counts,
+            Board(len(places) + max_lent, 1),
+            places,
+            settings,
+            recycling=Recycling(
+                max_jobs=self.config.max_jobs_per_child,
+                memory_fraction=self.config.recycle_memory_fraction,
+                probe=memory_probe(self.config.devices),
+            ),
+            max_lent=max_lent,
+            make_borrowed=borrowed,
+        )
         registry = ConsumerRegistry(store.client)
         info = {
             "worker": self.worker_id,
@@ -170,7 +221,7 @@ class Consumer:
             "gpu_class": self.gpu_class,
             "queues": self.plan.own,
             "fallback_queues": self.plan.fallback,
-            "slots": len(slots),
+            "slots": len(places),
             "gpus_per_child": self.plan.gpus_per_child,
             "devices": [d.uuid for d in self.config.devices],
         }
@@ -179,38 +230,14 @@ class Consumer:
         def heartbeat() -> None:
             registry.heartbeat(self.worker_id, info, ttl)
 
-        heartbeat()
-        leases = LeaseKeeper(store, self.settings.lease_ttl_s, heartbeat)
-        maintenance = MaintenanceLoop(store, self.settings.maintenance_interval_s)
-        broker = WakingRedisBroker(
-            url,
-            priority_aging_every=self.settings.priority_aging_every,
-            fallback_after_s={q: self.settings.fallback_after_s for q in self.plan.fallback},
-        )
-        runner = Runner(
-            self.app,
+        leases = LeaseKeeper(
             store,
-            open_result_store(self.settings),
-            leases,
-            slots,
-            self.settings,
-            self.worker_id,
-            add_capacity=broker.add_capacity,
-            current_ack=broker.current_ack,
-            acked_by_finish=broker.acked_by_finish,
-            max_lent=self.settings.max_lent_slots,
+            self.settings.lease_ttl_s,
+            supervisor.held,
+            supervisor.stop_request,
+            heartbeat,
         )
-        broker.claim_on_fetch(runner.claims)
-        dramatiq.actor(actor_name=ACTOR_NAME, queue_name=self.queues[0], broker=broker)(
-            runner.execute
-        )
-        for q in self.queues:
-            broker.declare_queue(q)
-        # Threads for the slots, for the outcomes being stored while their slots already run
-        # the next job, and for slots lent while jobs wait on their children.
-        threads = 2 * len(slots) + self.settings.max_lent_slots
-        worker = dramatiq.Worker(broker, queues=set(self.queues), worker_threads=threads)
-        worker.queue_prefetch = len(slots)  # never hold a message no slot can start now
+        maintenance = MaintenanceLoop(store, self.settings.maintenance_interval_s)
         health = HealthPublisher(
             store.client,
             self.settings,
@@ -218,42 +245,38 @@ class Consumer:
             process_id=self.worker_id,
             info={"app": self.app.name, "gpu_class": self.gpu_class},
         )
-        leases.start()
-        maintenance.start()
-        health.start()
-        worker.start()
-        log.info(
-            "consumer ready",
-            worker=self.worker_id,
-            app=self.app.name,
-            gpu_class=self.gpu_class,
-            queues=self.plan.own,
-            fallback_queues=self.plan.fallback,
-            slots=len(slots),
-            gpus_per_child=self.plan.gpus_per_child,
-        )
+        collector = ConsumerCollector(counts, supervisor.child_stats, supervisor.running_by_job)
+        REGISTRY.register(collector)
+        leases.start()  # before any child can claim: their leases are renewed from the start
         try:
+            try:
+                supervisor.start()  # every child warm (startup hooks run) before serving
+            except StartupError as exc:
+                raise StartupFailed(str(exc)) from None
+            heartbeat()
+            maintenance.start()
+            health.start()
+            log.info(
+                "consumer ready",
+                worker=self.worker_id,
+                app=self.app.name,
+                gpu_class=self.gpu_class,
+                queues=self.plan.own,
+                fallback_queues=self.plan.fallback,
+                slots=len(places),
+                gpus_per_child=self.plan.gpus_per_child,
+            )
             self._stop.wait()
-        finally:
             log.info("consumer draining", drain_s=self.config.drain_s)
-            # dramatiq keeps fetching while its workers drain (for heartbeats) and requeues
-            # what it fetched: claim no more, or each would start an attempt only to hand it back.
-            broker.claim_on_fetch(None)
-            stopper = threading.Thread(target=worker.stop, daemon=True)
-            stopper.start()
-            stopper.join(self.config.drain_s)
-            if stopper.is_alive():
-                for slot in slots:
-                    slot.stop_current("shutdown")
-                stopper.join()
-            runner.claims.release_unstarted()
+            supervisor.drain(self.config.drain_s)
+        finally:
+            supervisor.close()
             maintenance.stop()
             leases.stop()
             health.close()
             registry.remove(self.worker_id)
-            for slot in slots:
-                slot.close()
-            broker.close()
+            REGISTRY.unregister(collector)
+            shutil.rmtree(outputs, ignore_errors=True)
             log.info("consumer stopped", worker=self.worker_id)
 
     def stop(self) -> None:

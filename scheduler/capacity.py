@@ -10,7 +10,6 @@ consumer.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -18,7 +17,7 @@ from typing import Any
 
 import redis
 
-from storage.keys import DELAYED_KEY, RUNNING_KEY, queue_key, queue_messages_key, record_key
+from storage.keys import DELAYED_KEY, RUNNING_KEY, enqueued_at, queue_key, record_key
 
 from .jobspec import JobSpec
 
@@ -98,11 +97,9 @@ def _waiting(client: redis.Redis, queue: str, now: float) -> tuple[int, float]:
         pipe.lindex(queue_key(queue, priority), 0)
     replies = pipe.execute()
     count = sum(int(n) for n in replies[0::2])
-    heads = [h for h in replies[1::2] if h]
     oldest = 0.0
-    if heads:
-        for raw in client.hmget(queue_messages_key(queue), heads):  # type: ignore[union-attr]
-            if raw:
-                enqueued = json.loads(raw)["message_timestamp"] / 1000
-                oldest = max(oldest, now - enqueued)
+    for head in replies[1::2]:
+        enqueued = enqueued_at(head) if head else None
+        if enqueued is not None:
+            oldest = max(oldest, now - enqueued)
     return count, round(oldest, 3)

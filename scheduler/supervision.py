@@ -107,6 +107,15 @@ class LoopState:
             log.error("loop pass failed", retry_in_s=round(delay, 3), exc_info=exc, **fields)
         return delay
 
+    def failed_elsewhere(self, error: str) -> None:
+        """Count a failed pass that another process ran and logged (a consumer's child)."""
+        with self._lock:
+            self._consecutive += 1
+            self._total += 1
+            self._last_error = error[:500]
+            self._last_error_at = time.time()
+        LOOP_ERRORS.labels(self.name).inc()
+
     def noted(self, exc: BaseException, **context: Any) -> None:
         """Count an error a pass handled itself (it skipped one item and went on)."""
         with self._lock:

@@ -1,7 +1,7 @@
 """The Redis key schema: every key jobcord writes, documented in this one place.
 
-``{ns}`` is the namespace (``jobcord``); ``{dq}`` is dramatiq's broker namespace
-(``jobcord.dq``), whose layout we write directly so that a submission is one atomic script.
+``{ns}`` is the namespace (``jobcord``); ``{dq}`` is the queues' namespace (``jobcord.dq``,
+named when jobcord's queues were dramatiq's; the lists keep that layout).
 
 | key                              | type   | what                                              |
 |----------------------------------|--------|---------------------------------------------------|
@@ -26,17 +26,18 @@
 | ``{ns}:health:{process}``        | string | a process's loop health report, JSON (expires)    |
 | ``{ns}:health``                  | set    | process ids that published a health report        |
 | ``{ns}:wake:{queue}``            | list   | wake-up tokens for idle consumers (capped at 64)  |
+| ``{ns}:wake-child:{child}``      | list   | wakes one idle child process for its parent       |
 | ``{ns}:cron``                    | hash   | ``{app}:{job}`` -> last cron tick handled (s)     |
 | ``{ns}:inflight``                | hash   | app -> requests queued or running (the app cap)   |
 | ``{ns}:rate:{key_id}``           | hash   | a key's submission token bucket (tokens, at)      |
-| ``{ns}:msgseq``                  | string | counter for unique broker message ids             |
-| ``{ns}:fetchseq:{queue}``        | string | fetch counter of a queue (priority aging)         |
 | ``{ns}:cancels``                 | pubsub | request ids whose cancel was asked while running  |
-| ``{dq}:{queue}``                 | list   | dramatiq: message ids waiting on a queue          |
-| ``{dq}:{queue}.p0`` / ``.p2``    | list   | message ids waiting at priority 0 / 2             |
-| ``{dq}:{queue}.msgs``            | hash   | dramatiq: message id -> encoded message           |
-| ``{dq}:__acks__.{broker}.{queue}``| set   | dramatiq: messages a consumer fetched, not acked  |
-| ``{dq}:__heartbeats__``          | zset   | dramatiq: consumer heartbeats                     |
+| ``{dq}:{queue}``                 | list   | messages waiting on a queue at priority 1         |
+| ``{dq}:{queue}.p0`` / ``.p2``    | list   | messages waiting at priority 0 / 2                |
+| ``{dq}:{queue}.msgs``            | hash   | before 0.2 only: dramatiq's encoded messages      |
+
+A message is ``{request id}.{attempt}.{enqueued at, ms}``: the record is the source of truth,
+so a message needs nothing else. The fetch script pops it and starts its attempt in one step
+(a lease in ``{ns}:running``), which is what a broker's ack set would otherwise track.
 
 Records and event streams of finished requests expire after ``record_retention_s``.
 All multi-key changes happen inside the Lua scripts of ``storage/lua``; they name keys only
@@ -48,7 +49,6 @@ from __future__ import annotations
 __all__ = [
     "NAMESPACE",
     "BROKER_NAMESPACE",
-    "ACTOR_NAME",
     "CRON_KEY",
     "INFLIGHT_KEY",
     "record_key",
@@ -58,6 +58,7 @@ __all__ = [
     "input_key",
     "idempotency_key",
     "wake_key",
+    "child_wake_key",
     "failed_key",
     "rate_key",
     "recent_key",
@@ -70,7 +71,7 @@ __all__ = [
     "HEALTH_KEY",
     "WEBHOOKS_DUE_KEY",
     "queue_key",
-    "queue_messages_key",
+    "enqueued_at",
     "RUNNING_KEY",
     "DELAYED_KEY",
     "CANCELS_CHANNEL",
@@ -79,10 +80,8 @@ __all__ = [
 ]
 
 NAMESPACE = "jobcord"
-#: dramatiq's RedisBroker namespace for our queues (kept apart from other dramatiq users).
+#: The queues' namespace (named when they were dramatiq's; the lists keep that layout).
 BROKER_NAMESPACE = "jobcord.dq"
-#: The one dramatiq actor every message is addressed to; its args are (request_id, attempt).
-ACTOR_NAME = "jobcord_execute"
 
 #: Every key name, as a template: ``{ns}`` / ``{dq}`` are the namespaces above and ``{}`` a
 #: part known only at run time (a request id, an app, a queue). The Python helpers below and
@@ -111,17 +110,15 @@ TEMPLATES: dict[str, str] = {
     "consumers": "{ns}:consumers",
     "health": "{ns}:health:{}",
     "health_index": "{ns}:health",
-    "msgseq": "{ns}:msgseq",
-    "fetchseq": "{ns}:fetchseq:{}",
     "wake": "{ns}:wake:{}",
     "cancels": "{ns}:cancels",
-    # dramatiq's own layout, which the submit and fetch scripts write directly:
-    "queue_list": "{dq}:{}",  # priority 1: dramatiq's own queue list
+    "wake_child": "{ns}:wake-child:{}",
+    # The queues, one list per priority level:
+    "queue_list": "{dq}:{}",  # priority 1
     "queue_p0": "{dq}:{}.p0",
     "queue_p2": "{dq}:{}.p2",
+    # Before 0.2 a message also lived in dramatiq's hash: fetch removes what is left there.
     "queue_msgs": "{dq}:{}.msgs",
-    "acks": "{dq}:__acks__.{}.{}",  # broker id, queue
-    "heartbeats": "{dq}:__heartbeats__",
 }
 
 
@@ -196,6 +193,10 @@ def wake_key(queue: str) -> str:
     return _fill("wake", queue)
 
 
+def child_wake_key(child: str) -> str:
+    return _fill("wake_child", child)
+
+
 def rate_key(key_id: str) -> str:
     return _fill("rate", key_id)
 
@@ -226,9 +227,14 @@ def health_key(process_id: str) -> str:
 
 
 def queue_key(queue: str, priority: int = 1) -> str:
-    """The dramatiq list a request of this priority waits on (1 is dramatiq's own)."""
+    """The list a request of this priority waits on."""
     return _fill({0: "queue_p0", 2: "queue_p2"}.get(priority, "queue_list"), queue)
 
 
-def queue_messages_key(queue: str) -> str:
-    return _fill("queue_msgs", queue)
+def enqueued_at(message_id: str) -> float | None:
+    """When a message was put on its queue (epoch seconds), from its id; None for a message
+    from before 0.2 (its third part was a sequence number)."""
+    parts = message_id.rsplit(".", 1)
+    if len(parts) != 2 or not parts[1].isdigit() or int(parts[1]) < 1_000_000_000_000:
+        return None
+    return int(parts[1]) / 1000

@@ -7,15 +7,15 @@ from typing import Any
 import redis
 
 from .errors import TooManyRequests
-from .keys import BROKER_NAMESPACE, NAMESPACE, rate_key
-from .requests import lua_script
+from .keys import rate_key
+from .scripts import Scripts
 
 __all__ = ["RateLimiter"]
 
 
 class RateLimiter:
-    def __init__(self, client: redis.Redis) -> None:
-        self._script = client.register_script(lua_script("rate"))
+    def __init__(self, client: redis.Redis, *, functions: bool = True) -> None:
+        self._scripts = Scripts(client, functions=functions)
 
     def take(self, key_id: str, rate_per_s: float, burst: int) -> None:
         """Spend one submission of ``key_id``; raise TooManyRequests (with Retry-After) if
@@ -23,9 +23,7 @@ class RateLimiter:
         if rate_per_s <= 0:
             return
         bucket = rate_key(key_id)
-        reply: Any = self._script(
-            args=[NAMESPACE, BROKER_NAMESPACE, bucket, rate_per_s, max(1, burst)]
-        )
+        reply: Any = self._scripts("rate", bucket, rate_per_s, max(1, burst))
         allowed, wait_s = int(reply[0]), float(reply[1])
         if not allowed:
             raise TooManyRequests(

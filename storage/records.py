@@ -113,7 +113,31 @@ class RequestRecord(BaseModel):
             if name in data:
                 data[name] = json.loads(data[name])
         data["cancel_requested"] = data.get("cancel_requested") == "1"
-        return cls.model_validate(data)
+        record = cls.model_validate(data)
+        record._add_final_attempt()
+        return record
+
+    def _add_final_attempt(self) -> None:
+        """The attempt that ended the request is not in the stored log (the finish script
+        leaves it out, to spare a JSON rewrite on every finish): it is made here from the
+        record's own fields. Only an attempt that started has one; records written before
+        0.2 may hold it already."""
+        if not self.status.is_terminal or self.started_at is None:
+            return
+        last = self.attempts[-1] if self.attempts else None
+        if last is not None and last.attempt == self.attempt and last.outcome == self.status:
+            return
+        self.attempts.append(
+            AttemptRecord(
+                attempt=self.attempt,
+                outcome=self.status.value,
+                error=self.error.type if self.error else None,
+                worker=self.worker,
+                device=self.device,
+                started_at=self.started_at,
+                ended_at=self.finished_at,
+            )
+        )
 
     def public(self) -> dict[str, Any]:
         """The request as clients see it (status calls, webhooks): no internal lease state."""

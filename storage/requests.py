@@ -7,23 +7,25 @@ request can never be QUEUED without a message, nor have a message without a reco
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from importlib.resources import files
-from typing import Any, NamedTuple
+from typing import Any
 
 import redis
 
 from . import keys
+from .direct import as_dict, stream_entries
 from .errors import IdempotencyConflict, NotRetryable, RequestNotFound, TooManyRequests
 from .records import RequestRecord
+from .scripts import Scripts
 from .settings import Settings
 from .statuses import TERMINAL_STATUSES, Status
 
 __all__ = [
-    "BrokerAck",
     "FIRST_EVENT_ID",
     "RequestStore",
     "NewRequest",
@@ -31,38 +33,7 @@ __all__ = [
     "StatusEvent",
     "first_queued_event",
     "is_legacy_first_event",
-    "lua_script",
 ]
-
-_SCRIPT_NAMES = (
-    "submit",
-    "claim",
-    "renew",
-    "finish",
-    "retry",
-    "cancel",
-    "recover",
-    "webhook",
-    "rerun",
-    "attempt",
-)
-
-
-def lua_script(name: str) -> str:
-    """The text of ``storage/lua/{name}.lua`` with the key functions (from ``storage.keys``)
-    and the shared prelude in front."""
-    lua = files("storage") / "lua"
-    return "\n".join(
-        [
-            keys.lua_key_functions(),
-            (lua / "prelude.lua").read_text(),
-            (lua / f"{name}.lua").read_text(),
-        ]
-    )
-
-
-def _load_scripts(client: redis.Redis) -> dict[str, Any]:
-    return {name: client.register_script(lua_script(name)) for name in _SCRIPT_NAMES}
 
 
 @dataclass(frozen=True)
@@ -108,14 +79,6 @@ class StatusEvent:
     fields: dict[str, str]
 
 
-class BrokerAck(NamedTuple):
-    """The dramatiq message that carried an attempt: whose ack set, which queue, which id."""
-
-    broker_id: str
-    queue: str
-    message_id: str
-
-
 #: The stream id given to the unstored first QUEUED event: below any id Redis makes.
 FIRST_EVENT_ID = "0-1"
 
@@ -134,12 +97,15 @@ class RequestStore:
     def __init__(self, client: redis.Redis, settings: Settings) -> None:
         self.client = client
         self.settings = settings
-        self._scripts = _load_scripts(client)
+        self.scripts = Scripts(client, functions=settings.redis_functions)
         self._retention = int(settings.record_retention_s)
         self._raw: redis.Redis | None = None  # for binary values (created on first use)
+        # Lease tokens: unique per fetch without drawing a UUID each time.
+        self._token_base = uuid.uuid4().hex[:16] + "-"
+        self._fetches = itertools.count(1)
 
     def _run(self, name: str, *args: Any) -> Any:
-        return self._scripts[name](args=[keys.NAMESPACE, keys.BROKER_NAMESPACE, *args])
+        return self.scripts(name, *args)
 
     # -- producers -----------------------------------------------------------------------
     def submit(self, req: NewRequest) -> Submission:
@@ -147,7 +113,6 @@ class RequestStore:
             "app": req.app,
             "job": req.job,
             "input": req.input_json,
-            "priority": req.priority,
             "max_retries": req.max_retries,
         }
         # Fields a small queued request does without (~1 KiB of Redis each is the budget):
@@ -176,6 +141,7 @@ class RequestStore:
             req.max_in_flight,
             req.input_bin or b"",
             self.settings.recent_requests_per_app,
+            req.priority,
             *flat,
         )
         if outcome == "conflict":
@@ -248,7 +214,7 @@ class RequestStore:
         return Status(status)
 
     def get(self, request_id: str) -> RequestRecord:
-        raw: Any = self.client.hgetall(keys.record_key(request_id))
+        raw = as_dict(self.scripts.direct("HGETALL", keys.record_key(request_id)))
         if not raw:
             raise RequestNotFound(request_id)
         return RequestRecord.from_hash(raw)
@@ -317,13 +283,16 @@ class RequestStore:
             block_s = 5.0 if deadline is None else min(5.0, deadline - time.monotonic())
             if block_s <= 0:
                 return None, last
-            reply: Any = self.client.xread({stream: after}, block=max(1, int(block_s * 1000)))
-            if not reply:
+            block = max(1, int(block_s * 1000))
+            entries = stream_entries(
+                self.scripts.direct("XREAD", "BLOCK", block, "STREAMS", stream, after)
+            )
+            if not entries:
                 if not self.client.exists(keys.record_key(request_id)):
                     raise RequestNotFound(request_id)
                 continue
             ended = False
-            for stream_id, data in reply[0][1]:
+            for stream_id, data in entries:
                 after, last = stream_id, Status(data["status"])
                 ended = last.is_terminal
             if ended:
@@ -348,8 +317,70 @@ class RequestStore:
         )
         if reply[0] != "claimed":
             return reply[0], None
-        flat = reply[1:]
-        return "claimed", RequestRecord.from_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
+        return "claimed", RequestRecord.from_hash(_claimed(reply[1:], worker, token))
+
+    def fetch(
+        self,
+        queues: Sequence[tuple[str, int]],
+        worker: str,
+        device: str = "",
+        *,
+        n: int = 1,
+        lowest_first: bool = False,
+    ) -> list[tuple[str, dict[str, str]]]:
+        """Take up to ``n`` messages from ``queues`` ((name, min age in ms) in order) and start
+        their attempts, in one script, on ``worker`` and its ``device`` (GPU UUIDs, "" for
+        CPU). Returns (lease token, record fields) per attempt."""
+        args = self._fetch_args(queues, worker, device, n, lowest_first)
+        reply = self._run("fetch", self._retention, *args)
+        return [(flat[0], _claimed(flat[2:], worker, flat[0], device)) for flat in reply]
+
+    def finish_next(
+        self,
+        request_id: str,
+        token: str,
+        status: Status,
+        fields: dict[str, Any],
+        queues: Sequence[tuple[str, int]],
+        worker: str,
+        device: str = "",
+        *,
+        n: int = 1,
+        lowest_first: bool = False,
+    ) -> tuple[bool, list[tuple[str, dict[str, str]]]]:
+        """:meth:`finish`, then :meth:`fetch`, in one round trip (a consumer's steady state).
+        Returns (finished, claims)."""
+        flat = [x for k, v in fields.items() if v is not None for x in (k, _encode(v))]
+        outcome, claims = self._run(
+            "finish_next",
+            self._retention,
+            request_id,
+            token,
+            status.value,
+            len(flat),
+            *flat,
+            *self._fetch_args(queues, worker, device, n, lowest_first),
+        )
+        got = [(c[0], _claimed(c[2:], worker, c[0], device)) for c in claims]
+        return outcome == "ok", got
+
+    def _fetch_args(
+        self,
+        queues: Sequence[tuple[str, int]],
+        worker: str,
+        device: str,
+        n: int,
+        lowest_first: bool,
+    ) -> list[Any]:
+        return [
+            worker,
+            device,
+            f"{self._token_base}{next(self._fetches)}",
+            self.settings.lease_ttl_s,
+            n,
+            "1" if lowest_first else "0",
+            *(x for queue, min_age_ms in queues for x in (queue, min_age_ms)),
+        ]
 
     def renew(self, leases: dict[str, str]) -> dict[str, str]:
         """Extend leases {request_id: token}; returns {request_id: 'ok'|'cancel'|'lost'}."""
@@ -359,32 +390,11 @@ class RequestStore:
         return dict(zip(leases, self._run("renew", self.settings.lease_ttl_s, *flat), strict=True))
 
     def finish(self, request_id: str, token: str, status: Status, **fields: Any) -> bool:
-        return self.finish_and_ack(request_id, token, status, None, **fields)[0]
-
-    def finish_and_ack(
-        self,
-        request_id: str,
-        token: str,
-        status: Status,
-        ack: BrokerAck | None,
-        **fields: Any,
-    ) -> tuple[bool, bool]:
-        """End the attempt holding ``token``; with ``ack``, ack its broker message in the
-        same script. Returns (finished, acked): a stale attempt acks nothing."""
+        """End the attempt holding ``token``; False (nothing written) when the lease is no
+        longer its own."""
         flat = [x for k, v in fields.items() if v is not None for x in (k, _encode(v))]
-        bid, queue, message_id = ack if ack is not None else ("", "", "")
-        reply = self._run(
-            "finish",
-            request_id,
-            token,
-            status.value,
-            self._retention,
-            bid,
-            queue,
-            message_id,
-            *flat,
-        )
-        return reply in ("ok", "ok+acked"), reply == "ok+acked"
+        reply = self._run("finish", request_id, token, status.value, self._retention, *flat)
+        return bool(reply == "ok")
 
     def retry(
         self, request_id: str, token: str, *, delay_s: float, counter: str, error: dict, reason: str
@@ -513,6 +523,15 @@ class RequestStore:
     def webhook_again(self, request_id: str) -> None:
         if self._run("webhook", "again", request_id) == "missing":
             raise RequestNotFound(request_id)
+
+
+def _claimed(flat: list[str], worker: str, token: str, device: str = "") -> dict[str, str]:
+    """A record as the claim script read it (still QUEUED), as the claim left it."""
+    fields = dict(zip(flat[::2], flat[1::2], strict=True))
+    fields.update(status=Status.IN_PROGRESS.value, worker=worker, lease=token)
+    if device:
+        fields["device"] = device
+    return fields
 
 
 def _encode(value: Any) -> str | int | float:

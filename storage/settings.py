@@ -27,6 +27,11 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, description="Redis URL; unset: an embedded redis-server under data_dir."
     )
+    redis_functions: bool = Field(
+        default=True,
+        description="Load jobcord's scripts as a Redis function library where the server has "
+        "functions (7.0+); off: EVALSHA, as on older servers.",
+    )
     data_dir: Path = Field(
         default_factory=lambda: user_data_dir(),
         description="Embedded Redis data and local results when no S3 bucket is set; one per "
@@ -63,6 +68,12 @@ class Settings(BaseSettings):
     maintenance_interval_s: float = Field(default=0.5, gt=0)
     kill_grace_s: float = Field(
         default=3.0, ge=0, description="SIGTERM to SIGKILL grace when stopping a job's process."
+    )
+    child_startup_timeout_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="Longest a job process may take to start (import, on_startup) before it "
+        "is killed (a consumer that cannot warm its children exits with the error).",
     )
     max_worker_losses: int = Field(
         default=3, ge=1, description="A request whose worker died this often ends FAILED."

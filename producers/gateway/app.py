@@ -49,7 +49,7 @@ def create_app(app: AppRegistry, settings: Settings, *, require_auth: bool = Tru
         follower=Follower(redis_url(settings), max_connections=settings.api_max_waits + 8),
         consumers=ConsumerRegistry(client.redis),
         auth=Authenticator(ApiKeyStore(client.redis), required=require_auth),
-        rates=RateLimiter(client.redis),
+        rates=RateLimiter(client.redis, functions=settings.redis_functions),
         waits=WaitLimits(total=settings.api_max_waits, per_key=settings.api_max_waits_per_key),
     )
 

@@ -6,7 +6,7 @@
 --   op 'chunk', data                  : one streamed item, in order
 local rid, token, op = ARGV[3], ARGV[4], ARGV[5]
 local rk = rec_key(rid)
-local cur = redis.call('HMGET', rk, 'status', 'lease', 'attempt')
+local cur = redis.call('HMGET', rk, 'status', 'lease', 'attempt', 'streamed')
 if cur[1] ~= 'IN_PROGRESS' or cur[2] ~= token then return 'stale' end
 if op == 'fields' then
   local fields = {}
@@ -17,6 +17,8 @@ elseif op == 'progress' then
   redis.call('XADD', ev_key(rid), 'MAXLEN', '~', 1000, '*', 'status', 'IN_PROGRESS',
     'at', now_s, 'attempt', cur[3], 'progress', ARGV[6], 'progress_message', ARGV[7])
 elseif op == 'chunk' then
+  -- Marked on the record, so that the finish knows the chunks expire with it.
+  if not cur[4] then redis.call('HSET', rk, 'streamed', '1') end
   redis.call('XADD', key_chunks(rid), '*', 'data', ARGV[6])
 else
   return redis.error_reply('unknown attempt op ' .. op)

@@ -1,13 +1,16 @@
--- Shared helpers, prepended to every jobcord script (after the key_* functions generated from
--- storage/keys.py, the only place key names are spelled). ARGV[1] and ARGV[2] still carry
--- the namespaces. The time comes from Redis so that leases written by one host and read by
--- another agree.
-pcall(redis.replicate_commands)
-local ns = ARGV[1]
-local dq = ARGV[2]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local now_s = string.format('%.6f', now)
+-- Shared helpers, in front of every jobcord script (after the key_* functions generated from
+-- storage/keys.py, the only place key names are spelled). On Redis 7+ they are defined once,
+-- when the function library loads; `begin` runs at the start of every call and sets the
+-- per-call state below. ARGV[1] and ARGV[2] carry the namespaces. The time comes from Redis
+-- so that leases written by one host and read by another agree.
+local ns, dq, now, now_s
+
+local function begin(argv)
+  ns, dq = argv[1], argv[2]
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+  now_s = string.format('%.6f', now)
+end
 
 local rec_key = key_record
 local ev_key = key_events
@@ -24,35 +27,100 @@ local function event(rid, status, attempt, extra_k, extra_v)
 end
 
 -- The list a request waits on: one per priority level (0 highest; 1, the default, is the
--- plain dramatiq queue). All levels share the queue's message hash, so dramatiq's ack works.
+-- queue's own list).
 local function level_list(queue, priority)
-  if priority == '0' then return key_queue_p0(queue) end
-  if priority == '2' then return key_queue_p2(queue) end
+  if priority == '0' or priority == 0 then return key_queue_p0(queue) end
+  if priority == '2' or priority == 2 then return key_queue_p2(queue) end
   return key_queue_list(queue)
 end
 
--- Put a message for (rid, attempt) on a dramatiq queue, in dramatiq's own layout, and wake
--- one idle consumer of that queue.
-local function enqueue(queue, rid, attempt, front)
-  local seq = redis.call('INCR', key_msgseq())
-  local mid = rid .. '.' .. attempt .. '.' .. seq
-  local data = cjson.encode({
-    queue_name = queue, actor_name = 'jobcord_execute', args = {rid, tonumber(attempt)},
-    kwargs = {}, options = {redis_message_id = mid}, message_id = mid,
-    message_timestamp = math.floor(now * 1000)})
-  redis.call('HSET', key_queue_msgs(queue), mid, data)
+-- Put attempt `attempt` of a request on its queue and wake one idle consumer of that queue.
+-- A message is only '<request id>.<attempt>.<enqueued at, ms>': the record is the truth, and
+-- the time lets a fallback consumer judge its age without another read.
+local function enqueue(queue, rid, attempt, front, priority)
+  local mid = rid .. '.' .. attempt .. '.' .. math.floor(now * 1000)
+  priority = priority or redis.call('HGET', rec_key(rid), 'priority')
   -- At the front: work already in service that lost its worker (not its own fault) goes
   -- before everything that arrived since, so recovery is as fast as the lease allows.
-  local push = 'RPUSH'
-  if front then push = 'LPUSH' end
-  redis.call(push, level_list(queue, redis.call('HGET', rec_key(rid), 'priority')), mid)
+  if front then
+    redis.call('LPUSH', level_list(queue, priority), mid)
+  else
+    redis.call('RPUSH', level_list(queue, priority), mid)
+  end
   local wake = key_wake(queue)
-  redis.call('LPUSH', wake, '1')
-  redis.call('LTRIM', wake, 0, 63)
+  if redis.call('LPUSH', wake, '1') > 64 then redis.call('LTRIM', wake, 0, 63) end
 end
 
--- Append the attempt that is ending to the record's history (only if it was running): where
--- it ran, when, and how it ended. Keeps the last 50.
+-- The fields `terminate` needs, read in the caller's one HMGET (`head` names them in order).
+local TERMINATE_FIELDS = {'status', 'attempt', 'app', 'webhook_endpoint', 'child_count',
+  'input_format', 'streamed'}
+
+local function read_head(rk, ...)
+  local names = {unpack(TERMINATE_FIELDS)}
+  for _, extra in ipairs({...}) do names[#names + 1] = extra end
+  local values = redis.call('HMGET', rk, unpack(names))
+  local head = {}
+  for i, name in ipairs(names) do head[name] = values[i] end
+  return head
+end
+
+-- Declared here, defined after terminate (they call each other down a request tree).
+local cancel_tree
+
+-- Move a request to a terminal status (fields: a flat list of extra field/value pairs). The
+-- attempt that ends here is not appended to the record's `attempts` log: readers make its
+-- entry from the record's own fields (RequestRecord.from_hash), which saves a JSON rewrite
+-- on every finish. `head`: the record's TERMINATE_FIELDS, as read_head returned them.
+local function terminate(rid, status, retention, fields, head)
+  local rk = rec_key(rid)
+  local app = head.app
+  if redis.call('HINCRBY', key_inflight(), app, -1) < 0 then
+    redis.call('HSET', key_inflight(), app, 0)  -- requests from before the counter existed
+  end
+  -- The lease goes with the same write ('' reads as absent): a stale token never matches.
+  redis.call('HSET', rk, 'status', status, 'finished_at', now_s, 'lease', '', unpack(fields))
+  if head.status == 'IN_PROGRESS' then
+    redis.call('ZREM', key_running(), rid)
+  else  -- queued: waiting for a retry's eta or with a queue deadline
+    redis.call('ZREM', key_delayed(), rid)
+    redis.call('ZREM', key_deadlines(), rid)
+  end
+  event(rid, status, head.attempt)
+  redis.call('EXPIRE', rk, retention)
+  redis.call('EXPIRE', ev_key(rid), retention)
+  if head.streamed then redis.call('EXPIRE', key_chunks(rid), retention) end
+  if head.child_count then redis.call('EXPIRE', key_children(rid), retention) end
+  if head.input_format == 'msgpack' then redis.call('EXPIRE', key_input(rid), retention) end
+  -- The dead-letter view: failed requests by app, newest last.
+  if status == 'FAILED' then redis.call('ZADD', key_failed(app), now, rid) end
+  -- A finished request with a webhook is due for delivery now (one delivery per request).
+  if head.webhook_endpoint then
+    redis.call('HSET', rk, 'webhook_status', 'PENDING')
+    redis.call('ZADD', key_webhooks_due(), now, rid)
+  end
+  -- A parent that is canceled or timed out takes its unfinished children with it.
+  if head.child_count and (status == 'CANCELED' or status == 'TIMED_OUT') then
+    cancel_tree(rid, retention)
+  end
+end
+
+cancel_tree = function(parent, retention)
+  local children = redis.call('ZRANGE', key_children(parent), 0, -1)
+  for _, child in ipairs(children) do
+    local head = read_head(rec_key(child))
+    if head.status == 'QUEUED' then
+      terminate(child, 'CANCELED', retention, {'error', cjson.encode({type = 'Canceled',
+        message = 'its parent request ' .. parent .. ' was canceled or timed out'})}, head)
+    elseif head.status == 'IN_PROGRESS' then
+      redis.call('HSET', rec_key(child), 'cancel_requested', '1')
+      redis.call('PUBLISH', key_cancels(), child)
+      cancel_tree(child, retention)
+    end
+  end
+end
+
+-- Append the attempt that is ending, without ending the request, to the record's history:
+-- where it ran, when, and how it ended (RETRY and a reason). Keeps the last 50.
 local function log_attempt(rid, outcome, reason, err_json)
   local rk = rec_key(rid)
   local f = redis.call('HMGET', rk, 'status', 'attempt', 'started_at', 'worker', 'device',
@@ -72,68 +140,13 @@ local function log_attempt(rid, outcome, reason, err_json)
   redis.call('HSET', rk, 'attempts', cjson.encode(list))
 end
 
--- Declared here, defined after terminate (they call each other down a request tree).
-local cancel_tree
-
--- Move a request to a terminal status (fields: a flat list of extra field/value pairs).
-local function terminate(rid, status, attempt, retention, fields)
-  local rk = rec_key(rid)
-  local err_json = nil
-  for i = 1, #fields - 1, 2 do
-    if fields[i] == 'error' then err_json = fields[i + 1] end
-  end
-  log_attempt(rid, status, nil, err_json)
-  local app = redis.call('HGET', rk, 'app')
-  if redis.call('HINCRBY', key_inflight(), app, -1) < 0 then
-    redis.call('HSET', key_inflight(), app, 0)  -- requests from before the counter existed
-  end
-  redis.call('HSET', rk, 'status', status, 'finished_at', now_s)
-  if #fields > 0 then redis.call('HSET', rk, unpack(fields)) end
-  redis.call('HDEL', rk, 'lease')
-  redis.call('ZREM', key_running(), rid)
-  redis.call('ZREM', key_delayed(), rid)
-  redis.call('ZREM', key_deadlines(), rid)
-  event(rid, status, attempt)
-  redis.call('EXPIRE', rk, retention)
-  redis.call('EXPIRE', ev_key(rid), retention)
-  redis.call('EXPIRE', key_chunks(rid), retention)
-  redis.call('EXPIRE', key_children(rid), retention)
-  redis.call('EXPIRE', key_input(rid), retention)
-  -- The dead-letter view: failed requests by app, newest last.
-  if status == 'FAILED' then
-    redis.call('ZADD', key_failed(redis.call('HGET', rk, 'app')), now, rid)
-  end
-  -- A finished request with a webhook is due for delivery now (one delivery per request).
-  if redis.call('HEXISTS', rk, 'webhook_endpoint') == 1 then
-    redis.call('HSET', rk, 'webhook_status', 'PENDING')
-    redis.call('ZADD', key_webhooks_due(), now, rid)
-  end
-  -- A parent that is canceled or timed out takes its unfinished children with it.
-  if status == 'CANCELED' or status == 'TIMED_OUT' then cancel_tree(rid, retention) end
-end
-
-cancel_tree = function(parent, retention)
-  local children = redis.call('ZRANGE', key_children(parent), 0, -1)
-  for _, child in ipairs(children) do
-    local cur = redis.call('HMGET', rec_key(child), 'status', 'attempt')
-    if cur[1] == 'QUEUED' then
-      terminate(child, 'CANCELED', cur[2], retention, {'error', cjson.encode({type = 'Canceled',
-        message = 'its parent request ' .. parent .. ' was canceled or timed out'})})
-    elseif cur[1] == 'IN_PROGRESS' then
-      redis.call('HSET', rec_key(child), 'cancel_requested', '1')
-      redis.call('PUBLISH', key_cancels(), child)
-      cancel_tree(child, retention)
-    end
-  end
-end
-
 -- Put a request back on its queue as a new attempt, now or at eta (seconds since the epoch).
 local function requeue(rid, attempt, eta, reason, front)
   local rk = rec_key(rid)
   log_attempt(rid, 'RETRY', reason, redis.call('HGET', rk, 'error'))
   local next_attempt = tonumber(attempt) + 1
-  redis.call('HSET', rk, 'status', 'QUEUED', 'attempt', next_attempt)
-  redis.call('HDEL', rk, 'lease', 'started_at', 'worker', 'device')
+  redis.call('HSET', rk, 'status', 'QUEUED', 'attempt', next_attempt, 'lease', '')
+  redis.call('HDEL', rk, 'started_at', 'worker', 'device')
   redis.call('ZREM', key_running(), rid)
   event(rid, 'QUEUED', next_attempt, 'reason', reason)
   if eta > now then
@@ -147,22 +160,100 @@ local function requeue(rid, attempt, eta, reason, front)
 end
 
 -- Start attempt `attempt` of a request if it is still the queued one (QUEUED -> IN_PROGRESS
--- with lease `token`); expire it when its queue deadline has passed. Returns 'claimed',
--- 'expired', 'stale' or 'missing'. Used by claim and by fetch (which claims as it takes).
-local function claim_attempt(rid, attempt, worker, token, lease_ttl, retention)
+-- with lease `token`, on `worker` and its `device`s, '' for none); expire it when its queue deadline has passed. Returns 'claimed' and
+-- the record as it was before the claim (HGETALL), or 'expired', 'stale' or 'missing'. Used
+-- by claim and by fetch (which claims as it takes).
+local function claim_attempt(rid, attempt, worker, device, token, lease_ttl, retention)
   local rk = rec_key(rid)
-  local cur = redis.call('HMGET', rk, 'status', 'attempt', 'queue_deadline')
-  if not cur[1] then return 'missing' end
-  if cur[1] ~= 'QUEUED' or cur[2] ~= attempt then return 'stale' end
-  if cur[3] and cur[3] ~= '' and tonumber(cur[3]) < now then
-    terminate(rid, 'EXPIRED', attempt, retention,
-      {'error', cjson.encode({type = 'Expired', message = 'not started before max_time_in_queue_seconds'})})
-    return 'expired'
+  local rec = redis.call('HGETALL', rk)
+  if #rec == 0 then return 'missing' end
+  local status, current, deadline
+  for i = 1, #rec, 2 do
+    local k = rec[i]
+    if k == 'status' then status = rec[i + 1]
+    elseif k == 'attempt' then current = rec[i + 1]
+    elseif k == 'queue_deadline' then deadline = rec[i + 1] end
   end
-  redis.call('HSET', rk, 'status', 'IN_PROGRESS', 'started_at', now_s, 'worker', worker,
-    'lease', token)
-  redis.call('ZREM', key_deadlines(), rid)  -- started: the queue deadline no longer applies
+  if status ~= 'QUEUED' or current ~= tostring(attempt) then return 'stale' end
+  if deadline and deadline ~= '' then
+    if tonumber(deadline) < now then
+      terminate(rid, 'EXPIRED', retention, {'error', cjson.encode({type = 'Expired',
+        message = 'not started before max_time_in_queue_seconds'})}, read_head(rk))
+      return 'expired'
+    end
+    redis.call('ZREM', key_deadlines(), rid)  -- started: the queue deadline no longer applies
+  end
+  if device ~= '' then
+    redis.call('HSET', rk, 'status', 'IN_PROGRESS', 'started_at', now_s, 'worker', worker,
+      'lease', token, 'device', device)
+  else
+    redis.call('HSET', rk, 'status', 'IN_PROGRESS', 'started_at', now_s, 'worker', worker,
+      'lease', token)
+  end
   redis.call('ZADD', key_running(), now + lease_ttl, rid)
-  event(rid, 'IN_PROGRESS', attempt)
-  return 'claimed'
+  event(rid, 'IN_PROGRESS', current)
+  return 'claimed', rec
+end
+
+-- Take up to n messages and claim each one's attempt (see fetch.lua). argv[i..]: worker,
+-- device, token_prefix, lease_ttl_s, n, lowest_first, then queue, min_age_ms pairs.
+local function fetch_claims(argv, i, retention)
+  local worker, device, token_prefix = argv[i], argv[i + 1], argv[i + 2]
+  local lease_ttl, n = tonumber(argv[i + 3]), tonumber(argv[i + 4])
+  local lowest_first = argv[i + 5] == '1'
+  local now_ms = now * 1000
+  local claims = {}
+  local dropped, max_dropped = 0, 1000  -- stale messages dropped in one call, at most
+  local levels = {key_queue_p0, key_queue_list, key_queue_p2}
+  if lowest_first then levels = {key_queue_p2, key_queue_list, key_queue_p0} end
+  for _, level in ipairs(levels) do
+    for q = i + 6, #argv - 1, 2 do
+      local list, min_age_ms = level(argv[q]), tonumber(argv[q + 1])
+      while #claims < n and dropped < max_dropped do
+        if min_age_ms > 0 then
+          local head = redis.call('LINDEX', list, 0)
+          if not head then break end
+          local at = tonumber(string.match(head, '%.(%d+)$') or '0')
+          if at > now_ms - min_age_ms then break end
+        end
+        local id = redis.call('LPOP', list)
+        if not id then break end
+        -- '<request id>.<attempt>.<enqueued at ms>' (see enqueue); before 0.2 the third part
+        -- was a sequence number and the message also lived in dramatiq's hash: drop it there.
+        local rid, attempt, third = string.match(id, '^(%x+)%.(%d+)%.(%d+)$')
+        if third and tonumber(third) < 1000000000000 then
+          redis.call('HDEL', key_queue_msgs(argv[q]), id)
+        end
+        local token = token_prefix .. '-' .. (#claims + 1)
+        local outcome, rec = 'missing', nil
+        if rid then
+          outcome, rec = claim_attempt(rid, attempt, worker, device, token, lease_ttl, retention)
+        end
+        if outcome == 'claimed' then
+          table.insert(rec, 1, id)
+          table.insert(rec, 1, token)
+          claims[#claims + 1] = rec
+        else
+          dropped = dropped + 1
+        end
+      end
+    end
+  end
+  -- Fewer than asked: every queue without an age limit was emptied. Its wake-up tokens are
+  -- stale now (each stands for a message taken); left there, each would cost an idle
+  -- consumer a wake-up and an empty fetch.
+  if #claims < n and dropped < max_dropped then
+    for q = i + 6, #argv - 1, 2 do
+      if argv[q + 1] == '0' then redis.call('DEL', key_wake(argv[q])) end
+    end
+  end
+  return claims
+end
+
+-- End the running attempt that holds lease `token` (see finish.lua): 'ok' or 'stale'.
+local function finish_attempt(rid, token, status, retention, fields)
+  local head = read_head(rec_key(rid), 'lease')
+  if head.status ~= 'IN_PROGRESS' or head.lease ~= token then return 'stale' end
+  terminate(rid, status, retention, fields, head)
+  return 'ok'
 end

@@ -8,47 +8,47 @@ local out = {}
 local expired = redis.call('ZRANGEBYSCORE', key_running(), '-inf', now, 'LIMIT', 0, batch)
 for _, rid in ipairs(expired) do
   local rk = rec_key(rid)
-  local cur = redis.call('HMGET', rk, 'status', 'attempt', 'cancel_requested')
+  local head = read_head(rk, 'cancel_requested')
   redis.call('ZREM', key_running(), rid)
-  if cur[1] == 'IN_PROGRESS' then
-    if cur[3] == '1' then
-      terminate(rid, 'CANCELED', cur[2], retention,
-        {'error', cjson.encode({type = 'Canceled', message = 'canceled while running'})})
+  if head.status == 'IN_PROGRESS' then
+    if head.cancel_requested == '1' then
+      terminate(rid, 'CANCELED', retention,
+        {'error', cjson.encode({type = 'Canceled', message = 'canceled while running'})}, head)
       out[#out + 1] = rid; out[#out + 1] = 'canceled'
     else
       local losses = redis.call('HINCRBY', rk, 'worker_losses', 1)
       local err = cjson.encode({type = 'WorkerLost',
-        message = 'the worker running attempt ' .. cur[2] .. ' stopped renewing its lease'})
+        message = 'the worker running attempt ' .. head.attempt .. ' stopped renewing its lease'})
       if losses >= max_losses then
-        terminate(rid, 'FAILED', cur[2], retention, {'error', err})
+        terminate(rid, 'FAILED', retention, {'error', err}, head)
         out[#out + 1] = rid; out[#out + 1] = 'failed'
       else
         redis.call('HSET', rk, 'error', err)
-        requeue(rid, cur[2], 0, 'worker lost', true)
+        requeue(rid, head.attempt, 0, 'worker lost', true)
         out[#out + 1] = rid; out[#out + 1] = 'requeued'
       end
     end
   end
 end
 -- Queued requests past max_time_in_queue_seconds end EXPIRED even if no consumer fetches
--- them (their message, if any, is skipped when fetched).
+-- them (their message, if any, is dropped when fetched).
 local late = redis.call('ZRANGEBYSCORE', key_deadlines(), '-inf', now, 'LIMIT', 0, batch)
 for _, rid in ipairs(late) do
   redis.call('ZREM', key_deadlines(), rid)
-  local cur = redis.call('HMGET', rec_key(rid), 'status', 'attempt')
-  if cur[1] == 'QUEUED' then
-    terminate(rid, 'EXPIRED', cur[2], retention, {'error', cjson.encode({type = 'Expired',
-      message = 'not started before max_time_in_queue_seconds'})})
+  local head = read_head(rec_key(rid))
+  if head.status == 'QUEUED' then
+    terminate(rid, 'EXPIRED', retention, {'error', cjson.encode({type = 'Expired',
+      message = 'not started before max_time_in_queue_seconds'})}, head)
     out[#out + 1] = rid; out[#out + 1] = 'expired'
   end
 end
 local due = redis.call('ZRANGEBYSCORE', key_delayed(), '-inf', now, 'LIMIT', 0, batch)
 for _, rid in ipairs(due) do
   redis.call('ZREM', key_delayed(), rid)
-  local cur = redis.call('HMGET', rec_key(rid), 'status', 'attempt', 'queue')
+  local cur = redis.call('HMGET', rec_key(rid), 'status', 'attempt', 'queue', 'priority')
   if cur[1] == 'QUEUED' then
     redis.call('HDEL', rec_key(rid), 'retry_at')
-    enqueue(cur[3], rid, cur[2])
+    enqueue(cur[3], rid, cur[2], false, cur[4])
     out[#out + 1] = rid; out[#out + 1] = 'promoted'
   end
 end

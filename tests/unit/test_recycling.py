@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from consumers.cuda_errors import poisons_cuda_context
-from consumers.slots import Recycling
+from consumers.recycling import Recycling
 
 
 def test_recycling_is_off_by_default():

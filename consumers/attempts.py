@@ -1,0 +1,309 @@
+"""The child's consumer loop: fetch and claim, run, end the attempt, show it on the board.
+
+One pass: the fetch script pops a message and starts its attempt (a lease from that moment);
+the attempt goes on the board (its parent renews the lease and watches the timeout); the
+job runs here; the outcome is written with the lease token (``consumers.endings``); the
+entry is cleared. Writes an attempt makes while it runs (progress, streamed items) are fenced
+by the same token: one that is refused means another attempt owns the request now, and this
+one stops at once (:class:`AttemptLost`).
+
+The loop is supervised: whatever a pass raises is logged, reported to the parent (its health
+shows it) and backed off from, doubling up to 10 s; then the loop goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import redis
+import structlog
+
+from scheduler.context import JobContext
+from scheduler.invoke import JobFailure, describe_failure, invoke
+from scheduler.jobspec import AppRegistry, JobSpec
+from scheduler.outputs import JSON_TYPE, EncodedOutput, encode_output
+from scheduler.payloads import unpack
+from storage.connection import connect
+from storage.requests import RequestStore
+from storage.results import ResultStore, open_result_store
+from storage.settings import Settings
+from storage.statuses import Status
+
+from .board import ChildBoard
+from .child import EXIT_POISONED, EXIT_RECYCLE, ChildConfig
+from .claim import Claim
+from .cuda_errors import poisons_cuda_context
+from .endings import Endings
+from .fetcher import Fetcher
+from .metrics import JobCounts
+from .protocol import ChildMessage, Fence, LoopFailed, Waiting
+
+__all__ = ["ChildConsumer", "AttemptLost"]
+
+log = structlog.get_logger("jobcord.child")
+
+#: The fetch loop's longest pause after consecutive errors.
+_BACKOFF_MAX_S = 10.0
+#: Job counts go to the parent at most this often while busy (and whenever it idles).
+_STATS_EVERY_S = 1.0
+
+
+class AttemptLost(BaseException):
+    """A fenced write was refused: the request is no longer this attempt's. Raised inside
+    the job (a BaseException, so that ``except Exception`` in job code does not swallow it)."""
+
+
+class ChildConsumer:
+    def __init__(
+        self,
+        app: AppRegistry,
+        state: dict[str, Any],
+        board: ChildBoard,
+        config: ChildConfig,
+        settings: Settings,
+        send: Callable[[ChildMessage], None],
+    ) -> None:
+        self.app = app
+        self.state = state
+        self.board = board
+        self.config = config
+        self.settings = settings
+        self.send = send
+        self.store = RequestStore(connect(settings), settings)
+        self.counts = JobCounts()
+        self.endings = Endings(
+            app, self.store, self._result_store, settings, self.counts, finish=self._finish
+        )
+        self.devices = config.env.get("CUDA_VISIBLE_DEVICES", "")
+        self.fetcher = Fetcher(
+            self.store,
+            config.plan,
+            worker=config.worker,
+            device=self.devices,
+            wake_name=config.wake_name,
+            aging_every=settings.priority_aging_every,
+        )
+        self._job_index = {name: i for i, name in enumerate(app.jobs)}
+        self._results: ResultStore | None = None
+        self._stopping = threading.Event()
+        self._current: JobContext | None = None
+        self._jobs_done = 0
+        self._stats_sent_at = 0.0
+        # Claims taken by the last finish (one round trip: end one, take the next); None
+        # when the last attempt ended another way and the loop must fetch.
+        self._next: list[tuple[str, dict[str, str]]] | None = None
+        self._leaving = False  # about to exit: a finish takes no more work
+
+    def stopping(self) -> None:
+        """From the SIGTERM handler: take no more work; a running job sees ctx.cancelled."""
+        self._stopping.set()
+        ctx = self._current
+        if ctx is not None:
+            ctx._cancelled.set()
+
+    def _stop_asked(self) -> bool:
+        return self._stopping.is_set() or self.board.stop_asked
+
+    def _result_store(self) -> ResultStore:
+        if self._results is None:  # boto3 only when a result is stored or read
+            self._results = open_result_store(self.settings)
+        return self._results
+
+    # -- the loop --------------------------------------------------------------------------
+    def run(self) -> int:
+        """Serve until asked to stop; returns the exit code (0, or why to be replaced)."""
+        errors = 0
+        while not self._stop_asked():
+            try:
+                claims, self._next = self._next, None
+                if claims is None:
+                    claims = self.fetcher.fetch(1)
+                    self.board.fetched()
+                if not claims:
+                    self._send_stats(force=True)
+                    self.fetcher.wait_for_work()
+                    errors = 0
+                    continue
+                errors = 0
+            except Exception as exc:  # noqa: BLE001 - the loop survives whatever a pass raises
+                errors += 1
+                self._failed_pass(exc, errors)
+                continue
+            for token, fields in claims:
+                code = self._run(Claim.from_fields(token, fields))
+                if code:
+                    self._leave(code)
+                    return code
+            self._send_stats()
+        self._leave(0)
+        return 0
+
+    def _leave(self, code: int) -> None:
+        """Before exiting: claims taken but not started go back uncounted; totals go home."""
+        for token, fields in self._next or []:
+            self.endings.preempted(fields["id"], token, "consumer shut down")
+        self._next = None
+        self._send_stats(force=True)
+
+    def _finish(self, rid: str, token: str, status: Status, fields: dict[str, Any]) -> bool:
+        """Write a final status; while serving, take the next work in the same round trip."""
+        if self._leaving or self._stop_asked():
+            return self.store.finish(rid, token, status, **fields)
+        finished, self._next = self.fetcher.finish_and_fetch(rid, token, status, fields)
+        self.board.fetched()
+        return finished
+
+    def _failed_pass(self, exc: Exception, errors: int) -> None:
+        backoff = min(_BACKOFF_MAX_S, 0.1 * 2 ** (errors - 1))
+        if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+            log.warning("fetch failed: redis unreachable", error=str(exc), retry_in_s=backoff)
+        else:
+            log.exception("fetch failed", retry_in_s=backoff)
+        with contextlib.suppress(OSError):  # the parent is gone: we die with it
+            self.send(LoopFailed("fetch", f"{type(exc).__name__}: {exc}"[:500]))
+        until = time.monotonic() + backoff
+        while not self._stop_asked() and time.monotonic() < until:
+            time.sleep(min(0.2, until - time.monotonic()))
+
+    def _send_stats(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._stats_sent_at < _STATS_EVERY_S:
+            return
+        news = self.counts.news()
+        if news is not None:
+            self._stats_sent_at = now
+            self.send(news)
+
+    # -- one attempt -----------------------------------------------------------------------
+    def _run(self, record: Claim) -> int:
+        """Run one claimed attempt to its recorded outcome; returns an exit code (0: go on)."""
+        token = record.token
+        spec = self.app.jobs.get(record.job)
+        if self._stop_asked():  # stopped between fetch and start: hand it back, unrun
+            self.endings.preempted(record.request_id, token, "consumer shut down")
+            return 0
+        timeout = record.timeout_s
+        if timeout is None and spec is not None:
+            timeout = spec.timeout_s
+        self.board.start(
+            0,
+            record.request_id,
+            record.attempt,
+            token,
+            self._job_index.get(record.job, -1),
+            timeout,
+        )
+        started = time.monotonic()
+        output_dir = self._output_dir(record, spec)
+        poisoned = False
+        try:
+            try:
+                output = self._execute(record, token, spec, output_dir)
+            except AttemptLost:
+                log.warning("attempt abandoned: its lease is gone", request_id=record.request_id)
+                return 0
+            except BaseException as exc:  # noqa: BLE001 - the job's failure is data
+                failure = (
+                    describe_failure(exc, spec)
+                    if spec is not None
+                    else _unknown_job(self.app, record.job)
+                )
+                poisoned = poisons_cuda_context(exc)
+                self._leaving = poisoned or self._last_job()
+                self.board.ending(0)
+                self.endings.failed(record, failure)
+            else:
+                self._leaving = self._last_job()
+                self.board.ending(0)
+                self.endings.succeeded(record, output, output_dir)
+        finally:
+            self.board.clear(0)
+            self.board.job_done()
+            self.counts.ran(record.app, record.job, time.monotonic() - started)
+            if output_dir is not None:
+                shutil.rmtree(output_dir, ignore_errors=True)
+        self._jobs_done += 1
+        if poisoned:
+            log.warning("cuda context poisoned; this process will be replaced")
+            return EXIT_POISONED
+        if self.config.max_jobs and self._jobs_done >= self.config.max_jobs:
+            return EXIT_RECYCLE
+        return 0
+
+    def _last_job(self) -> bool:
+        """Whether the job under way is this process's last (--max-jobs-per-child)."""
+        return bool(self.config.max_jobs) and self._jobs_done + 1 >= self.config.max_jobs
+
+    def _output_dir(self, record: Claim, spec: JobSpec | None) -> Path | None:
+        """A fresh directory, only for jobs that can see it (they take a JobContext)."""
+        if spec is None or not (spec.signature.context_param or spec.upload):
+            return None
+        base = self.config.outputs
+        return Path(tempfile.mkdtemp(prefix=f"{record.request_id}-{record.attempt}-", dir=base))
+
+    def _execute(
+        self, record: Claim, token: str, spec: JobSpec | None, output_dir: Path | None
+    ) -> EncodedOutput:
+        if spec is None:
+            raise LookupError(f"this consumer's app has no job {record.job!r}")
+        rid = record.request_id
+        fence = Fence(rid, record.attempt)
+        ctx = JobContext(
+            request_id=rid,
+            attempt=record.attempt,
+            app=self.app.name,
+            job=record.job,
+            output_dir=output_dir or Path(),
+            state=self.state,
+            devices=self.devices,
+            _report=lambda f, m: self._progress(rid, token, f, m),
+            _waiting=lambda on: self.send(Waiting(fence, on)),
+        )
+        self._current = ctx
+        try:
+            data = self._input(record)
+            if spec.stream:
+
+                def relay(item: Any) -> None:
+                    data = encode_output(spec.signature, item).data
+                    if not self.endings.append_chunk(rid, token, data):
+                        raise AttemptLost(rid)
+
+                invoke(spec, data, ctx, on_item=relay)
+                return EncodedOutput(JSON_TYPE, b"null")
+            return encode_output(spec.signature, invoke(spec, data, ctx))
+        finally:
+            self._current = None
+
+    def _input(self, record: Claim) -> Any:
+        if record.input_ref is not None:  # a large binary input, in the result store
+            return unpack(self._result_store().get_bytes(record.input_ref))
+        if record.input_format == "msgpack":  # bytes or arrays: raw, beside the record
+            return unpack(self.store.input_bytes(record.request_id))
+        return record.input
+
+    def _progress(self, rid: str, token: str, fraction: float, message: str | None) -> None:
+        try:
+            written = self.store.report_progress(rid, token, fraction, message)
+        except redis.RedisError as exc:  # progress is a courtesy: the job goes on
+            log.warning("progress not recorded", request_id=rid, error=str(exc))
+            return
+        if not written:
+            raise AttemptLost(rid)
+
+
+def _unknown_job(app: AppRegistry, job: str) -> JobFailure:
+    return JobFailure(
+        error_type="UnknownJob",
+        message=f"this consumer's app {app.name!r} has no job {job!r}",
+        traceback="",
+        retryable=False,
+        error_module="",
+    )

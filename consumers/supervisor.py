@@ -1,0 +1,474 @@
+"""The consumer's parent process: it supervises its children and never runs or relays a job.
+
+Children fetch, run and end their attempts themselves (``consumers.attempts``); the parent
+watches the board and the children's exits, in one supervised loop:
+
+- a timeout passes: the attempt ends TIMED_OUT at once (fenced by its lease token), then
+  its process is killed (SIGTERM, SIGKILL after the grace period) and replaced;
+- a cancel arrives (pub/sub, or the lease renewal's reply): the same, CANCELED;
+- a lease is reported lost: the attempt belongs to someone else now; its process is killed
+  if it still runs it a second later (its own finish may have taken the lease just then);
+- a child dies: each attempt it held ends as a lost worker (requeued, or FAILED after
+  ``JOBCORD_MAX_WORKER_LOSSES``); attempts that only shared a process with one the parent
+  stopped go back to the front of their queue uncounted; a new child takes the place;
+- a job waits on its own children's requests: its slot is lent (one more child like it).
+
+The parent's writes go through a small thread pool, so a slow Redis never delays a kill.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from multiprocessing.connection import wait
+from typing import Any
+
+import redis
+import structlog
+
+from scheduler.jobspec import AppRegistry
+from scheduler.supervision import LOOPS, LoopState, run_supervised
+from storage.errors import JobcordError
+from storage.keys import child_wake_key
+from storage.requests import RequestStore
+
+from .board import Board, Phase, Running
+from .child import EXIT_POISONED, EXIT_RECYCLE, ChildConfig
+from .children import ChildProcess, Life, StopReason
+from .endings import AttemptRef, Endings
+from .metrics import CHILD_RESTARTS, JobCounts
+from .protocol import Fence, LoopFailed, Ready, StartupFailed, Stats, Waiting
+from .recycling import Recycling
+
+__all__ = ["Supervisor", "StartupError", "Place"]
+
+log = structlog.get_logger("jobcord.supervisor")
+
+#: How often the loop looks at deadlines when nothing else wakes it.
+_TICK_S = 0.02
+#: After a lease is reported lost, how long the child may still be ending the attempt itself.
+_LOST_GRACE_S = 1.0
+#: A place whose child failed to start is tried again after this long (doubling, capped).
+_RESTART_BACKOFF_S = (1.0, 60.0)
+
+
+class StartupError(JobcordError):
+    pass
+
+
+class Place:
+    """What a place needs to start a child: its config, and the name it goes by."""
+
+    def __init__(self, config: ChildConfig, name: str) -> None:
+        self.config = config
+        self.name = name
+
+
+class Supervisor:
+    def __init__(
+        self,
+        app: AppRegistry,
+        store: RequestStore,
+        endings: Endings,
+        counts: JobCounts,
+        board: Board,
+        places: list[Place],
+        settings: Any,
+        *,
+        recycling: Recycling,
+        max_lent: int,
+        make_borrowed: Callable[[int, ChildProcess], Place],
+    ) -> None:
+        self.app = app
+        self.store = store
+        self.endings = endings
+        self.counts = counts
+        self.board = board
+        self.settings = settings
+        self.recycling = recycling
+        self.max_lent = max_lent
+        self._make_borrowed = make_borrowed
+        self.children = [
+            ChildProcess(
+                p.config,
+                board.child(p.config.place),
+                board.handle(),
+                settings,
+                name=p.name,
+                kill_grace_s=settings.kill_grace_s,
+                startup_timeout_s=settings.child_startup_timeout_s,
+            )
+            for p in places
+        ]
+        self._job_names = list(app.jobs)
+        self._lock = threading.RLock()
+        self._writes = ThreadPoolExecutor(4, thread_name_prefix="jobcord-outcomes")
+        self._lent: dict[Fence, ChildProcess] = {}  # waiting jobs whose slot is lent
+        self._lost: dict[tuple[int, int], float] = {}  # (place, entry seq) -> kill after
+        self._restart_at: dict[int, tuple[float, float]] = {}  # place -> (when, backoff)
+        self._gone = Stats()  # totals of children that exited
+        self._gone_counts = JobCounts()
+        self._shutting_down = False
+        self._stopped = threading.Event()
+        self.state = LoopState("supervisor", 1.0, backoff_max_s=1.0)
+        self.fetch_state = LoopState("fetch", 1.0, backoff_max_s=10.0)
+        self._fetch_seen: dict[int, float] = {}
+        self._thread = threading.Thread(target=self._loop, name="jobcord-supervisor", daemon=True)
+        self._startup_failure: str | None = None
+
+    # -- start and stop ----------------------------------------------------------------------
+    def start(self) -> None:
+        """Start every child and wait until all are warm (startup hooks done)."""
+        LOOPS.add(self.state)
+        LOOPS.add(self.fetch_state)
+        with self._lock:
+            for child in self.children:
+                child.start()
+        self._thread.start()
+        deadline = time.monotonic() + self.settings.child_startup_timeout_s + 5
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._startup_failure is not None:
+                    raise StartupError(self._startup_failure)
+                if all(c.life is Life.READY for c in self.children):
+                    return
+            time.sleep(0.02)
+        raise StartupError("children did not become ready in time")
+
+    def drain(self, drain_s: float) -> None:
+        """Take no more work; running attempts get ``drain_s`` to end, then are handed back
+        (uncounted) and their processes killed; idle children run their shutdown hooks."""
+        with self._lock:
+            self._shutting_down = True
+            for child in self.children:
+                child.retiring = True
+                child.board.ask_stop()
+                self._wake(child)
+        deadline = time.monotonic() + drain_s
+        while time.monotonic() < deadline and self._busy():
+            time.sleep(0.05)
+        with self._lock:
+            for child in self.children:
+                for entry in child.board.running():
+                    self._stop(child, entry, StopReason.SHUTDOWN)
+        deadline = time.monotonic() + self.settings.kill_grace_s + 5
+        while time.monotonic() < deadline and any(c.alive for c in self.children):
+            time.sleep(0.05)
+        with self._lock:
+            for child in self.children:
+                child.kill_now()
+
+    def close(self) -> None:
+        self._stopped.set()
+        self._thread.join(5)
+        with self._lock:
+            for child in self.children:
+                if child.alive:
+                    child.kill_now()
+                    child.reap()
+        self._writes.shutdown(wait=True)
+        LOOPS.unregister(self.state)
+        LOOPS.unregister(self.fetch_state)
+
+    def _busy(self) -> bool:
+        with self._lock:
+            return any(c.alive and c.board.running() for c in self.children)
+
+    # -- what others ask ----------------------------------------------------------------------
+    def held(self) -> dict[str, str]:
+        """Leases to renew: every attempt a live child shows on the board."""
+        out: dict[str, str] = {}
+        with self._lock:
+            for child in self.children:
+                if child.alive:
+                    for entry in child.board.running():
+                        out[entry.request_id] = entry.token
+        return out
+
+    def stop_request(self, request_id: str, token: str | None, reason: str) -> None:
+        """From the lease keeper: ``cancel`` (asked by a caller) or ``lost`` (the lease is
+        another attempt's now) for the attempt of ``request_id`` (holding ``token``, if
+        known). An attempt that is ending already keeps its outcome."""
+        with self._lock:
+            for child in self.children:
+                for entry in child.board.running():
+                    if entry.request_id != request_id or (token and entry.token != token):
+                        continue
+                    if entry.phase is Phase.ENDING:
+                        return
+                    if reason == "lost":
+                        self._lost.setdefault(
+                            (child.config.place, entry.seq), time.monotonic() + _LOST_GRACE_S
+                        )
+                    else:
+                        self._stop(child, entry, StopReason.CANCEL)
+                    return
+
+    def running_by_job(self) -> dict[tuple[str, str], int]:
+        out: dict[tuple[str, str], int] = {}
+        with self._lock:
+            for child in self.children:
+                for entry in child.board.running():
+                    job = self._job_name(entry.job)
+                    key = (self.app.name, job)
+                    out[key] = out.get(key, 0) + 1
+        return out
+
+    def child_stats(self) -> list[Stats]:
+        with self._lock:
+            return [self._gone_counts.snapshot(), *(c.stats for c in self.children if c.alive)]
+
+    # -- the loop ------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        run_supervised(self.state, self._pass, self._stopped, pause_s=0.0, first_pause=False)
+
+    def _pass(self) -> None:
+        with self._lock:
+            waits: dict[Any, ChildProcess] = {}
+            for child in self.children:
+                if child.conn is not None:
+                    waits[child.conn] = child
+                if child.process is not None:
+                    waits[child.process.sentinel] = child
+        if not waits:
+            time.sleep(_TICK_S)
+        ready = wait(list(waits), _TICK_S) if waits else []
+        with self._lock:
+            for handle in ready:
+                child = waits[handle]
+                if handle is child.conn:
+                    self._read(child)
+            for handle in ready:
+                child = waits[handle]
+                if child.process is not None and handle == child.process.sentinel:
+                    self._exited(child)
+            now = time.monotonic()
+            for child in self.children:
+                self._watch(child, now)
+            self._mirror_fetch_health()
+
+    def _read(self, child: ChildProcess) -> None:
+        try:
+            while child.conn is not None and child.conn.poll():
+                self._message(child, child.conn.recv())
+        except (EOFError, OSError):
+            pass  # it exited: its sentinel says so
+
+    def _message(self, child: ChildProcess, msg: object) -> None:
+        if isinstance(msg, Stats):
+            child.stats = msg
+        elif isinstance(msg, Ready):
+            child.life = Life.READY
+            self._restart_at.pop(child.config.place, None)
+            log.info("child ready", child=child.name, pid=msg.pid, devices=child.devices or None)
+        elif isinstance(msg, StartupFailed):
+            log.error("child startup failed", child=child.name, traceback=msg.traceback)
+            if self._startup_failure is None and child.restarts == 0 and not child.borrowed:
+                self._startup_failure = f"{child.name}: on_startup failed:\n{msg.traceback}"
+            child.signal_stop()
+        elif isinstance(msg, Waiting):
+            self._waiting(child, msg.fence, msg.on)
+        elif isinstance(msg, LoopFailed):
+            self.fetch_state.failed_elsewhere(f"{child.name}: {msg.error}")
+        else:  # nothing else is ever sent: a confused child is replaced
+            log.error("child message refused", child=child.name, got=repr(msg)[:200])
+            child.replace_reason = "protocol violation"
+            child.signal_stop()
+
+    def _watch(self, child: ChildProcess, now: float) -> None:
+        place = child.config.place
+        if child.life is Life.GONE:
+            when = self._restart_at.get(place)
+            if when is not None and now >= when[0] and not self._shutting_down:
+                self._start(child, "startup failed")
+            return
+        if child.life is Life.STARTING and now > child.startup_deadline:
+            log.error("child startup timed out", child=child.name)
+            if self._startup_failure is None and child.restarts == 0 and not child.borrowed:
+                self._startup_failure = (
+                    f"{child.name}: startup took longer than {child.startup_timeout_s} s"
+                )
+            child.signal_stop()
+        if child.life is Life.STOPPING:
+            if child.kill_at is not None and now >= child.kill_at:
+                child.kill_now()
+            return
+        if child.life is not Life.READY:
+            return
+        for entry in child.board.running():
+            if entry.phase is Phase.RUNNING and entry.deadline is not None and now > entry.deadline:
+                self._stop(child, entry, StopReason.TIMEOUT)
+                return
+            lost_after = self._lost.get((place, entry.seq))
+            if lost_after is not None and now >= lost_after:
+                self._stop(child, entry, StopReason.LOST)
+                return
+        self._maybe_recycle(child)
+
+    def _maybe_recycle(self, child: ChildProcess) -> None:
+        done = child.board.jobs_done
+        if done == child.seen_jobs or child.pid is None or child.retiring:
+            return
+        child.seen_jobs = done
+        why = self.recycling.memory_reason(child.pid)
+        if why is not None:  # it exits once idle, and is replaced
+            child.replace_reason = why
+            child.board.ask_stop()
+            self._wake(child)
+
+    # -- stopping attempts ----------------------------------------------------------------------
+    def _stop(self, child: ChildProcess, entry: Running, reason: StopReason) -> None:
+        """Record the attempt's outcome now (fenced by its token), then kill its process."""
+        fence = Fence(entry.request_id, entry.attempt)
+        if fence in child.stopped:
+            return
+        child.stopped[fence] = reason
+        self._lost.pop((child.config.place, entry.seq), None)
+        ref = AttemptRef(entry.request_id, self.app.name, self._job_name(entry.job), entry.attempt)
+        if reason is StopReason.TIMEOUT:
+            timeout_s = round(entry.deadline - entry.started, 3) if entry.deadline else 0.0
+            log.warning("request timed out", request_id=entry.request_id, timeout_s=timeout_s)
+            self._write(self.endings.timed_out, ref, entry.token, timeout_s)
+        elif reason is StopReason.CANCEL:
+            log.info("request canceled while running", request_id=entry.request_id)
+            self._write(self.endings.canceled, ref, entry.token)
+        elif reason is StopReason.SHUTDOWN:
+            self._write(self.endings.preempted, entry.request_id, entry.token, "consumer shut down")
+        else:
+            log.warning("lease lost; attempt abandoned", request_id=entry.request_id)
+        child.replace_reason = child.replace_reason or reason.value
+        child.signal_stop()
+
+    def _write(self, fn: Callable[..., Any], *args: Any) -> None:
+        def write() -> None:
+            try:
+                fn(*args)
+            except Exception:  # noqa: BLE001 - its lease runs out and recovery takes over
+                log.exception("outcome not recorded", request_id=str(args[0]))
+
+        self._writes.submit(write)
+
+    def _exited(self, child: ChildProcess) -> None:
+        """The child's process ended: end what it held, fold its totals, replace it."""
+        entries = child.board.running()
+        killed = child.life is Life.STOPPING
+        stopped = child.stopped
+        code = child.reap()
+        self._gone_counts.add(child.stats)
+        for entry in entries:
+            fence = Fence(entry.request_id, entry.attempt)
+            if fence in stopped:
+                continue
+            if killed:  # a sibling's stop (or a shutdown) took its process down
+                self._write(self.endings.preempted, entry.request_id, entry.token, "preempted")
+            else:
+                ref = AttemptRef(
+                    entry.request_id, self.app.name, self._job_name(entry.job), entry.attempt
+                )
+                log.warning("job process died", request_id=entry.request_id, exit_code=code)
+                self._write(
+                    self.endings.worker_lost, ref, entry.token, f"job process died (exit {code})"
+                )
+        for fence, holder in list(self._lent.items()):
+            if holder is child:  # its waiting job is gone: the lent slot is not needed
+                self._waiting(child, fence, False)
+        if child.retiring or self._shutting_down:
+            log.info("child exited", child=child.name, exit_code=code)
+            if child.borrowed and not self._shutting_down:
+                self.children.remove(child)  # its place is free for the next lending
+            return
+        if code == EXIT_POISONED:
+            why = "cuda context poisoned"
+        elif code == EXIT_RECYCLE:
+            why = "recycled after its jobs"
+        else:
+            why = child.replace_reason or f"died (exit {code})"
+        self._start(child, why)
+
+    def _start(self, child: ChildProcess, why: str) -> None:
+        child.restarts += 1
+        CHILD_RESTARTS.labels(child.name, why.split(" ")[0]).inc()
+        log.info("child replaced", child=child.name, reason=why)
+        child.replace_reason = None
+        place = child.config.place
+        try:
+            child.start()
+        except Exception as exc:  # noqa: BLE001 - try again later, never take the loop down
+            _when, backoff = self._restart_at.get(place, (0.0, _RESTART_BACKOFF_S[0]))
+            self._restart_at[place] = (
+                time.monotonic() + backoff,
+                min(backoff * 2, _RESTART_BACKOFF_S[1]),
+            )
+            log.error("child could not start", child=child.name, error=str(exc))
+
+    # -- lending: a job waiting on its children does not hold the slot they need -------------
+    def _waiting(self, child: ChildProcess, fence: Fence, on: bool) -> None:
+        if not on:
+            if self._lent.pop(fence, None) is not None:
+                self._retire_one_borrowed()
+            return
+        if fence in self._lent or self._shutting_down:
+            return
+        if len(self._lent) >= self.max_lent:
+            log.warning("no slot lent: JOBCORD_MAX_LENT_SLOTS reached", lent=len(self._lent))
+            return
+        self._lent[fence] = child
+        place = self._free_borrowed_place()
+        if place is None:
+            return
+        borrowed = self._make_borrowed(place, child)
+        sibling = child.sibling(
+            replace(borrowed.config, place=place), self.board.child(place), borrowed.name
+        )
+        self.children.append(sibling)
+        try:
+            sibling.start()
+        except Exception as exc:  # noqa: BLE001 - a failed start must not take the consumer down
+            log.error("borrowed child did not start", error=str(exc))
+            self.children.remove(sibling)
+
+    def _free_borrowed_place(self) -> int | None:
+        used = {c.config.place for c in self.children}
+        for place in range(self.board.places):
+            if place not in used:
+                return place
+        return None
+
+    def _retire_one_borrowed(self) -> None:
+        borrowed = [c for c in self.children if c.borrowed and c.alive and not c.retiring]
+        if not borrowed:
+            return
+        idle = [c for c in borrowed if not c.board.running()]
+        child = (idle or borrowed)[0]
+        child.retiring = True
+        child.board.ask_stop()
+        self._wake(child)
+
+    # -- small things ------------------------------------------------------------------------
+    def _wake(self, child: ChildProcess) -> None:
+        """Make an idle child look at the board now (best effort: it looks every second)."""
+        key = child_wake_key(child.config.wake_name)
+        try:
+            pipe = self.store.client.pipeline(transaction=False)
+            pipe.lpush(key, "1")
+            pipe.expire(key, 60)
+            pipe.execute()
+        except redis.RedisError:
+            pass
+
+    def _mirror_fetch_health(self) -> None:
+        """The fetch loops run in the children: healthy while any passes or works."""
+        for child in self.children:
+            if child.life is not Life.READY:
+                continue
+            fetched = child.board.fetched_at
+            if fetched != self._fetch_seen.get(child.config.place) or child.board.running():
+                self._fetch_seen[child.config.place] = fetched
+                self.fetch_state.passed()
+                return
+
+    def _job_name(self, index: int) -> str:
+        return self._job_names[index] if 0 <= index < len(self._job_names) else "?"
