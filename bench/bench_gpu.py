@@ -96,22 +96,57 @@ def through_jobcord(url: str, jobs: int) -> list[float]:
         _clean(redis.Redis.from_url(url))
 
 
-def child_replacement(devices: list, kills: int) -> list[float]:
-    from consumers.devices import pinning_env
-    from consumers.slots import ChildSlot
+def child_replacement(url: str, devices: list, kills: int) -> list[float]:
+    """SIGKILL a warm child, start its replacement, wait for its Ready (as a consumer's
+    supervisor does when a child dies): spawn, import, on_startup with torch."""
+    import tempfile
 
-    slot = ChildSlot("bench.gpu_apps:app", name="bench", env=pinning_env(devices[:1]))
-    slot.start()
+    from consumers.board import Board
+    from consumers.child import ChildConfig
+    from consumers.children import ChildProcess
+    from consumers.devices import pinning_env
+    from consumers.fetcher import QueuePlan
+    from consumers.protocol import Ready
+    from storage.settings import load_settings
+
+    board = Board(1, 1)
+    config = ChildConfig(
+        app_ref="bench.gpu_apps:app",
+        env=pinning_env(devices[:1]),
+        log_format="json",
+        worker="bench-respawn",
+        place=0,
+        wake_name="bench-respawn",
+        plan=QueuePlan(own=[]),  # serves nothing: only its start is measured
+        outputs=tempfile.mkdtemp(prefix="jobcord-bench-"),
+    )
+    child = ChildProcess(
+        config,
+        board.child(0),
+        board.handle(),
+        load_settings(redis_url=url),
+        name="bench",
+        kill_grace_s=1.0,
+        startup_timeout_s=600.0,
+    )
+
+    def start_and_wait() -> None:
+        child.start()
+        while not isinstance(child.conn.recv(), Ready):
+            pass
+
+    start_and_wait()
     out = []
     try:
         for _ in range(kills):
             t0 = time.perf_counter()
-            os.kill(slot.process.pid, signal.SIGKILL)
-            slot.process.join()
-            slot.ensure_running()  # kill noticed -> new child spawned, startup done, ready
+            os.kill(child.pid, signal.SIGKILL)
+            child.reap()
+            start_and_wait()
             out.append(time.perf_counter() - t0)
     finally:
-        slot.close()
+        child.kill_now()
+        child.reap()
     return out
 
 
@@ -131,7 +166,7 @@ def main() -> None:
     where = f"{devices[0].name} ({'real' if real else 'fake NVML; torch on CPU'})"
     direct = direct_loop(args.jobs)
     remote = through_jobcord(_redis_url(), args.jobs)
-    respawn = child_replacement(devices, args.kills)
+    respawn = child_replacement(_redis_url(), devices, args.kills)
     table = Table(
         title=f"tiny torch job, {args.jobs} sequential calls, {where}, torch {torch.__version__}"
     )

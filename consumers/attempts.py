@@ -100,6 +100,8 @@ class ChildConsumer:
         # when the last attempt ended another way and the loop must fetch.
         self._next: list[tuple[str, dict[str, str]]] | None = None
         self._leaving = False  # about to exit: a finish takes no more work
+        # The parent renews leases every lease_ttl/3: silent for half a lease, it is stuck.
+        self._parent_patience_s = max(0.5, settings.lease_ttl_s / 2)
 
     def stopping(self) -> None:
         """From the SIGTERM handler: take no more work; a running job sees ctx.cancelled."""
@@ -121,6 +123,9 @@ class ChildConsumer:
         """Serve until asked to stop; returns the exit code (0, or why to be replaced)."""
         errors = 0
         while not self._stop_asked():
+            if self._next is None and self.board.parent_silent_for() > self._parent_patience_s:
+                time.sleep(0.05)  # no new work while nobody would renew its lease
+                continue
             try:
                 claims, self._next = self._next, None
                 if claims is None:
@@ -154,7 +159,8 @@ class ChildConsumer:
 
     def _finish(self, rid: str, token: str, status: Status, fields: dict[str, Any]) -> bool:
         """Write a final status; while serving, take the next work in the same round trip."""
-        if self._leaving or self._stop_asked():
+        stuck = self.board.parent_silent_for() > self._parent_patience_s
+        if self._leaving or stuck or self._stop_asked():
             return self.store.finish(rid, token, status, **fields)
         finished, self._next = self.fetcher.finish_and_fetch(rid, token, status, fields)
         self.board.fetched()

@@ -51,6 +51,7 @@ class _Entry(ctypes.Structure):
 class _Control(ctypes.Structure):
     _fields_ = [
         ("stop", ctypes.c_int32),  # parent -> child: take no more work, exit once idle
+        ("parent_beat", ctypes.c_double),  # monotonic: the parent's supervisor last looked
         ("fetched_at", ctypes.c_double),  # monotonic: the fetch loop's last completed pass
         ("jobs_done", ctypes.c_uint64),
     ]
@@ -132,13 +133,23 @@ class ChildBoard:
     def stop_asked(self) -> bool:
         return bool(self._control.stop)
 
+    def parent_silent_for(self) -> float:
+        """Seconds since the parent last looked at the board. A frozen or stuck parent renews
+        no lease: its children must not take work it cannot keep (SIGSTOP of the parent
+        alone, a deadlock), or every request they claimed would run out its lease."""
+        return time.monotonic() - self._control.parent_beat
+
     # -- written by the parent -------------------------------------------------------------
     def ask_stop(self) -> None:
         self._control.stop = 1
 
+    def beat(self) -> None:
+        self._control.parent_beat = time.monotonic()
+
     def reset(self) -> None:
         """For a new child in this place: no stop asked, no entries, counters from zero."""
         self._control.stop = 0
+        self._control.parent_beat = time.monotonic()
         self._control.fetched_at = 0.0
         self._control.jobs_done = 0
         for slot in range(self.width):

@@ -78,6 +78,8 @@ class ChildProcess:
         self.restarts = 0
         self.startup_deadline = 0.0
         self.kill_at: float | None = None
+        #: When to signal it whatever becomes of the outcome being written (see Supervisor).
+        self.signal_at: float | None = None
         #: Attempts whose outcome the parent owns (it stopped them), by fence.
         self.stopped: dict[Fence, StopReason] = {}
         #: Set when the parent asked it to go: not replaced when it exits (retired, shutdown).
@@ -127,6 +129,7 @@ class ChildProcess:
         self.life = Life.STARTING
         self.startup_deadline = time.monotonic() + self.startup_timeout_s
         self.kill_at = None
+        self.signal_at = None
         self.stopped = {}
         self.stats = Stats()
         self.seen_jobs = 0

@@ -51,6 +51,10 @@ log = structlog.get_logger("jobcord.supervisor")
 _TICK_S = 0.02
 #: After a lease is reported lost, how long the child may still be ending the attempt itself.
 _LOST_GRACE_S = 1.0
+#: A stopped attempt's process is signalled once its outcome is written, or after this long.
+_SIGNAL_AFTER_S = 1.0
+#: A borrowed child no waiting job needs is kept this long, for the next wait.
+_LEND_LINGER_S = 5.0
 #: A place whose child failed to start is tried again after this long (doubling, capped).
 _RESTART_BACKOFF_S = (1.0, 60.0)
 
@@ -107,7 +111,9 @@ class Supervisor:
         self._lock = threading.RLock()
         self._writes = ThreadPoolExecutor(4, thread_name_prefix="jobcord-outcomes")
         self._lent: dict[Fence, ChildProcess] = {}  # waiting jobs whose slot is lent
+        self._spare_since: float | None = None  # since when more are borrowed than needed
         self._lost: dict[tuple[int, int], float] = {}  # (place, entry seq) -> kill after
+        self._pending: dict[str, str] = {}  # stopped attempts whose outcome is being written
         self._restart_at: dict[int, tuple[float, float]] = {}  # place -> (when, backoff)
         self._gone = Stats()  # totals of children that exited
         self._gone_counts = JobCounts()
@@ -180,8 +186,8 @@ class Supervisor:
     # -- what others ask ----------------------------------------------------------------------
     def held(self) -> dict[str, str]:
         """Leases to renew: every attempt a live child shows on the board."""
-        out: dict[str, str] = {}
         with self._lock:
+            out = dict(self._pending)
             for child in self.children:
                 if child.alive:
                     for entry in child.board.running():
@@ -247,7 +253,9 @@ class Supervisor:
                     self._exited(child)
             now = time.monotonic()
             for child in self.children:
+                child.board.beat()
                 self._watch(child, now)
+            self._retire_spares(now)
             self._mirror_fetch_health()
 
     def _read(self, child: ChildProcess) -> None:
@@ -292,6 +300,9 @@ class Supervisor:
                     f"{child.name}: startup took longer than {child.startup_timeout_s} s"
                 )
             child.signal_stop()
+        if child.signal_at is not None and now >= child.signal_at:
+            child.signal_at = None
+            child.signal_stop()  # its outcome is not written yet: the process goes anyway
         if child.life is Life.STOPPING:
             if child.kill_at is not None and now >= child.kill_at:
                 child.kill_now()
@@ -299,6 +310,8 @@ class Supervisor:
         if child.life is not Life.READY:
             return
         for entry in child.board.running():
+            if Fence(entry.request_id, entry.attempt) in child.stopped:
+                continue  # being stopped: its outcome is on its way
             if entry.phase is Phase.RUNNING and entry.deadline is not None and now > entry.deadline:
                 self._stop(child, entry, StopReason.TIMEOUT)
                 return
@@ -321,26 +334,51 @@ class Supervisor:
 
     # -- stopping attempts ----------------------------------------------------------------------
     def _stop(self, child: ChildProcess, entry: Running, reason: StopReason) -> None:
-        """Record the attempt's outcome now (fenced by its token), then kill its process."""
+        """Record the attempt's outcome (fenced by its token), then kill its process: in
+        that order, so that a job the signal wakes early (a C sleep returns on SIGTERM)
+        cannot record a success over its timeout or cancel. A write that Redis delays past
+        _SIGNAL_AFTER_S does not delay the kill: the GPU is freed, and the lease is renewed
+        from here until the outcome is written."""
         fence = Fence(entry.request_id, entry.attempt)
         if fence in child.stopped:
             return
         child.stopped[fence] = reason
+        child.replace_reason = child.replace_reason or reason.value
         self._lost.pop((child.config.place, entry.seq), None)
         ref = AttemptRef(entry.request_id, self.app.name, self._job_name(entry.job), entry.attempt)
+        if reason is StopReason.LOST:
+            log.warning("lease lost; attempt abandoned", request_id=entry.request_id)
+            child.signal_stop()
+            return
         if reason is StopReason.TIMEOUT:
             timeout_s = round(entry.deadline - entry.started, 3) if entry.deadline else 0.0
             log.warning("request timed out", request_id=entry.request_id, timeout_s=timeout_s)
-            self._write(self.endings.timed_out, ref, entry.token, timeout_s)
+            write: tuple[Callable[..., Any], tuple[Any, ...]] = (
+                self.endings.timed_out,
+                (ref, entry.token, timeout_s),
+            )
         elif reason is StopReason.CANCEL:
             log.info("request canceled while running", request_id=entry.request_id)
-            self._write(self.endings.canceled, ref, entry.token)
-        elif reason is StopReason.SHUTDOWN:
-            self._write(self.endings.preempted, entry.request_id, entry.token, "consumer shut down")
+            write = (self.endings.canceled, (ref, entry.token))
         else:
-            log.warning("lease lost; attempt abandoned", request_id=entry.request_id)
-        child.replace_reason = child.replace_reason or reason.value
-        child.signal_stop()
+            write = (self.endings.preempted, (entry.request_id, entry.token, "consumer shut down"))
+        self._pending[entry.request_id] = entry.token
+        due = time.monotonic() + _SIGNAL_AFTER_S
+        child.signal_at = due if child.signal_at is None else min(child.signal_at, due)
+        self._writes.submit(self._record_then_signal, child, entry.request_id, *write)
+
+    def _record_then_signal(
+        self, child: ChildProcess, request_id: str, fn: Callable[..., Any], args: tuple
+    ) -> None:
+        try:
+            fn(*args)
+        except Exception:  # noqa: BLE001 - its lease runs out and recovery takes over
+            log.exception("outcome not recorded", request_id=request_id)
+        finally:
+            with self._lock:
+                self._pending.pop(request_id, None)
+                child.signal_at = None
+                child.signal_stop()
 
     def _write(self, fn: Callable[..., Any], *args: Any) -> None:
         def write() -> None:
@@ -406,9 +444,12 @@ class Supervisor:
 
     # -- lending: a job waiting on its children does not hold the slot they need -------------
     def _waiting(self, child: ChildProcess, fence: Fence, on: bool) -> None:
+        """A job started or stopped waiting on requests it made. Borrowed children are
+        started as needed and retired only after _LEND_LINGER_S spare, so that a job waiting
+        on its children one after another (fan-out, then each result) reuses one warm child
+        rather than starting a process per wait."""
         if not on:
-            if self._lent.pop(fence, None) is not None:
-                self._retire_one_borrowed()
+            self._lent.pop(fence, None)
             return
         if fence in self._lent or self._shutting_down:
             return
@@ -416,6 +457,8 @@ class Supervisor:
             log.warning("no slot lent: JOBCORD_MAX_LENT_SLOTS reached", lent=len(self._lent))
             return
         self._lent[fence] = child
+        if len(self._borrowed()) >= len(self._lent):
+            return  # a spare borrowed child takes the work
         place = self._free_borrowed_place()
         if place is None:
             return
@@ -430,6 +473,9 @@ class Supervisor:
             log.error("borrowed child did not start", error=str(exc))
             self.children.remove(sibling)
 
+    def _borrowed(self) -> list[ChildProcess]:
+        return [c for c in self.children if c.borrowed and c.alive and not c.retiring]
+
     def _free_borrowed_place(self) -> int | None:
         used = {c.config.place for c in self.children}
         for place in range(self.board.places):
@@ -437,15 +483,23 @@ class Supervisor:
                 return place
         return None
 
-    def _retire_one_borrowed(self) -> None:
-        borrowed = [c for c in self.children if c.borrowed and c.alive and not c.retiring]
-        if not borrowed:
+    def _retire_spares(self, now: float) -> None:
+        """Retire one borrowed child once more of them than waiting jobs stayed so a while."""
+        borrowed = self._borrowed()
+        if len(borrowed) <= len(self._lent):
+            self._spare_since = None
+            return
+        if self._spare_since is None:
+            self._spare_since = now
+            return
+        if now - self._spare_since < _LEND_LINGER_S:
             return
         idle = [c for c in borrowed if not c.board.running()]
         child = (idle or borrowed)[0]
         child.retiring = True
         child.board.ask_stop()
         self._wake(child)
+        self._spare_since = now
 
     # -- small things ------------------------------------------------------------------------
     def _wake(self, child: ChildProcess) -> None:

@@ -33,7 +33,9 @@ class RemoteError(JobcordError):
         )
         if err and err.traceback:
             text += f"\n--- remote traceback ---\n{err.traceback.rstrip()}"
-        super().__init__(text)
+        # Not super(): in a class combined with the job's own exception (remote_error), the
+        # next __init__ would be that class's, whose arguments are its own (TypeError).
+        Exception.__init__(self, text)
 
     @property
     def request_id(self) -> str:

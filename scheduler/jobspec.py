@@ -74,7 +74,8 @@ class JobSpec:
             queue=self.queue,
             input_json="null" if binary else json.dumps(input_json),
             input_bin=pack(input_json) if binary else None,
-            input_hash=input_hash(self.name, input_json),
+            # Only an idempotency key compares inputs (the hash lives in the key's value).
+            input_hash=input_hash(self.name, input_json) if fields.get("idempotency_key") else "",
             **fields,
         )
 

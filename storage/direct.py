@@ -22,6 +22,7 @@ import weakref
 from typing import Any
 
 import redis
+from hiredis import pack_command
 
 __all__ = ["DirectCalls", "as_dict", "stream_entries"]
 
@@ -69,12 +70,16 @@ class DirectCalls:
             self._local.held = held
         conn = held.conn
         try:
-            conn.send_command(*args)
+            packed = pack_command(args)  # hiredis's C packer, without redis-py's per-arg encoder
+        except TypeError as exc:
+            raise redis.DataError(f"{args[0]}: {exc}") from None
+        try:
+            conn.send_packed_command([packed])
         except (redis.ConnectionError, redis.TimeoutError):
             # Not sent (a connection that died while idle, a restarted server): once more on
             # a new one. A command that was sent is never sent twice.
             conn.disconnect()
-            conn.send_command(*args)
+            conn.send_packed_command([packed])
         try:
             return conn.read_response()
         except (redis.ConnectionError, redis.TimeoutError):

@@ -131,7 +131,8 @@ class RequestRecord(BaseModel):
             AttemptRecord(
                 attempt=self.attempt,
                 outcome=self.status.value,
-                error=self.error.type if self.error else None,
+                # A success's record may still hold an earlier attempt's error.
+                error=self.error.type if self.error and self.status != "SUCCEEDED" else None,
                 worker=self.worker,
                 device=self.device,
                 started_at=self.started_at,

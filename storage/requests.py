@@ -45,7 +45,8 @@ class NewRequest:
     job: str
     queue: str
     input_json: str
-    input_hash: str
+    #: What a repeat with the same idempotency key must match ("" without a key).
+    input_hash: str = ""
     #: A binary input (msgpack), kept beside the record; ``input_json`` is then "null".
     input_bin: bytes | None = None
     #: Or, when large, its key in the result store.

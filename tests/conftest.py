@@ -7,6 +7,8 @@ A service that is absent skips its tests on a developer machine and fails them u
 from __future__ import annotations
 
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
@@ -49,6 +51,21 @@ def terminate(proc: subprocess.Popen, timeout: float = 20) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (from /proc: Linux only, as are jobcord's consumers)."""
+    out: list[int] = []
+    # Each thread's children are listed under it (a consumer starts its children from one
+    # thread of its own).
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            pids = [int(c) for c in children.read_text().split()]
+        except FileNotFoundError:
+            continue
+        for child in pids:
+            out += [child, *descendants(child)]
+    return out
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, what: str, step: float = 0.02):
@@ -193,6 +210,7 @@ class WorkerProcess:
     def __init__(self, app_ref: str, env: dict[str, str], args: list[str]) -> None:
         self.lines: list[str] = []
         self.ready = threading.Event()
+        self.worker_id: str | None = None  # its id in Redis, once ready
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "jobcord.cli", "worker", app_ref, *args],
             cwd=ROOT,
@@ -208,6 +226,8 @@ class WorkerProcess:
         for line in self.proc.stderr:
             self.lines.append(line)
             if "consumer ready" in line:
+                found = re.search(r'"worker": "([^"]+)"', line)
+                self.worker_id = found.group(1) if found else None
                 self.ready.set()
 
     @property
@@ -222,6 +242,19 @@ class WorkerProcess:
     def kill(self) -> None:
         self.proc.kill()
         self.proc.wait(10)
+
+    def tree(self) -> list[int]:
+        """The consumer's pid and those of its job processes."""
+        return [self.proc.pid, *descendants(self.proc.pid)]
+
+    def freeze(self) -> None:
+        """SIGSTOP the whole consumer (a VM paused, a machine swapping): parent and children."""
+        for pid in self.tree():
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        for pid in self.tree():
+            os.kill(pid, signal.SIGCONT)
 
     def stop(self) -> None:
         terminate(self.proc)

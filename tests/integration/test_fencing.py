@@ -3,9 +3,6 @@ caller reads, and uploads never leave the job's output directory."""
 
 from __future__ import annotations
 
-import os
-import signal
-
 import httpx
 
 from tests.apps import lifecycle as jobs
@@ -19,12 +16,12 @@ def test_a_paused_attempt_cannot_touch_the_winners_result(
     first = start_worker(env=s3_env)
     handle = jobs.attempt_blob.async_run_remote(seconds=1.5)
     wait_for(lambda: handle.status().status.value == "IN_PROGRESS", 10, "attempt 1 to start")
-    os.kill(first.proc.pid, signal.SIGSTOP)  # the consumer freezes; its child finishes attempt 1
+    first.freeze()  # the whole consumer stops, its job mid-way, past its lease
     try:
         start_worker(env=s3_env)  # recovery gives attempt 2 to this one
         assert handle.result(timeout=30) == b"attempt 2"
     finally:
-        os.kill(first.proc.pid, signal.SIGCONT)
+        first.thaw()  # the zombie's job ends attempt 1 and tries to record it
     won = handle.status()
     assert won.attempt == 2 and "/attempt-2/" in won.result.key
     # The zombie wakes with a finished attempt 1 in hand: whatever it does, nothing it wrote
@@ -36,7 +33,7 @@ def test_a_paused_attempt_cannot_touch_the_winners_result(
         return sorted(o["Key"].removeprefix(prefix) for o in reply.get("Contents", []))
 
     wait_for(
-        lambda: "finish ignored" in first.log or "lease lost" in first.log,
+        lambda: "outcome refused" in first.log or "lease lost" in first.log,
         15,
         "the paused consumer to give up its attempt",
     )

@@ -262,8 +262,9 @@ def test_a_queued_request_stores_no_event_stream_yet_reads_queued_first(client, 
     ]
 
 
-def test_finished_requests_leave_no_broker_message_or_ack_behind(client, start_worker, rds):
-    """The finish script acks the message it ends: nothing stays in dramatiq's hash or sets."""
+def test_finished_requests_leave_no_message_lease_or_wake_up_behind(client, start_worker, rds):
+    """A claim takes the message off its queue; the finish removes the lease: once every
+    request ended, the queue, its wake-ups and the running set are empty."""
     start_worker()
     handles = [jobs.echo.async_run_remote(i) for i in range(5)]
     handles.append(jobs.always_fails.async_run_remote("no"))
@@ -271,7 +272,8 @@ def test_finished_requests_leave_no_broker_message_or_ack_behind(client, start_w
         h.wait(timeout=20)
 
     def clean() -> bool:
-        acks = [k for k in rds.scan_iter("jobcord.dq:__acks__.*") if rds.scard(k)]
-        return rds.hlen("jobcord.dq:jobcord.lifecycle.cpu.msgs") == 0 and not acks
+        queues = [k for k in rds.scan_iter("jobcord.dq:jobcord.lifecycle.cpu*") if rds.llen(k)]
+        return not queues and not rds.zcard("jobcord:running")
 
-    wait_for(clean, 10, "no message left in the broker's hash or ack sets")
+    wait_for(clean, 10, "no message or lease left")
+    assert rds.llen("jobcord:wake:jobcord.lifecycle.cpu") <= 1  # at most one, for an idle wait

@@ -138,3 +138,36 @@ def _alive(pid: int) -> bool:
             return fh.read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_a_zombie_whose_lease_was_taken_is_killed_and_writes_nothing(client, rds, start_worker):
+    worker = start_worker()
+    handle = jobs.report_pid.async_run_remote("zombie", 30)
+    wait_for(lambda: rds.get("jobcord:test:pid:zombie:1"), 20, "job to start")
+    pid = int(rds.get("jobcord:test:pid:zombie:1"))
+    # Another attempt owns the request now (as after a recovery the zombie slept through),
+    # and keeps its lease.
+    rds.hset(f"jobcord:req:{handle.request_id}", "lease", "someone-elses")
+    rds.zadd("jobcord:running", {handle.request_id: time.time() + 600})
+    wait_for(lambda: not _alive(pid), 10, "the zombie's process to be killed")
+    assert "lease lost; attempt abandoned" in worker.log
+    rec = handle.status()
+    assert rec.status is Status.IN_PROGRESS and rec.attempt == 1  # nothing written by it
+    assert rds.hget(f"jobcord:req:{handle.request_id}", "lease") == "someone-elses"
+    assert jobs.echo.run_remote(4)["x"] == 4  # a new child serves the next request
+
+
+def test_children_of_a_frozen_parent_take_no_new_work(client, rds, start_worker):
+    frozen = start_worker()
+    os.kill(frozen.proc.pid, signal.SIGSTOP)  # the parent only: its child keeps running
+    try:
+        time.sleep(1.0)  # past half a lease: the child notices nobody would renew its leases
+        handles = [jobs.count.async_run_remote(f"frozen-{i}") for i in range(4)]
+        time.sleep(1.0)
+        assert {h.status().status for h in handles} == {Status.QUEUED}
+        start_worker()  # a live consumer takes them all, at their first attempt
+        for h in handles:
+            assert h.result(timeout=20) == 1
+        assert {h.status().attempt for h in handles} == {1}
+    finally:
+        os.kill(frozen.proc.pid, signal.SIGCONT)

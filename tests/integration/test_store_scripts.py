@@ -35,12 +35,15 @@ def _submit(store: RequestStore, **kw) -> str:
     return rid
 
 
-def test_submit_writes_record_event_and_dramatiq_message(store, rds):
+def test_submit_writes_the_record_and_a_message_of_id_attempt_and_time(store, rds):
+    before = time.time()
     rid = _submit(store)
     assert rds.hget(f"jobcord:req:{rid}", "status") == "QUEUED"
     [mid] = rds.lrange("jobcord.dq:jobcord.t.cpu", 0, -1)
-    assert rid in rds.hget("jobcord.dq:jobcord.t.cpu.msgs", mid)
+    request_id, attempt, at_ms = mid.split(".")
+    assert (request_id, attempt) == (rid, "1") and before - 1 <= int(at_ms) / 1000 <= time.time()
     assert rds.llen("jobcord:wake:jobcord.t.cpu") == 1
+    assert not rds.exists("jobcord.dq:jobcord.t.cpu.msgs")  # nothing else per message
 
 
 def test_expired_lease_is_requeued_then_failed_after_max_losses(store, rds):
@@ -77,7 +80,7 @@ def test_delayed_retry_is_promoted_when_due(store, rds):
     assert store.recover() == []
     time.sleep(0.25)
     assert store.recover() == [(rid, "promoted")]
-    assert rds.llen("jobcord.dq:jobcord.t.cpu") == 2  # attempt 1's message was never acked here
+    assert rds.llen("jobcord.dq:jobcord.t.cpu") == 2  # attempt 1's own, then attempt 2's
 
 
 def test_cancel_running_then_lease_expiry_ends_canceled(store):
@@ -104,11 +107,25 @@ def test_queued_request_past_its_deadline_expires_without_a_consumer(store, rds)
     assert rds.zscore("jobcord:deadlines", keep) is None  # started: deadline no longer applies
 
 
-def test_scripts_run_with_the_generated_prelude(rds):
-    from storage.requests import _SCRIPT_NAMES, lua_script
+@pytest.mark.parametrize("functions", [True, False], ids=["fcall", "evalsha"])
+def test_every_script_runs_as_a_function_library_and_as_cached_scripts(rds, functions):
+    from storage.scripts import SCRIPT_NAMES, Scripts, function_library, lua_script
 
-    for name in (*_SCRIPT_NAMES, "fetch", "rate"):
-        rds.script_load(lua_script(name))  # compiles: every key_* it calls exists
+    for name in SCRIPT_NAMES:
+        rds.script_load(lua_script(name))  # compiles: every key_* and helper it calls exists
+    rds.function_load(function_library()[0], replace=True)
+    scripts = Scripts(rds, functions=functions)
+    assert scripts("renew", 5.0) == []  # a call through the chosen path
+    assert scripts.uses_functions is functions
+
+
+def test_a_server_without_the_library_gets_it_loaded_on_first_call(rds):
+    from storage.scripts import Scripts, function_library
+
+    library = function_library()[0].split("\n", 1)[0].split("name=")[1]
+    rds.execute_command("FUNCTION", "DELETE", library)
+    assert Scripts(rds)("renew", 5.0) == []
+    assert rds.function_list(library)  # loaded again
 
 
 def test_a_request_whose_worker_died_goes_to_the_front_of_its_queue(store, rds):
@@ -121,16 +138,18 @@ def test_a_request_whose_worker_died_goes_to_the_front_of_its_queue(store, rds):
     assert head.startswith(f"{lost}.2."), (head, newer)  # before everything that came since
 
 
-def _runner(store, results):
-    from consumers.runner import Runner
+def _endings(store, results):
+    from consumers.endings import Endings
+    from consumers.metrics import JobCounts
     from scheduler.jobspec import AppRegistry
 
-    return Runner(AppRegistry("t"), store, results, None, [], store.settings, "w")  # type: ignore[arg-type]
+    return Endings(AppRegistry("t"), store, lambda: results, store.settings, JobCounts())
 
 
 def test_a_lost_finish_reply_never_removes_the_winners_objects(store, tmp_path):
     """finish ran but its reply was lost; the retried finish finds the request ended: the
     objects the record names (this attempt's own) must stay."""
+    from consumers.endings import AttemptRef
     from storage.results import LocalResultStore
 
     results = LocalResultStore(tmp_path)
@@ -139,11 +158,12 @@ def test_a_lost_finish_reply_never_removes_the_winners_objects(store, tmp_path):
     key = f"t/j/{rid}/attempt-1/output"
     stored = results.put_bytes(key, b"mine", "application/octet-stream")
     assert store.finish(rid, "tok", Status.SUCCEEDED, result=stored.model_dump(exclude={"url"}))
-    _runner(store, results)._discard(store.get(rid), [key])
+    _endings(store, results)._discard(AttemptRef(rid, "t", "j", 1), [key])
     assert results.get_bytes(key) == b"mine"
 
 
 def test_the_winning_attempt_sweeps_what_dead_attempts_left(store, tmp_path):
+    from consumers.endings import AttemptRef
     from storage.results import LocalResultStore
 
     results = LocalResultStore(tmp_path)
@@ -152,98 +172,86 @@ def test_the_winning_attempt_sweeps_what_dead_attempts_left(store, tmp_path):
     results.put_bytes(f"t/j/{rid}/attempt-1/output", b"orphan", "application/octet-stream")
     time.sleep(0.35)
     store.recover()  # attempt 1's consumer died after its upload
-    _, record = store.claim(rid, 2, "w2", "tok2")
+    store.claim(rid, 2, "w2", "tok2")
     won = results.put_bytes(f"t/j/{rid}/attempt-2/output", b"won", "application/octet-stream")
-    assert _runner(store, results)._finish(
-        rid, "tok2", Status.SUCCEEDED, record, result=won.model_dump(exclude={"url"})
+    assert _endings(store, results)._finish(
+        AttemptRef(rid, "t", "j", 2),
+        "tok2",
+        Status.SUCCEEDED,
+        result=won.model_dump(exclude={"url"}),
     )
     assert not (tmp_path / "t/j" / rid / "attempt-1").exists()
     assert results.get_bytes(won.key) == b"won"
 
 
-class _Claims:
-    """What the runner does with claims made at fetch, recorded."""
-
-    worker_id = "w"
-    lease = (5.0, 3600)
-
-    def __init__(self) -> None:
-        self.got: list[list[str]] = []
-
-    def claimed(self, flat: list[str]) -> None:
-        self.got.append(flat)
+QUEUE = [("jobcord.t.cpu", 0)]
 
 
-def _fetch(redis_url: str, claims: object, n: int = 10) -> list[bytes]:
-    from consumers.broker import WakingRedisBroker
-
-    broker = WakingRedisBroker(redis_url)
-    broker.claim_on_fetch(claims)  # type: ignore[arg-type]
-    try:
-        return broker.do_fetch("jobcord.t.cpu", n)
-    finally:
-        broker.close()
-
-
-def test_fetch_claims_as_it_takes_and_acks_stale_messages_in_redis(store, rds, redis_url):
+def test_fetch_claims_as_it_takes_and_drops_stale_messages_in_redis(store, rds):
     stale, live = _submit(store), _submit(store)
     rds.hset(f"jobcord:req:{stale}", "attempt", 2)  # its message's attempt is no longer queued
-    claims = _Claims()
-    messages = _fetch(redis_url, claims)
-    assert len(messages) == 1 and live in messages[0].decode()
-    [(token, message_id, *fields)] = claims.got
-    assert message_id.startswith(f"{live}.1.")
-    record = dict(zip(fields[::2], fields[1::2], strict=True))
-    assert record["status"] == "IN_PROGRESS" and record["lease"] == token
-    assert store.get(live).status is Status.IN_PROGRESS
-    # The stale message was acked inside the script: only the live one is left unacked.
-    assert rds.hkeys("jobcord.dq:jobcord.t.cpu.msgs") == [message_id]
-    assert store.get(stale).status is Status.QUEUED  # untouched
+    [(token, record)] = store.fetch(QUEUE, "w", "GPU-x", n=10)
+    assert record["id"] == live and record["status"] == "IN_PROGRESS"
+    assert record["lease"] == token and record["device"] == "GPU-x"
+    rec = store.get(live)
+    assert rec.status is Status.IN_PROGRESS and rec.worker == "w" and rec.device == "GPU-x"
+    assert rds.zscore(RUNNING_KEY, live) is not None  # leased from the claim on
+    assert store.get(stale).status is Status.QUEUED  # untouched; its message is gone
+    assert rds.llen("jobcord.dq:jobcord.t.cpu") == 0
 
 
-def test_an_attempt_claimed_at_fetch_but_never_started_goes_back_uncounted(store, redis_url):
-    from consumers.leases import LeaseKeeper
-    from consumers.runner import Runner
-    from scheduler.jobspec import AppRegistry
-
-    rid = _submit(store)
-    leases = LeaseKeeper(store, 5.0)
-    runner = Runner(AppRegistry("t"), store, None, leases, [], store.settings, "w")  # type: ignore[arg-type]
-    _fetch(redis_url, runner.claims)
-    assert store.get(rid).status is Status.IN_PROGRESS
-    assert rid in leases._running  # renewed from the claim on, before any worker takes it
-    runner.claims.release_unstarted()  # the consumer shuts down before a worker took it
-    record = store.get(rid)
-    assert record.status is Status.QUEUED and record.attempt == 2
-    assert (record.failures, record.worker_losses, record.infra_failures) == (0, 0, 0)
-    assert record.attempts[-1].reason == "consumer shut down"
-    assert rid not in leases._running
+def test_a_fetch_that_empties_its_queues_clears_their_wake_ups(store, rds):
+    rids = [_submit(store) for _ in range(3)]
+    assert rds.llen("jobcord:wake:jobcord.t.cpu") == 3
+    assert len(store.fetch(QUEUE, "w", n=2)) == 2
+    assert rds.llen("jobcord:wake:jobcord.t.cpu") == 3  # one is still waiting
+    assert [r["id"] for _, r in store.fetch(QUEUE, "w", n=2)] == rids[2:]
+    assert not rds.exists("jobcord:wake:jobcord.t.cpu")  # none left for idle consumers
 
 
-def test_a_cancel_before_a_worker_takes_a_claimed_attempt_ends_it_unrun(store, redis_url):
-    from consumers.leases import LeaseKeeper
-    from consumers.runner import Runner
-    from scheduler.jobspec import AppRegistry
-    from storage.requests import BrokerAck
-
-    rid = _submit(store)
-    leases = LeaseKeeper(store, 5.0)
-    message: list[str] = []
-    runner = Runner(
-        AppRegistry("t"),
-        store,
-        None,  # type: ignore[arg-type]
-        leases,
-        [],  # no slot: the attempt must end before one is needed
-        store.settings,
-        "w",
-        current_ack=lambda: BrokerAck("b", "jobcord.t.cpu", message[0]),
+def test_finish_next_ends_one_attempt_and_takes_the_next_in_one_call(store):
+    first, second = _submit(store), _submit(store)
+    [(token, _)] = store.fetch(QUEUE, "w")
+    finished, claims = store.finish_next(
+        first, token, Status.SUCCEEDED, {"output": "1"}, QUEUE, "w"
     )
-    _fetch(redis_url, runner.claims)
-    message.extend(runner.claims._claims)
-    assert store.cancel(rid) is Status.IN_PROGRESS  # claimed: a cancel is a request to stop
-    leases._stop(rid, "cancel", leases.cancel_state)  # as the cancel listener hears it
-    runner.execute(rid, 1)
-    record = store.get(rid)
-    assert record.status is Status.CANCELED and record.error.message == "canceled before it started"
-    assert rid not in leases._running
+    assert finished and store.get(first).status is Status.SUCCEEDED
+    assert [r["id"] for _, r in claims] == [second]
+    finished, claims = store.finish_next(first, token, Status.FAILED, {}, QUEUE, "w")
+    assert not finished and claims == []  # a stale token writes nothing
+    assert store.get(first).status is Status.SUCCEEDED
+
+
+def test_a_fallback_consumer_takes_only_messages_that_waited(store):
+    rid = _submit(store)
+    assert store.fetch([("jobcord.t.cpu", 60_000)], "w") == []  # it waited less than a minute
+    time.sleep(0.05)
+    [(_, record)] = store.fetch([("jobcord.t.cpu", 20)], "w")
+    assert record["id"] == rid
+
+
+def test_messages_from_before_0_2_are_taken_and_their_hash_entries_removed(store, rds):
+    """Before 0.2 a message was '<id>.<attempt>.<seq>' and also lived in dramatiq's hash."""
+    rid = _submit(store)
+    rds.delete("jobcord.dq:jobcord.t.cpu")
+    legacy = f"{rid}.1.17"
+    rds.rpush("jobcord.dq:jobcord.t.cpu", legacy)
+    rds.hset("jobcord.dq:jobcord.t.cpu.msgs", legacy, "{}")
+    [(_, record)] = store.fetch(QUEUE, "w")
+    assert record["id"] == rid and not rds.exists("jobcord.dq:jobcord.t.cpu.msgs")
+
+
+def test_the_attempt_that_ended_a_request_is_in_its_log_and_a_rerun_keeps_it(store):
+    rid = _submit(store)
+    [(token, _)] = store.fetch(QUEUE, "w1")
+    store.finish(rid, token, Status.FAILED, error='{"type": "Boom", "message": "m"}')
+    [ended] = store.get(rid).attempts  # made from the record, not stored
+    assert (ended.attempt, ended.outcome, ended.error, ended.worker) == (1, "FAILED", "Boom", "w1")
+    assert store.rerun(rid) == 2
+    [(token, _)] = store.fetch(QUEUE, "w2")
+    store.finish(rid, token, Status.SUCCEEDED, output="1")
+    attempts = store.get(rid).attempts
+    assert [(a.attempt, a.outcome, a.error) for a in attempts] == [
+        (1, "FAILED", "Boom"),
+        (2, "SUCCEEDED", None),
+    ]

@@ -3,6 +3,7 @@ survived; a stuck loop or a stuck process turns /healthz and `jobcord health` de
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,7 +14,7 @@ import time
 import httpx
 import pytest
 
-from consumers.leases import LeaseKeeper, Running
+from consumers.leases import LeaseKeeper
 from scheduler.cron import CronTicker, previous_tick
 from scheduler.health import HealthPublisher
 from scheduler.loops import EveryInterval
@@ -89,7 +90,9 @@ def test_lease_renewal_survives_a_pass_that_raises(client):
         return real_renew(leases)
 
     store.renew = renew  # type: ignore[method-assign]
-    keeper = LeaseKeeper(store, 0.15, heartbeat=lambda: beats.append(time.time()))
+    keeper = LeaseKeeper(
+        store, 0.15, dict, lambda *_: None, heartbeat=lambda: beats.append(time.time())
+    )
     keeper.start()
     try:
         wait_for(lambda: len(beats) >= 4, 10, "heartbeats after the failed renewal")
@@ -113,14 +116,16 @@ def test_cancel_listener_survives_a_failing_subscribe_and_a_failing_stop(client,
         return real_pubsub(**kw)
 
     store.client.pubsub = pubsub  # type: ignore[method-assign]
-    keeper = LeaseKeeper(store, 600.0)  # renewal every 200 s: only the listener acts here
     stopped: list[str] = []
 
-    def stop_bad(reason: str) -> None:
-        raise RuntimeError(f"cannot stop ({reason})")
+    def stop(request_id: str, token: str | None, reason: str) -> None:
+        if request_id == "bad":
+            raise RuntimeError(f"cannot stop ({reason})")
+        if request_id == "good":
+            stopped.append(reason)
 
-    keeper.add("bad", Running("t1", stop_bad))
-    keeper.add("good", Running("t2", stopped.append))
+    # Renewal every 200 s: only the listener acts here.
+    keeper = LeaseKeeper(store, 600.0, dict, stop)
     keeper.start()
     try:
         # Pub/sub ignores the database: other tests' consumers may be subscribed too, so
@@ -145,36 +150,32 @@ def test_cancel_listener_survives_a_failing_subscribe_and_a_failing_stop(client,
             t.join(5)
 
 
-def test_the_fetch_loop_counts_a_fetch_that_raises_and_recovers(client, redis_url):
-    from consumers.broker import WakingRedisBroker
-    from scheduler.supervision import LOOPS
+def _fetch_loop(rds, worker) -> dict | None:
+    """The "fetch" loop of ``worker`` as its consumer last published it."""
+    raw = rds.get(f"jobcord:health:{worker.worker_id}")
+    loops = json.loads(raw)["loops"] if raw else []
+    return next((loop for loop in loops if loop["name"] == "fetch"), None)
 
-    broker = WakingRedisBroker(redis_url)
-    queue = "jobcord.lifecycle.supervision-test"
-    broker.declare_queue(queue)
-    real, calls = broker._fetch, []
 
-    def fetch(args):  # type: ignore[no-untyped-def]
-        calls.append(1)
-        if len(calls) == 1:
-            raise TypeError("a bug in fetch")
-        return real(args=args)
-
-    broker._fetch = fetch  # type: ignore[method-assign]
-    try:
-        consumer = broker.consume(queue, prefetch=1, timeout=100)
-        assert LOOPS.get(f"fetch:{queue}") is consumer.health
-        with pytest.raises(TypeError):  # dramatiq's consumer thread logs it and starts anew
-            next(consumer)
-        health = consumer.health.snapshot()
-        assert health.consecutive_errors == 1 and "a bug in fetch" in health.last_error
-        assert next(broker.consume(queue, prefetch=1, timeout=100)) is None  # empty, no error
-        health = consumer.health.snapshot()
-        assert health.consecutive_errors == 0 and health.errors_total == 1
-        assert health.last_pass_at is not None and len(calls) == 2
-    finally:
-        broker.close()
-    assert LOOPS.get(f"fetch:{queue}") is None
+def test_a_childs_fetch_loop_counts_a_pass_that_raises_and_goes_on(client, rds, start_worker):
+    # The priority-0 list is not a list: every fetch meets WRONGTYPE until it is removed.
+    poisoned = "jobcord.dq:jobcord.lifecycle.cpu.p0"
+    rds.set(poisoned, "not a list")
+    worker = start_worker(env=FAST_HEALTH)
+    wait_for(
+        lambda: (loop := _fetch_loop(rds, worker)) and loop["consecutive_errors"] >= 2,
+        15,
+        "the failed fetches in the consumer's health",
+    )
+    assert "WRONGTYPE" in _fetch_loop(rds, worker)["last_error"]
+    rds.delete(poisoned)
+    assert jobs.echo.run_remote(5)["x"] == 5  # the child's loop went on
+    wait_for(
+        lambda: _fetch_loop(rds, worker)["consecutive_errors"] == 0,
+        15,
+        "a clean pass after the errors",
+    )
+    assert _fetch_loop(rds, worker)["errors_total"] >= 2
 
 
 class Stuck(EveryInterval):
