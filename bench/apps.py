@@ -40,3 +40,9 @@ def hold(key: str, seconds: float) -> None:
 def sleep_ms(ms: float) -> None:
     """A small unit of work (a 1-10 ms GPU call, say) for the drain benchmark."""
     time.sleep(ms / 1000)
+
+
+@app.job(concurrency=8)
+def sleep_ms_shared(ms: float) -> None:
+    """The same, declared to run 8 at once per job process (as dramatiq's 8 threads do)."""
+    time.sleep(ms / 1000)

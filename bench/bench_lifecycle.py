@@ -131,6 +131,7 @@ class Jobcord(Engine):
         self.enqueue_stamp = apps.stamp.async_run_remote
         self.enqueue_hold = apps.hold.async_run_remote
         self.enqueue_sleep = apps.sleep_ms.async_run_remote
+        self.enqueue_sleep_shared = apps.sleep_ms_shared.async_run_remote
         self.call_noop = apps.noop.run_remote
 
     @property
@@ -182,6 +183,7 @@ class PlainDramatiq(Engine):
         self.enqueue_stamp = actors["stamp"].send
         self.enqueue_hold = actors["hold"].send
         self.enqueue_sleep = actors["sleep_ms"].send
+        self.enqueue_sleep_shared = self.enqueue_sleep  # its threads share every process
         noop = actors["noop"]
         self.call_noop = lambda: noop.send().get_result(block=True, timeout=30_000)
 
@@ -304,6 +306,9 @@ def measure(engine: Engine, r: redis.Redis, jobs: int, samples: int) -> dict[str
         finished_bytes = (r.info("memory")["used_memory"] - memory_before) / jobs
         commands = (_commands(r) - calls) / jobs
         sleep_rate = _burst(engine, r, max(jobs // 4, 1), lambda: engine.enqueue_sleep(10))
+        shared_rate = _burst(
+            engine, r, max(jobs // 4, 1), lambda: engine.enqueue_sleep_shared(10)
+        )
     finally:
         engine.stop()
         _clean(r)
@@ -312,6 +317,7 @@ def measure(engine: Engine, r: redis.Redis, jobs: int, samples: int) -> dict[str
         "enqueue/s (one client thread)": enqueue_rate,
         "drain no-op jobs/s": noop_rate,
         "drain 10 ms jobs/s": sleep_rate,
+        "drain 10 ms jobs/s, jobcord's job with concurrency=8": shared_rate,
         "sync round trip p50 ms": statistics.median(round_trips),
         "sync round trip p99 ms": round_trips[
             min(len(round_trips) - 1, int(len(round_trips) * 0.99))

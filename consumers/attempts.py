@@ -42,10 +42,12 @@ from .claim import Claim
 from .cuda_errors import poisons_cuda_context
 from .endings import Endings
 from .fetcher import Fetcher
+from .flow import FLOW, Attempt, AttemptLost, Flow
+from .lanes import SharedRun
 from .metrics import JobCounts
 from .protocol import ChildMessage, Fence, LoopFailed, Waiting
 
-__all__ = ["ChildConsumer", "AttemptLost"]
+__all__ = ["ChildConsumer"]
 
 log = structlog.get_logger("jobcord.child")
 
@@ -53,11 +55,6 @@ log = structlog.get_logger("jobcord.child")
 _BACKOFF_MAX_S = 10.0
 #: Job counts go to the parent at most this often while busy (and whenever it idles).
 _STATS_EVERY_S = 1.0
-
-
-class AttemptLost(BaseException):
-    """A fenced write was refused: the request is no longer this attempt's. Raised inside
-    the job (a BaseException, so that ``except Exception`` in job code does not swallow it)."""
 
 
 class ChildConsumer:
@@ -93,12 +90,12 @@ class ChildConsumer:
         self._job_index = {name: i for i, name in enumerate(app.jobs)}
         self._results: ResultStore | None = None
         self._stopping = threading.Event()
-        self._current: JobContext | None = None
+        self._running: dict[int, JobContext] = {}  # the jobs under way, by id (one, or lanes')
+        self._jobs_lock = threading.Lock()
         self._jobs_done = 0
         self._stats_sent_at = 0.0
-        # Claims taken by the last finish (one round trip: end one, take the next); None
-        # when the last attempt ended another way and the loop must fetch.
-        self._next: list[tuple[str, dict[str, str]]] | None = None
+        self._main = Flow()  # the loop's own: what the last finish took, from any queue
+        self._shared: SharedRun | None = None
         self._leaving = False  # about to exit: a finish takes no more work
         # The parent renews leases every lease_ttl/3: silent for half a lease, it is stuck.
         self._parent_patience_s = max(0.5, settings.lease_ttl_s / 2)
@@ -106,8 +103,7 @@ class ChildConsumer:
     def stopping(self) -> None:
         """From the SIGTERM handler: take no more work; a running job sees ctx.cancelled."""
         self._stopping.set()
-        ctx = self._current
-        if ctx is not None:
+        for ctx in list(self._running.values()):
             ctx._cancelled.set()
 
     def _stop_asked(self) -> bool:
@@ -123,11 +119,11 @@ class ChildConsumer:
         """Serve until asked to stop; returns the exit code (0, or why to be replaced)."""
         errors = 0
         while not self._stop_asked():
-            if self._next is None and self.board.parent_silent_for() > self._parent_patience_s:
+            if self._main.claims is None and self.parent_stuck():
                 time.sleep(0.05)  # no new work while nobody would renew its lease
                 continue
             try:
-                claims, self._next = self._next, None
+                claims, self._main.claims = self._main.claims, None
                 if claims is None:
                     claims = self.fetcher.fetch(1)
                     self.board.fetched()
@@ -141,28 +137,50 @@ class ChildConsumer:
                 errors += 1
                 self._failed_pass(exc, errors)
                 continue
-            for token, fields in claims:
-                code = self._run(Claim.from_fields(token, fields))
-                if code:
-                    self._leave(code)
-                    return code
+            code = 0
+            for claim in [Claim.from_fields(token, fields) for token, fields in claims]:
+                spec = self.app.jobs.get(claim.job)
+                if code or self._stop_asked():  # not started: back, uncounted
+                    self.endings.preempted(claim.request_id, claim.token, "consumer shut down")
+                elif spec is not None and spec.shares_a_process:
+                    code = self._share(spec, claim)
+                else:
+                    code = self._run(claim)
+            if code:
+                self._leave(code)
+                return code
             self._send_stats()
         self._leave(0)
         return 0
 
+    def _share(self, spec: JobSpec, first: Claim) -> int:
+        """Run ``first`` and more of its job at once (``concurrency``), until its queue is
+        empty or the time slice is over; then the loop looks at every queue again."""
+        if self._shared is None:
+            self._shared = SharedRun(self)
+        return self._shared.run(spec, first)
+
     def _leave(self, code: int) -> None:
         """Before exiting: claims taken but not started go back uncounted; totals go home."""
-        for token, fields in self._next or []:
+        for token, fields in self._main.claims or []:
             self.endings.preempted(fields["id"], token, "consumer shut down")
-        self._next = None
+        self._main.claims = None
+        if self._shared is not None:
+            self._shared.close()
         self._send_stats(force=True)
 
+    def parent_stuck(self) -> bool:
+        return self.board.parent_silent_for() > self._parent_patience_s
+
     def _finish(self, rid: str, token: str, status: Status, fields: dict[str, Any]) -> bool:
-        """Write a final status; while serving, take the next work in the same round trip."""
-        stuck = self.board.parent_silent_for() > self._parent_patience_s
-        if self._leaving or stuck or self._stop_asked():
+        """Write a final status; while serving, take the next work in the same round trip
+        (from the queues of the flow the attempt ran in)."""
+        flow = FLOW.get(self._main)
+        if self._leaving or not flow.open or self.parent_stuck() or self._stop_asked():
             return self.store.finish(rid, token, status, **fields)
-        finished, self._next = self.fetcher.finish_and_fetch(rid, token, status, fields)
+        finished, flow.claims = self.fetcher.finish_and_fetch(
+            rid, token, status, fields, queues=flow.queues
+        )
         self.board.fetched()
         return finished
 
@@ -188,54 +206,68 @@ class ChildConsumer:
             self.send(news)
 
     # -- one attempt -----------------------------------------------------------------------
-    def _run(self, record: Claim) -> int:
-        """Run one claimed attempt to its recorded outcome; returns an exit code (0: go on)."""
-        token = record.token
+    def _run(self, record: Claim, slot: int = 0) -> int:
+        """Run one claimed attempt to its recorded outcome here, on this thread; returns an
+        exit code (0: go on)."""
+        attempt = self.begin(record, slot)
+        try:
+            output = self._execute(attempt)
+        except BaseException as exc:  # noqa: BLE001 - the job's failure is data
+            return self.end(attempt, exc)
+        return self.end(attempt, output)
+
+    def begin(self, record: Claim, slot: int) -> Attempt:
+        """Show the attempt on the board (its lease renewed, its timeout watched) and make
+        its context."""
         spec = self.app.jobs.get(record.job)
-        if self._stop_asked():  # stopped between fetch and start: hand it back, unrun
-            self.endings.preempted(record.request_id, token, "consumer shut down")
-            return 0
         timeout = record.timeout_s
         if timeout is None and spec is not None:
             timeout = spec.timeout_s
         self.board.start(
-            0,
+            slot,
             record.request_id,
             record.attempt,
-            token,
+            record.token,
             self._job_index.get(record.job, -1),
             timeout,
         )
-        started = time.monotonic()
         output_dir = self._output_dir(record, spec)
+        ctx = self._context(record, output_dir)
+        self._running[id(ctx)] = ctx
+        return Attempt(record, spec, slot, ctx, output_dir, time.monotonic())
+
+    def end(self, attempt: Attempt, result: EncodedOutput | BaseException) -> int:
+        """Record how the attempt ended, then free its place; returns an exit code."""
+        record, spec = attempt.record, attempt.spec
         poisoned = False
         try:
-            try:
-                output = self._execute(record, token, spec, output_dir)
-            except AttemptLost:
+            if isinstance(result, AttemptLost):
                 log.warning("attempt abandoned: its lease is gone", request_id=record.request_id)
                 return 0
-            except BaseException as exc:  # noqa: BLE001 - the job's failure is data
+            with self._jobs_lock:
+                last = self._last_job()
+                self._jobs_done += 1
+                self.board.job_done()
+            if isinstance(result, BaseException):
                 failure = (
-                    describe_failure(exc, spec)
+                    describe_failure(result, spec)
                     if spec is not None
                     else _unknown_job(self.app, record.job)
                 )
-                poisoned = poisons_cuda_context(exc)
-                self._leaving = poisoned or self._last_job()
-                self.board.ending(0)
+                poisoned = poisons_cuda_context(result)
+                self._leaving = self._leaving or poisoned or last
+                self.board.ending(attempt.slot)
                 self.endings.failed(record, failure)
             else:
-                self._leaving = self._last_job()
-                self.board.ending(0)
-                self.endings.succeeded(record, output, output_dir)
+                self._leaving = self._leaving or last
+                self.board.ending(attempt.slot)
+                self.endings.succeeded(record, result, attempt.output_dir)
         finally:
-            self.board.clear(0)
-            self.board.job_done()
-            self.counts.ran(record.app, record.job, time.monotonic() - started)
-            if output_dir is not None:
-                shutil.rmtree(output_dir, ignore_errors=True)
-        self._jobs_done += 1
+            self._running.pop(id(attempt.ctx), None)
+            self.board.clear(attempt.slot)
+            self.counts.ran(record.app, record.job, time.monotonic() - attempt.started)
+            if attempt.output_dir is not None:
+                shutil.rmtree(attempt.output_dir, ignore_errors=True)
         if poisoned:
             log.warning("cuda context poisoned; this process will be replaced")
             return EXIT_POISONED
@@ -254,14 +286,10 @@ class ChildConsumer:
         base = self.config.outputs
         return Path(tempfile.mkdtemp(prefix=f"{record.request_id}-{record.attempt}-", dir=base))
 
-    def _execute(
-        self, record: Claim, token: str, spec: JobSpec | None, output_dir: Path | None
-    ) -> EncodedOutput:
-        if spec is None:
-            raise LookupError(f"this consumer's app has no job {record.job!r}")
-        rid = record.request_id
+    def _context(self, record: Claim, output_dir: Path | None) -> JobContext:
+        rid, token = record.request_id, record.token
         fence = Fence(rid, record.attempt)
-        ctx = JobContext(
+        return JobContext(
             request_id=rid,
             attempt=record.attempt,
             app=self.app.name,
@@ -272,23 +300,30 @@ class ChildConsumer:
             _report=lambda f, m: self._progress(rid, token, f, m),
             _waiting=lambda on: self.send(Waiting(fence, on)),
         )
-        self._current = ctx
-        try:
-            data = self._input(record)
-            if spec.stream:
 
-                def relay(item: Any) -> None:
-                    data = encode_output(spec.signature, item).data
-                    if not self.endings.append_chunk(rid, token, data):
-                        raise AttemptLost(rid)
+    def _execute(self, attempt: Attempt) -> EncodedOutput:
+        record, spec = attempt.record, attempt.spec
+        if spec is None:
+            raise LookupError(f"this consumer's app has no job {record.job!r}")
+        data = self.input_of(record)
+        if spec.stream:
+            invoke(spec, data, attempt.ctx, on_item=self.relay(attempt))
+            return EncodedOutput(JSON_TYPE, b"null")
+        return encode_output(spec.signature, invoke(spec, data, attempt.ctx))
 
-                invoke(spec, data, ctx, on_item=relay)
-                return EncodedOutput(JSON_TYPE, b"null")
-            return encode_output(spec.signature, invoke(spec, data, ctx))
-        finally:
-            self._current = None
+    def relay(self, attempt: Attempt) -> Callable[[Any], None]:
+        """Where a streaming job's items go: one fenced write each, in order."""
+        record, spec = attempt.record, attempt.spec
+        assert spec is not None
 
-    def _input(self, record: Claim) -> Any:
+        def send(item: Any) -> None:
+            data = encode_output(spec.signature, item).data
+            if not self.endings.append_chunk(record.request_id, record.token, data):
+                raise AttemptLost(record.request_id)
+
+        return send
+
+    def input_of(self, record: Claim) -> Any:
         if record.input_ref is not None:  # a large binary input, in the result store
             return unpack(self._result_store().get_bytes(record.input_ref))
         if record.input_format == "msgpack":  # bytes or arrays: raw, beside the record

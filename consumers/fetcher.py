@@ -65,39 +65,58 @@ class Fetcher:
         self._owned: set[str] = set()
         self._owned_at = float("-inf")
 
-    def fetch(self, n: int = 1) -> list[tuple[str, dict[str, str]]]:
-        """Claim up to ``n`` attempts: (lease token, record fields) each."""
-        queues, lowest_first = self._next_fetch()
-        return self.store.fetch(queues, self.worker, self.device, n=n, lowest_first=lowest_first)
+    def fetch(
+        self, n: int = 1, queues: list[str] | None = None
+    ) -> list[tuple[str, dict[str, str]]]:
+        """Claim up to ``n`` attempts (from ``queues`` only, if given: own queues of this
+        consumer): (lease token, record fields) each."""
+        queues_ages, lowest_first = self._next_fetch(queues)
+        return self.store.fetch(
+            queues_ages, self.worker, self.device, n=n, lowest_first=lowest_first
+        )
 
     def finish_and_fetch(
-        self, request_id: str, token: str, status: Status, fields: dict[str, Any], n: int = 1
+        self,
+        request_id: str,
+        token: str,
+        status: Status,
+        fields: dict[str, Any],
+        n: int = 1,
+        queues: list[str] | None = None,
     ) -> tuple[bool, list[tuple[str, dict[str, str]]]]:
-        """End an attempt and claim up to ``n`` more, in one round trip."""
-        queues, lowest_first = self._next_fetch()
+        """End an attempt and claim up to ``n`` more (as :meth:`fetch`), in one round trip."""
+        queues_ages, lowest_first = self._next_fetch(queues)
         return self.store.finish_next(
             request_id,
             token,
             status,
             fields,
-            queues,
+            queues_ages,
             self.worker,
             self.device,
             n=n,
             lowest_first=lowest_first,
         )
 
-    def _next_fetch(self) -> tuple[list[tuple[str, int]], bool]:
+    def _next_fetch(self, only: list[str] | None) -> tuple[list[tuple[str, int]], bool]:
         """The queues with their min ages, and whether this fetch looks lowest first."""
         lowest_first = self._aging_every > 0 and next(self._fetches) % self._aging_every == 0
+        if only is not None:
+            return [(q, 0) for q in only], lowest_first
         queues = [(q, 0) for q in self.plan.own]
         queues += [(q, self._min_age_ms(q)) for q in self.plan.fallback]
         return queues, lowest_first
 
-    def wait_for_work(self, timeout_s: float = IDLE_WAIT_S) -> None:
-        """Block until a request may be waiting, the parent wakes us, or ``timeout_s``."""
-        keys = [self._own_wake, *(wake_key(q) for q in self.plan.own)]
-        keys += [wake_key(q) for q in self.plan.fallback if not self._has_owner(q)]
+    def wait_for_work(
+        self, timeout_s: float = IDLE_WAIT_S, queues: list[str] | None = None
+    ) -> None:
+        """Block until a request may be waiting (on ``queues`` only, if given), the parent
+        wakes us, or ``timeout_s``."""
+        if queues is not None:
+            keys = [self._own_wake, *(wake_key(q) for q in queues)]
+        else:
+            keys = [self._own_wake, *(wake_key(q) for q in self.plan.own)]
+            keys += [wake_key(q) for q in self.plan.fallback if not self._has_owner(q)]
         self.store.scripts.direct("BLPOP", *keys, timeout_s)
 
     def _has_owner(self, queue: str) -> bool:

@@ -153,6 +153,11 @@ class Consumer:
                 places.append(Place(config, name))
         return places
 
+    def _width(self) -> int:
+        """Attempts one child may hold at once: the largest concurrency of the jobs served."""
+        served = [s for s in self.app.jobs.values() if s.queue in self.queues]
+        return max((s.concurrency for s in served), default=1)
+
     def run(self) -> None:
         """Serve until SIGTERM/SIGINT (or :meth:`stop`), then drain and hand back work."""
         if not self.queues:
@@ -201,7 +206,7 @@ class Consumer:
             store,
             Endings(self.app, store, result_store, settings, counts),
             counts,
-            Board(len(places) + max_lent, 1),
+            Board(len(places) + max_lent, self._width()),
             places,
             settings,
             recycling=Recycling(

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from scheduler.bounds import Retries, RetryDelaySeconds, TimeoutSeconds, checked
+from scheduler.bounds import Concurrency, Retries, RetryDelaySeconds, TimeoutSeconds, checked
 from scheduler.cron import check_schedule
 from scheduler.errors import JobDefinitionError
 from scheduler.gpu_classes import NodeSelector
@@ -41,8 +41,15 @@ class App(AppRegistry):
         schedule: str | None = None,
         schedule_input: dict[str, Any] | None = None,
         name: str | None = None,
+        concurrency: int = 1,
     ) -> Callable[[Callable[..., Any]], RemoteFunction]:
         """Declare a job. ``timeout`` (s) is a hard limit: the process running it is killed.
+
+        ``concurrency`` > 1 lets one job process run that many of its requests at once: in
+        threads for a plain function, on one event loop for an ``async def`` one (an engine
+        that batches internally). Each request keeps its own lease, timeout and outcome; a
+        timeout or a cancel still kills the process, and the requests that shared it go back
+        to the front of their queue, uncounted.
 
         ``retries`` re-runs a failed attempt after an exponential, jittered delay when the
         failure is one the job marks retryable: an instance of ``retry_on`` (default: any
@@ -55,6 +62,7 @@ class App(AppRegistry):
         """
         timeout = checked("timeout", TimeoutSeconds | None, timeout)
         retries = checked("retries", Retries, retries)
+        concurrency = checked("concurrency", Concurrency, concurrency)
         retry_initial_delay_s = checked(
             "retry_initial_delay_s", RetryDelaySeconds, retry_initial_delay_s
         )
@@ -80,6 +88,7 @@ class App(AppRegistry):
                 retry_on=retry_on,
                 upload=upload,
                 schedule=schedule,
+                concurrency=concurrency,
             )
             if schedule is not None:  # the tick's input must be valid now, not at 3 a.m.
                 bound = remote.spec.signature.bind((), schedule_input or {})
@@ -99,11 +108,14 @@ class App(AppRegistry):
         node_selector: NodeSelector | None = None,
         timeout: float | None = 300.0,
         name: str | None = None,
+        concurrency: int = 1,
     ) -> Callable[[Callable[..., Any]], RemoteFunction]:
         """A request/response endpoint at ``/apps/{app}{public_api_path}``, run through the
         queue on a consumer; with ``stream=True`` the function yields chunks (sent as
-        server-sent events). Cords are not retried: their caller is waiting."""
+        server-sent events). Cords are not retried: their caller is waiting.
+        ``concurrency``: as for :meth:`job`."""
         timeout = checked("timeout", TimeoutSeconds | None, timeout)
+        concurrency = checked("concurrency", Concurrency, concurrency)
         if not public_api_path.startswith("/") or "{" in public_api_path:
             raise ValueError("public_api_path must be a fixed path starting with '/'")
         method = method.upper()
@@ -125,6 +137,7 @@ class App(AppRegistry):
                 public_api_path=public_api_path,
                 method=method,
                 stream=stream,
+                concurrency=concurrency,
             )
 
         return decorate

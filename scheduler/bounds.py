@@ -26,6 +26,8 @@ __all__ = [
     "RetryDelaySeconds",
     "Priority",
     "Retries",
+    "Concurrency",
+    "MAX_CONCURRENCY",
     "checked",
     "RESERVED_KEY_PREFIX",
     "InternalKey",
@@ -49,6 +51,10 @@ DelaySeconds = Annotated[float, Field(ge=0, le=MAX_DELAY_S, allow_inf_nan=False)
 RetryDelaySeconds = Annotated[float, Field(ge=0, le=MAX_RETRY_DELAY_S, allow_inf_nan=False)]
 Priority = Annotated[int, Field(ge=0, le=2, description="0 highest .. 2")]
 Retries = Annotated[int, Field(ge=0, le=100)]
+#: ``concurrency=``: requests one job process runs at once (each holds a lease and a slot
+#: on the board, and an async engine's requests share one event loop).
+MAX_CONCURRENCY = 256
+Concurrency = Annotated[int, Field(ge=1, le=MAX_CONCURRENCY)]
 
 
 @cache

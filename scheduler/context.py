@@ -20,6 +20,21 @@ from .bounds import InternalKey
 __all__ = ["JobContext", "current_job", "running_job"]
 
 
+class _Flag:
+    """Set once, read any time (a threading.Event without its Condition: one per job)."""
+
+    __slots__ = ("_on",)
+
+    def __init__(self) -> None:
+        self._on = False
+
+    def set(self) -> None:
+        self._on = True
+
+    def is_set(self) -> bool:
+        return self._on
+
+
 @dataclass
 class JobContext:
     request_id: str
@@ -31,7 +46,7 @@ class JobContext:
     state: dict[str, Any] = field(default_factory=dict)
     #: Devices this process is pinned to (``CUDA_VISIBLE_DEVICES`` value; empty for CPU).
     devices: str = ""
-    _cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
+    _cancelled: _Flag = field(default_factory=lambda: _Flag(), repr=False)
     _report: Callable[[float, str | None], None] | None = field(default=None, repr=False)
     #: Tells the consumer this job is waiting on other requests (True) or working again, so
     #: that its slot can be lent meanwhile (no deadlock on a full class).

@@ -18,7 +18,7 @@ from .context import JobContext, running_job
 from .jobspec import JobSpec
 from .retry_policy import RetryPolicy, is_retryable
 
-__all__ = ["invoke", "JobFailure", "describe_failure", "next_retry_delay_s"]
+__all__ = ["invoke", "ainvoke", "JobFailure", "describe_failure", "next_retry_delay_s"]
 
 
 def invoke(
@@ -48,6 +48,19 @@ def invoke(
             for item in value:
                 on_item(item)
             return None
+    return value
+
+
+async def ainvoke(spec: JobSpec, data: Any, ctx: JobContext) -> Any:
+    """:func:`invoke` for an ``async def`` job that shares its process's event loop with
+    other requests (``concurrency``): awaited here, never run in a loop of its own."""
+    kwargs = spec.signature.typed_kwargs(data)
+    if spec.signature.context_param:
+        kwargs[spec.signature.context_param] = ctx
+    with running_job(ctx):
+        value = spec.fn(**kwargs)
+        if inspect.iscoroutine(value):
+            value = await value
     return value
 
 

@@ -45,6 +45,10 @@ class JobSpec:
     method: str = "POST"
     #: Cords only: the function is a generator whose items are sent as they are produced.
     stream: bool = False
+    #: Requests of this job one job process runs at once: threads for a plain function, one
+    #: event loop for an ``async def`` one. Such a job waits on a queue of its own, so that a
+    #: process running some can take more of the same.
+    concurrency: int = 1
 
     @property
     def gpu_class(self) -> str:
@@ -55,8 +59,14 @@ class JobSpec:
         return self.node_selector.gpu_count if self.node_selector else 0
 
     @property
+    def shares_a_process(self) -> bool:
+        """Whether several of its requests may run in one process at once."""
+        return self.concurrency > 1
+
+    @property
     def queue(self) -> str:
-        return queue_name(self.app, self.gpu_class, self.gpu_count)
+        base = queue_name(self.app, self.gpu_class, self.gpu_count)
+        return f"{base}.{self.name}" if self.shares_a_process else base
 
     def new_request(self, input_json: dict[str, Any], **options: Any) -> NewRequest:
         """A submission of this job with a fresh id; ``options`` are NewRequest fields that

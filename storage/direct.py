@@ -63,25 +63,40 @@ class DirectCalls:
         self._local = threading.local()
 
     def __call__(self, *args: Any) -> Any:
-        """Send one command and read its reply (raw RESP2: lists, no response callbacks)."""
+        """Send one command and read its reply (raw: no response callbacks)."""
+        return self.pipeline(args)[0]
+
+    def pipeline(self, *commands: tuple[Any, ...]) -> list[Any]:
+        """Send several commands in one write, then read their replies in order. A reply that
+        is an error is raised once every reply is read (the connection stays in step)."""
         held: _Held | None = getattr(self._local, "held", None)
         if held is None:
             held = _Held(self._pool)
             self._local.held = held
         conn = held.conn
         try:
-            packed = pack_command(args)  # hiredis's C packer, without redis-py's per-arg encoder
+            packed = [pack_command(c) for c in commands]  # hiredis's C packer
         except TypeError as exc:
-            raise redis.DataError(f"{args[0]}: {exc}") from None
+            raise redis.DataError(f"{commands[0][0]}: {exc}") from None
         try:
-            conn.send_packed_command([packed])
+            conn.send_packed_command(packed)
         except (redis.ConnectionError, redis.TimeoutError):
             # Not sent (a connection that died while idle, a restarted server): once more on
             # a new one. A command that was sent is never sent twice.
             conn.disconnect()
-            conn.send_packed_command([packed])
+            conn.send_packed_command(packed)
+        replies: list[Any] = []
+        error: redis.ResponseError | None = None
         try:
-            return conn.read_response()
+            for _ in commands:
+                try:
+                    replies.append(conn.read_response())
+                except redis.ResponseError as exc:
+                    error = error or exc
+                    replies.append(exc)
         except (redis.ConnectionError, redis.TimeoutError):
             conn.disconnect()  # the next call connects again
             raise
+        if error is not None:
+            raise error
+        return replies

@@ -27,6 +27,7 @@ from .statuses import TERMINAL_STATUSES, Status
 
 __all__ = [
     "FIRST_EVENT_ID",
+    "InlineOutput",
     "RequestStore",
     "NewRequest",
     "Submission",
@@ -63,6 +64,13 @@ class NewRequest:
     max_in_flight: int = 0
     #: The request whose job submitted this one: linked both ways, canceled with it.
     parent_id: str | None = None
+
+
+@dataclass(frozen=True)
+class InlineOutput:
+    """A SUCCEEDED request's output as its terminal event carries it (JSON text)."""
+
+    json: str
 
 
 @dataclass(frozen=True)
@@ -110,6 +118,10 @@ class RequestStore:
 
     # -- producers -----------------------------------------------------------------------
     def submit(self, req: NewRequest) -> Submission:
+        fields = self._fields(req)
+        return self._submitted(req, self._run("submit", *self._submit_args(req, fields)))
+
+    def _fields(self, req: NewRequest) -> dict[str, Any]:
         fields: dict[str, Any] = {
             "app": req.app,
             "job": req.job,
@@ -128,10 +140,12 @@ class RequestStore:
             "input_ref": req.input_ref,
         }
         fields.update({k: v for k, v in optional.items() if v is not None})
+        return fields
+
+    def _submit_args(self, req: NewRequest, fields: dict[str, Any]) -> list[Any]:
         idem = keys.idempotency_key(req.app, req.idempotency_key) if req.idempotency_key else ""
         flat = [x for pair in fields.items() for x in pair]
-        outcome, request_id = self._run(
-            "submit",
+        return [
             req.request_id,
             idem,
             req.input_hash,
@@ -144,7 +158,10 @@ class RequestStore:
             self.settings.recent_requests_per_app,
             req.priority,
             *flat,
-        )
+        ]
+
+    def _submitted(self, req: NewRequest, reply: Any) -> Submission:
+        outcome, request_id = reply
         if outcome == "conflict":
             raise IdempotencyConflict(req.idempotency_key or "", request_id)
         if outcome == "busy":
@@ -271,31 +288,42 @@ class RequestStore:
                 raise RequestNotFound(request_id)
 
     def wait_terminal(
-        self, request_id: str, *, timeout_s: float | None
-    ) -> tuple[RequestRecord | None, Status]:
+        self,
+        request_id: str,
+        *,
+        timeout_s: float | None,
+        inline_output: bool = False,
+    ) -> tuple[RequestRecord | InlineOutput | None, Status]:
         """Block until the request is terminal: (its record, its status), or (None, the last
         status seen) after ``timeout_s``. The sync path's few round trips: blocking reads of
         the event stream from its start (an ended request's terminal event is there at once),
-        then one read of the record, which also checks that no rerun started since."""
+        then one read of the record, which also checks that no rerun started since. With
+        ``inline_output``, a success whose small output rode on its event returns that
+        (:class:`InlineOutput`) without reading the record."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         # Nothing stored yet means QUEUED: the first QUEUED event is never stored.
         stream, after, last = keys.events_key(request_id), "0-0", Status.QUEUED
+        entries: list[tuple[str, dict[str, str]]] = []
         while True:
-            block_s = 5.0 if deadline is None else min(5.0, deadline - time.monotonic())
-            if block_s <= 0:
-                return None, last
-            block = max(1, int(block_s * 1000))
-            entries = stream_entries(
-                self.scripts.direct("XREAD", "BLOCK", block, "STREAMS", stream, after)
-            )
             if not entries:
-                if not self.client.exists(keys.record_key(request_id)):
-                    raise RequestNotFound(request_id)
-                continue
+                block_s = 5.0 if deadline is None else min(5.0, deadline - time.monotonic())
+                if block_s <= 0:
+                    return None, last
+                block = max(1, int(block_s * 1000))
+                entries = stream_entries(
+                    self.scripts.direct("XREAD", "BLOCK", block, "STREAMS", stream, after)
+                )
+                if not entries:
+                    if not self.client.exists(keys.record_key(request_id)):
+                        raise RequestNotFound(request_id)
+                    continue
             ended = False
             for stream_id, data in entries:
                 after, last = stream_id, Status(data["status"])
                 ended = last.is_terminal
+            entries = []
+            if ended and inline_output and last is Status.SUCCEEDED and "output" in data:
+                return InlineOutput(data["output"]), last
             if ended:
                 record = self.get(request_id)
                 if record.status.is_terminal:

@@ -85,7 +85,19 @@ local function terminate(rid, status, retention, fields, head)
     redis.call('ZREM', key_delayed(), rid)
     redis.call('ZREM', key_deadlines(), rid)
   end
-  event(rid, status, head.attempt)
+  -- A small inline output rides on the SUCCEEDED event too: a waiting caller has its
+  -- result without reading the record (a SUCCEEDED request is never run again).
+  local output = nil
+  if status == 'SUCCEEDED' then
+    for i = 1, #fields - 1, 2 do
+      if fields[i] == 'output' and #fields[i + 1] <= 1024 then output = fields[i + 1] end
+    end
+  end
+  if output then
+    event(rid, status, head.attempt, 'output', output)
+  else
+    event(rid, status, head.attempt)
+  end
   redis.call('EXPIRE', rk, retention)
   redis.call('EXPIRE', ev_key(rid), retention)
   if head.streamed then redis.call('EXPIRE', key_chunks(rid), retention) end
