@@ -67,7 +67,7 @@ def child_main(
     from .attempts import ChildConsumer
     from .board import child_board
 
-    configure_logging(config.log_format)
+    configure_logging(config.log_format, settings.log_level)
     send_lock = threading.Lock()
 
     def send(msg: ChildMessage) -> None:

@@ -78,11 +78,11 @@ class RedisClient:
         return self._results
 
     def submit(self, spec: JobSpec, input_json: dict[str, Any], opts: SubmitOptions) -> Submission:
-        return self.store.submit(self._request(spec, input_json, opts))
+        return self.store.submit(self.request(spec, input_json, opts))
 
-    def _request(
-        self, spec: JobSpec, input_json: dict[str, Any], opts: SubmitOptions
-    ) -> NewRequest:
+    def request(self, spec: JobSpec, input_json: dict[str, Any], opts: SubmitOptions) -> NewRequest:
+        """The submission of ``input_json`` to ``spec``, checked (sizes, webhook target and
+        secret, timeout) and ready to send; a large binary input is stored apart first."""
         if opts.metadata is not None:
             size = len(json.dumps(opts.metadata).encode())
             TooLarge.check("metadata", size, self.settings.max_metadata_bytes, "METADATA")

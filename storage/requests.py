@@ -118,8 +118,13 @@ class RequestStore:
 
     # -- producers -----------------------------------------------------------------------
     def submit(self, req: NewRequest) -> Submission:
-        fields = self._fields(req)
-        return self._submitted(req, self._run("submit", *self._submit_args(req, fields)))
+        return self.submitted(req, self._run("submit", *self._submit_args(req, self._fields(req))))
+
+    def submit_command(self, req: NewRequest) -> tuple[Any, ...]:
+        """The submit script's call as one command, for a caller with a connection of its own
+        (the gateway's event loop); its reply goes to :meth:`submitted`. None of it is sent
+        here."""
+        return self.scripts.command("submit", tuple(self._submit_args(req, self._fields(req))))
 
     def _fields(self, req: NewRequest) -> dict[str, Any]:
         fields: dict[str, Any] = {
@@ -160,7 +165,8 @@ class RequestStore:
             *flat,
         ]
 
-    def _submitted(self, req: NewRequest, reply: Any) -> Submission:
+    def submitted(self, req: NewRequest, reply: Any) -> Submission:
+        """What a submit script's reply means (raises for a conflict or a full app)."""
         outcome, request_id = reply
         if outcome == "conflict":
             raise IdempotencyConflict(req.idempotency_key or "", request_id)

@@ -98,6 +98,15 @@ class Scripts:
     def uses_functions(self) -> bool:
         return self._functions
 
+    def command(self, name: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The command that runs script ``name`` (FCALL, or EVALSHA before Redis 7): for a
+        caller that sends it on a connection of its own, once this client has run a script
+        (so the library is known to be there)."""
+        full = (keys.NAMESPACE, keys.BROKER_NAMESPACE, *args)
+        if self._functions:
+            return ("FCALL", self._prefix + name, 0, *full)
+        return ("EVALSHA", self._shas.get(name) or self._sha(name), 0, *full)
+
     def __call__(self, name: str, *args: Any) -> Any:
         full = (keys.NAMESPACE, keys.BROKER_NAMESPACE, *args)
         if self._functions:

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import redis
+import redis.asyncio as aioredis
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -51,14 +52,19 @@ def create_app(app: AppRegistry, settings: Settings, *, require_auth: bool = Tru
         auth=Authenticator(ApiKeyStore(client.redis), required=require_auth),
         rates=RateLimiter(client.redis, functions=settings.redis_functions),
         waits=WaitLimits(total=settings.api_max_waits, per_key=settings.api_max_waits_per_key),
+        submitter=aioredis.Redis.from_url(
+            redis_url(settings), decode_responses=True, socket_timeout=30, socket_connect_timeout=5
+        ),
     )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> Any:
         if not require_auth:
             log.warning("API KEYS ARE OFF: anyone who can reach this port can run jobs (dev only)")
+        client.store.scripts("renew", 0)  # the scripts are there before the loop sends any
         yield
         await gw.follower.close()
+        await gw.submitter.aclose()
 
     api = FastAPI(
         title=f"jobcord: {app.name}",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
 from fastapi import HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 
 from storage.apikeys import ApiKey, ApiKeyStore
 
@@ -12,22 +15,52 @@ __all__ = ["Authenticator", "DEV_KEY"]
 DEV_KEY = ApiKey("dev-no-auth", frozenset({"*"}), 0.0)
 
 
+#: A verified key is trusted this long without asking Redis again (a revocation reaches every
+#: API process within it).
+VERIFIED_FOR_S = 2.0
+#: Keys remembered at most (only keys that verified: a flood of bad ones fills nothing).
+_REMEMBERED = 10_000
+
+
 class Authenticator:
     def __init__(self, keys: ApiKeyStore, *, required: bool) -> None:
         self.keys = keys
         self.required = required
+        self._verified: dict[str, tuple[float, ApiKey]] = {}
 
-    def __call__(self, request: Request) -> ApiKey:
+    async def __call__(self, request: Request) -> ApiKey:
+        """The route dependency: a key verified in the last VERIFIED_FOR_S is not asked again."""
         if not self.required:
             return DEV_KEY
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise HTTPException(
-                401,
-                "missing or malformed Authorization header: use 'Bearer <api key>'",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        key = self.keys.verify(token.strip())
+        token = _token(request)
+        now = time.monotonic()
+        known = self._verified.get(token)
+        if known is not None and known[0] > now:
+            return known[1]
+        key = await run_in_threadpool(self.keys.verify, token)
+        if key is None:
+            raise HTTPException(401, "invalid or revoked API key", {"WWW-Authenticate": "Bearer"})
+        if len(self._verified) >= _REMEMBERED:
+            self._verified.pop(next(iter(self._verified)))  # the oldest
+        self._verified[token] = (now + VERIFIED_FOR_S, key)
+        return key
+
+    def verify(self, request: Request) -> ApiKey:
+        """The same check from a worker thread (no cache)."""
+        if not self.required:
+            return DEV_KEY
+        key = self.keys.verify(_token(request))
         if key is None:
             raise HTTPException(401, "invalid or revoked API key", {"WWW-Authenticate": "Bearer"})
         return key
+
+
+def _token(request: Request) -> str:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise HTTPException(
+            401,
+            "missing or malformed Authorization header: use 'Bearer <api key>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return token.strip()

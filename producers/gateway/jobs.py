@@ -39,17 +39,46 @@ SUBMISSIONS = Counter(
 )
 
 
-def _submit(gw: Gateway, spec: JobSpec, body: Any, idempotency_key: str | None) -> Submission:
+def _prepared(
+    spec: JobSpec, body: Any, idempotency_key: str | None
+) -> tuple[dict[str, Any], SubmitOptions]:
     check_idempotency_key(idempotency_key, "Idempotency-Key")  # "jobcord-..." are ours: 422
     options = {name: getattr(body, name) for name in RequestOptions.model_fields}
     opts = SubmitOptions(idempotency_key=idempotency_key, **options)
     data = body.input.model_dump(mode="python")
     if not is_binary(data):
         data = body.input.model_dump(mode="json")
-    data = spec.signature.parameters_of(data)
-    sub = gw.client.submit(spec, data, opts)
+    return spec.signature.parameters_of(data), opts
+
+
+def _counted(spec: JobSpec, sub: Submission) -> Submission:
     SUBMISSIONS.labels(spec.app, spec.name, "created" if sub.created else "existing").inc()
     return sub
+
+
+def _submit(gw: Gateway, spec: JobSpec, body: Any, idempotency_key: str | None) -> Submission:
+    data, opts = _prepared(spec, body, idempotency_key)
+    return _counted(spec, gw.client.submit(spec, data, opts))
+
+
+async def _submit_async(
+    gw: Gateway, spec: JobSpec, key: ApiKey, body: Any, idempotency_key: str | None
+) -> Submission:
+    """From the event loop when the submission needs nothing but its one script (most do);
+    on a worker thread otherwise (a rate to spend, a webhook to check, a binary input)."""
+    if gw.rate_of(key) <= 0:
+        data, opts = _prepared(spec, body, idempotency_key)
+        sub = await gw.submit_nowait(spec, data, opts)
+        if sub is not None:
+            return _counted(spec, sub)
+    return await run_in_threadpool(_admitted_submit, gw, spec, key, body, idempotency_key)
+
+
+def _admitted_submit(
+    gw: Gateway, spec: JobSpec, key: ApiKey, body: Any, idempotency_key: str | None
+) -> Submission:
+    gw.admit(spec.app, key)
+    return _submit(gw, spec, body, idempotency_key)
 
 
 def _parsed(model: type[BaseModel], body: Any, content_type: str) -> Any:
@@ -93,16 +122,19 @@ def _add_job_routes(router: APIRouter, gw: Gateway, spec: JobSpec) -> None:
     # hands a non-JSON body over as bytes, which we unpack and validate the same way.
     Payload = Body | bytes  # noqa: N806
 
-    def async_run_remote(
+    async def async_run_remote(
         request: Request,
         body: Payload,  # type: ignore[valid-type]
         key: Key,
         idempotency_key: IdemHeader = None,
     ) -> JSONResponse:
-        gw.admit(spec.app, key)
+        gw.check_app(spec.app, key)
         parsed = _parsed(Body, body, request.headers.get("content-type", ""))
-        sub = _submit(gw, spec, parsed, idempotency_key)
-        status = "QUEUED" if sub.created else gw.client.get(sub.request_id).status.value
+        sub = await _submit_async(gw, spec, key, parsed, idempotency_key)
+        if sub.created:
+            status = "QUEUED"
+        else:
+            status = (await run_in_threadpool(gw.client.get, sub.request_id)).status.value
         reply = {"request_id": sub.request_id, "status": status, "created": sub.created}
         return JSONResponse(reply, status_code=202)
 
@@ -125,18 +157,18 @@ def _add_job_routes(router: APIRouter, gw: Gateway, spec: JobSpec) -> None:
         ] = None,
     ) -> JSONResponse:
         wait_s = default_wait_s if wait_seconds is None else wait_seconds
-        gw.admit(spec.app, key)
+        gw.check_app(spec.app, key)
         parsed = _parsed(Body, body, request.headers.get("content-type", ""))
         # The place to wait is taken before anything is queued: refused (429), nothing runs.
         release = gw.waits.acquire(key.key_id) if wait_s > 0 else None
         try:
-            sub = await run_in_threadpool(_submit, gw, spec, parsed, idempotency_key)
-            status = await gw.follower.wait_terminal(sub.request_id, wait_s)
+            sub = await _submit_async(gw, spec, key, parsed, idempotency_key)
+            ended = await gw.follower.wait_terminal(sub.request_id, wait_s, final_check=False)
         finally:
             if release is not None:
                 release()
-        record = await run_in_threadpool(gw.client.get, sub.request_id)
-        if status is None:  # still running: the caller polls GET /v1/requests/{id}
+        record = await gw.record_nowait(sub.request_id)
+        if ended is None or not record.is_terminal:  # still running (or run again since)
             return JSONResponse({"request_id": sub.request_id, "status": record.status}, 202)
         return JSONResponse(record.public(), 200)
 

@@ -101,7 +101,7 @@ def ops_router(gw: Gateway) -> APIRouter:
         """Prometheus figures of this API's app only: for its scraper's token
         (JOBCORD_METRICS_TOKEN) or an API key allowed the app; any other key gets 404."""
         if not metrics_token_ok(gw, request):
-            gw.check_app(gw.app.name, gw.auth(request))
+            gw.check_app(gw.app.name, gw.auth.verify(request))
         for q in queue_stats(gw):  # capacity gauges are read from Redis at scrape time
             for name, gauge in _GAUGES.items():
                 gauge.labels(q.queue, q.app, q.gpu_class).set(getattr(q, name))

@@ -44,14 +44,17 @@ class Follower:
         await self.pool.disconnect()
 
     async def events(
-        self, request_id: str, timeout_s: float | None = None
+        self, request_id: str, timeout_s: float | None = None, *, final_check: bool = True
     ) -> AsyncIterator[dict[str, str]]:
-        """Every status event, in order, until a terminal one (or the timeout)."""
+        """Every status event, in order, until a terminal one (or the timeout). Without
+        ``final_check`` the first terminal event ends it, and the first QUEUED is not made:
+        for a caller that reads the record next anyway (and sees a rerun there)."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         after = FIRST_EVENT_ID
-        created_at: Any = await self.redis.hget(record_key(request_id), "created_at")
-        if created_at is not None:  # the first QUEUED is not stored (RequestStore.events)
-            yield dict(first_queued_event(float(created_at)).fields)
+        if final_check:
+            created_at: Any = await self.redis.hget(record_key(request_id), "created_at")
+            if created_at is not None:  # the first QUEUED is not stored (RequestStore.events)
+                yield dict(first_queued_event(float(created_at)).fields)
         while True:
             block = _BLOCK_S if deadline is None else min(_BLOCK_S, deadline - time.monotonic())
             if block <= 0:
@@ -66,8 +69,8 @@ class Follower:
                     if is_legacy_first_event(data):
                         continue
                     yield data
-                    if Status(data["status"]).is_terminal and await self._is_final(
-                        request_id, data["attempt"]
+                    if Status(data["status"]).is_terminal and (
+                        not final_check or await self._is_final(request_id, data["attempt"])
                     ):
                         return
 
@@ -79,9 +82,11 @@ class Follower:
             return True
         return Status(status.decode()).is_terminal and current.decode() == attempt
 
-    async def wait_terminal(self, request_id: str, timeout_s: float) -> Status | None:
+    async def wait_terminal(
+        self, request_id: str, timeout_s: float, *, final_check: bool = True
+    ) -> Status | None:
         last = None
-        async for data in self.events(request_id, timeout_s):
+        async for data in self.events(request_id, timeout_s, final_check=final_check):
             last = Status(data["status"])
         return last if last is not None and last.is_terminal else None
 

@@ -9,6 +9,7 @@ import time
 import httpx
 import pytest
 
+from producers.gateway.auth import VERIFIED_FOR_S
 from tests.conftest import wait_for
 
 JOB = "/v1/apps/lifecycle/jobs"
@@ -329,13 +330,21 @@ def test_keys_cli_create_and_revoke(api_server, jobcord_env):
         check=True,
     )
     assert key_id in listed.stdout and key.split("_", 2)[2] not in listed.stdout
+    assert httpx.get(f"{api_server.url}/v1/queues", headers=headers).status_code == 200
     subprocess.run(
         [sys.executable, "-m", "jobcord.cli", "keys", "revoke", key_id],
         env=env,
         check=True,
         capture_output=True,
     )
-    assert httpx.get(f"{api_server.url}/v1/queues", headers=headers).status_code == 401
+    revoked_at = time.monotonic()
+    # A verified key is trusted VERIFIED_FOR_S without asking Redis: refused within that.
+    wait_for(
+        lambda: httpx.get(f"{api_server.url}/v1/queues", headers=headers).status_code == 401,
+        VERIFIED_FOR_S + 2,
+        "the revoked key to be refused",
+    )
+    assert time.monotonic() - revoked_at <= VERIFIED_FOR_S + 2
 
 
 def test_metrics_and_openapi(http):
