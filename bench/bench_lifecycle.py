@@ -306,9 +306,7 @@ def measure(engine: Engine, r: redis.Redis, jobs: int, samples: int) -> dict[str
         finished_bytes = (r.info("memory")["used_memory"] - memory_before) / jobs
         commands = (_commands(r) - calls) / jobs
         sleep_rate = _burst(engine, r, max(jobs // 4, 1), lambda: engine.enqueue_sleep(10))
-        shared_rate = _burst(
-            engine, r, max(jobs // 4, 1), lambda: engine.enqueue_sleep_shared(10)
-        )
+        shared_rate = _burst(engine, r, max(jobs // 4, 1), lambda: engine.enqueue_sleep_shared(10))
     finally:
         engine.stop()
         _clean(r)

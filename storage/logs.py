@@ -30,5 +30,5 @@ def configure_logging(fmt: str = "json", level: str = "INFO") -> None:
         # every process configures logging before its first log line.
         cache_logger_on_first_use=True,
     )
-    # dramatiq and friends log through the standard library: keep them quiet but visible.
+    # Libraries log through the standard library: keep them quiet but visible.
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s %(message)s")
