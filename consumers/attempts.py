@@ -36,6 +36,7 @@ from storage.results import ResultStore, open_result_store
 from storage.settings import Settings
 from storage.statuses import Status
 
+from .batches import BatchRun
 from .board import ChildBoard
 from .child import EXIT_POISONED, EXIT_RECYCLE, ChildConfig
 from .claim import Claim
@@ -96,6 +97,8 @@ class ChildConsumer:
         self._stats_sent_at = 0.0
         self._main = Flow()  # the loop's own: what the last finish took, from any queue
         self._shared: SharedRun | None = None
+        self._batches = BatchRun(self)
+        self.outputs_dir = Path(config.outputs)
         self._leaving = False  # about to exit: a finish takes no more work
         # The parent renews leases every lease_ttl/3: silent for half a lease, it is stuck.
         self._parent_patience_s = max(0.5, settings.lease_ttl_s / 2)
@@ -142,6 +145,8 @@ class ChildConsumer:
                 spec = self.app.jobs.get(claim.job)
                 if code or self._stop_asked():  # not started: back, uncounted
                     self.endings.preempted(claim.request_id, claim.token, "consumer shut down")
+                elif spec is not None and spec.batched:
+                    code = self._batches.run(spec, claim)
                 elif spec is not None and spec.shares_a_process:
                     code = self._share(spec, claim)
                 else:
@@ -228,7 +233,7 @@ class ChildConsumer:
             record.request_id,
             record.attempt,
             record.token,
-            self._job_index.get(record.job, -1),
+            self.job_index(record.job),
             timeout,
         )
         output_dir = self._output_dir(record, spec)
@@ -236,8 +241,18 @@ class ChildConsumer:
         self._running[id(ctx)] = ctx
         return Attempt(record, spec, slot, ctx, output_dir, time.monotonic())
 
-    def end(self, attempt: Attempt, result: EncodedOutput | BaseException) -> int:
-        """Record how the attempt ended, then free its place; returns an exit code."""
+    def job_index(self, job: str) -> int:
+        """A job's number on the board (the parent counts running attempts by it)."""
+        return self._job_index.get(job, -1)
+
+    def end(
+        self,
+        attempt: Attempt,
+        result: EncodedOutput | BaseException,
+        extra: dict[str, Any] | None = None,
+    ) -> int:
+        """Record how the attempt ended, then free its place; returns an exit code.
+        ``extra``: more fields for a success's record."""
         record, spec = attempt.record, attempt.spec
         poisoned = False
         try:
@@ -257,11 +272,11 @@ class ChildConsumer:
                 poisoned = poisons_cuda_context(result)
                 self._leaving = self._leaving or poisoned or last
                 self.board.ending(attempt.slot)
-                self.endings.failed(record, failure)
+                self.endings.failed(record, failure, extra)
             else:
                 self._leaving = self._leaving or last
                 self.board.ending(attempt.slot)
-                self.endings.succeeded(record, result, attempt.output_dir)
+                self.endings.succeeded(record, result, attempt.output_dir, extra)
         finally:
             self._running.pop(id(attempt.ctx), None)
             self.board.clear(attempt.slot)
@@ -330,13 +345,23 @@ class ChildConsumer:
             return unpack(self.store.input_bytes(record.request_id))
         return record.input
 
-    def _progress(self, rid: str, token: str, fraction: float, message: str | None) -> None:
+    def _progress(
+        self,
+        rid: str,
+        token: str,
+        fraction: float,
+        message: str | None,
+        *,
+        quiet_lost: bool = False,
+    ) -> None:
+        """``quiet_lost``: a refused write is no reason to stop (one canceled member of a
+        batch must not stop the call for the others)."""
         try:
             written = self.store.report_progress(rid, token, fraction, message)
         except redis.RedisError as exc:  # progress is a courtesy: the job goes on
             log.warning("progress not recorded", request_id=rid, error=str(exc))
             return
-        if not written:
+        if not written and not quiet_lost:
             raise AttemptLost(rid)
 
 

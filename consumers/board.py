@@ -33,6 +33,7 @@ class Phase(enum.IntEnum):
     FREE = 0
     RUNNING = 1  # the job body runs: its timeout applies
     ENDING = 2  # the body returned; its outcome is being stored (no timeout, lease renewed)
+    BATCH = 3  # one request of a batch: its timeout applies; a cancel ends it, not the call
 
 
 class _Entry(ctypes.Structure):
@@ -94,6 +95,7 @@ class ChildBoard:
         token: str,
         job: int,
         timeout_s: float | None,
+        phase: Phase = Phase.RUNNING,
     ) -> None:
         rid, tok = request_id.encode(), token.encode()
         if len(rid) > 32 or len(tok) > TOKEN_MAX:
@@ -107,7 +109,7 @@ class ChildBoard:
         e.job = job
         e.started = now
         e.deadline = 0.0 if timeout_s is None else now + min(timeout_s, 1e12)
-        e.phase = Phase.RUNNING
+        e.phase = phase
         e.seq += 1
 
     def ending(self, slot: int) -> None:

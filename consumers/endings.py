@@ -108,7 +108,14 @@ class Endings:
 
     # -- a child's own outcomes ------------------------------------------------------------
     @_retrying_when_redis_is_down
-    def succeeded(self, record: Claim, output: EncodedOutput, output_dir: Path | None) -> None:
+    def succeeded(
+        self,
+        record: Claim,
+        output: EncodedOutput,
+        output_dir: Path | None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        """``extra``: more fields for the record (a batch's size and position)."""
         token = record.token
         spec = self.app.jobs[record.job]
         try:
@@ -127,12 +134,16 @@ class Endings:
             kind = "ResultStoreError" if isinstance(exc, ResultStoreError) else type(exc).__name__
             self._infra_fault(record, token, error_dict(kind, str(exc)))
             return
+        fields.update(extra or {})
         if not self._finish(record, token, Status.SUCCEEDED, **fields, progress=1.0):
             self._discard(record, stored_keys(fields))
 
     @_retrying_when_redis_is_down
-    def failed(self, record: Claim, failure: JobFailure) -> None:
-        """The job raised: retried by its own policy, else FAILED."""
+    def failed(
+        self, record: Claim, failure: JobFailure, extra: dict[str, Any] | None = None
+    ) -> None:
+        """The job raised: retried by its own policy, else FAILED (``extra``: more fields
+        for the record when it ends)."""
         token = record.token
         spec = self.app.jobs.get(record.job)
         error = error_dict(
@@ -142,7 +153,7 @@ class Endings:
         failures = record.failures + 1
         delay = next_retry_delay_s(policy, record.max_retries, failure.retryable, failures)
         if delay is None:
-            self._finish(record, token, Status.FAILED, error=error)
+            self._finish(record, token, Status.FAILED, error=error, **(extra or {}))
             return
         nxt = self.store.retry(
             record.request_id,

@@ -18,23 +18,38 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from .protocol import Stats
 
-__all__ = ["CHILD_RESTARTS", "RUN_BUCKETS", "JobCounts", "ConsumerCollector"]
+__all__ = ["CHILD_RESTARTS", "HISTOGRAMS", "JobCounts", "ConsumerCollector"]
 
 CHILD_RESTARTS = Counter(
     "jobcord_child_restarts_total", "Job processes replaced, by first word of why", ["slot", "why"]
 )
-#: Upper bounds (s) of the run-time histogram's buckets.
-RUN_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 1800, 7200)
+#: The histograms children keep per (app, job): metric name, help, bucket upper bounds.
+HISTOGRAMS: dict[str, tuple[str, str, tuple[float, ...]]] = {
+    "run": (
+        "jobcord_request_run_seconds",
+        "Time from the start of an attempt to its recorded outcome",
+        (0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 1800, 7200),
+    ),
+    "batch_size": (
+        "jobcord_batch_size",
+        "Requests in one call of a batched job",
+        (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+    ),
+    "batch_wait": (
+        "jobcord_batch_wait_seconds",
+        "How long a batch's first request waited in the consumer for the others",
+        (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1, 5, 10),
+    ),
+}
 
 
 class JobCounts:
-    """Finished attempts by (app, job, status) and run times by (app, job), cumulative."""
+    """Finished attempts by (app, job, status); histograms by (name, app, job): cumulative."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._finished: dict[tuple[str, str, str], int] = {}
-        self._buckets: dict[tuple[str, str], list[int]] = {}  # per bucket, +Inf last
-        self._sum: dict[tuple[str, str], float] = {}
+        self._hist: dict[tuple[str, str, str], list[float]] = {}  # counts per bucket, then sum
         self.changed = False
 
     def finished(self, app: str, job: str, status: str) -> None:
@@ -44,13 +59,17 @@ class JobCounts:
             self.changed = True
 
     def ran(self, app: str, job: str, seconds: float) -> None:
-        key = (app, job)
+        self.observe("run", app, job, seconds)
+
+    def observe(self, name: str, app: str, job: str, value: float) -> None:
+        bounds = HISTOGRAMS[name][2]
+        key = (name, app, job)
         with self._lock:
-            buckets = self._buckets.get(key)
-            if buckets is None:
-                buckets = self._buckets[key] = [0] * (len(RUN_BUCKETS) + 1)
-            buckets[bisect.bisect_left(RUN_BUCKETS, seconds)] += 1
-            self._sum[key] = self._sum.get(key, 0.0) + seconds
+            cells = self._hist.get(key)
+            if cells is None:
+                cells = self._hist[key] = [0.0] * (len(bounds) + 2)  # +Inf bucket, sum
+            cells[bisect.bisect_left(bounds, value)] += 1
+            cells[-1] += value
             self.changed = True
 
     def snapshot(self) -> Stats:
@@ -66,30 +85,25 @@ class JobCounts:
             return self._stats()
 
     def _stats(self) -> Stats:
-        return Stats(
-            dict(self._finished), {k: list(v) for k, v in self._buckets.items()}, dict(self._sum)
-        )
+        return Stats(dict(self._finished), {k: list(v) for k, v in self._hist.items()})
 
     def add(self, stats: Stats) -> None:
         """Fold in another process's totals (a child that exited)."""
         with self._lock:
-            _merge(self._finished, self._buckets, self._sum, stats)
+            _merge(self._finished, self._hist, stats)
 
 
 def _merge(
     finished: dict[tuple[str, str, str], int],
-    buckets: dict[tuple[str, str], list[int]],
-    sums: dict[tuple[str, str], float],
+    hist: dict[tuple[str, str, str], list[float]],
     stats: Stats,
 ) -> None:
     for outcome, n in stats.finished.items():
         finished[outcome] = finished.get(outcome, 0) + n
-    for job, counts in stats.run_buckets.items():
-        mine = buckets.setdefault(job, [0] * len(counts))
-        for i, n in enumerate(counts):
-            mine[i] += n
-    for job, total in stats.run_sum.items():
-        sums[job] = sums.get(job, 0.0) + total
+    for key, cells in stats.histograms.items():
+        mine = hist.setdefault(key, [0.0] * len(cells))
+        for i, value in enumerate(cells):
+            mine[i] += value
 
 
 class ConsumerCollector:
@@ -108,33 +122,32 @@ class ConsumerCollector:
 
     def collect(self) -> Iterator[Any]:
         finished: dict[tuple[str, str, str], int] = {}
-        buckets: dict[tuple[str, str], list[int]] = {}
-        sums: dict[tuple[str, str], float] = {}
+        hist: dict[tuple[str, str, str], list[float]] = {}
         for stats in [self._own.snapshot(), *self._children()]:
-            _merge(finished, buckets, sums, stats)
+            _merge(finished, hist, stats)
         done = CounterMetricFamily(
             "jobcord_requests_finished",
             "Attempts that ended, by outcome",
             labels=["app", "job", "status"],
         )
-        for outcome, n in sorted(finished.items()):
-            done.add_metric(list(outcome), n)
+        for outcome, total_n in sorted(finished.items()):
+            done.add_metric(list(outcome), total_n)
         yield done
-        seconds = HistogramMetricFamily(
-            "jobcord_request_run_seconds",
-            "Time from the start of an attempt to its recorded outcome",
-            labels=["app", "job"],
-        )
-        for job, counts in sorted(buckets.items()):
-            cumulative, total = [], 0
-            for bound, n in zip([*map(str, RUN_BUCKETS), "+Inf"], counts, strict=True):
-                total += n
-                cumulative.append((bound, total))
-            seconds.add_metric(list(job), cumulative, sums.get(job, 0.0))
-        yield seconds
+        for name, (metric, text, bounds) in HISTOGRAMS.items():
+            family = HistogramMetricFamily(metric, text, labels=["app", "job"])
+            for (kind, app, job), cells in sorted(hist.items()):
+                if kind != name:
+                    continue
+                cumulative: list[tuple[str, float]] = []
+                total = 0.0
+                for bound, count in zip([*map(str, bounds), "+Inf"], cells[:-1], strict=True):
+                    total += count
+                    cumulative.append((bound, total))
+                family.add_metric([app, job], cumulative, cells[-1])
+            yield family
         running = GaugeMetricFamily(
             "jobcord_requests_running", "Attempts running now", labels=["app", "job"]
         )
-        for job, n in sorted(self._running().items()):
-            running.add_metric(list(job), n)
+        for app_job, n in sorted(self._running().items()):
+            running.add_metric(list(app_job), n)
         yield running

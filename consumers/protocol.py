@@ -48,12 +48,11 @@ class Waiting:
 @dataclass(frozen=True)
 class Stats:
     """The child's job counts so far (cumulative, so a lost message loses nothing):
-    finished attempts by (app, job, status), and run time by (app, job) as histogram bucket
-    counts (``consumers.metrics.RUN_BUCKETS``), sum and count."""
+    finished attempts by (app, job, status), and histograms by (name, app, job) as counts per
+    bucket (``consumers.metrics.HISTOGRAMS``) followed by their sum."""
 
     finished: dict[tuple[str, str, str], int] = field(default_factory=dict)
-    run_buckets: dict[tuple[str, str], list[int]] = field(default_factory=dict)
-    run_sum: dict[tuple[str, str], float] = field(default_factory=dict)
+    histograms: dict[tuple[str, str, str], list[float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

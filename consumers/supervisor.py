@@ -309,16 +309,21 @@ class Supervisor:
             return
         if child.life is not Life.READY:
             return
+        stopping = False
         for entry in child.board.running():
             if Fence(entry.request_id, entry.attempt) in child.stopped:
                 continue  # being stopped: its outcome is on its way
-            if entry.phase is Phase.RUNNING and entry.deadline is not None and now > entry.deadline:
-                self._stop(child, entry, StopReason.TIMEOUT)
-                return
+            running = entry.phase in (Phase.RUNNING, Phase.BATCH)
+            if running and entry.deadline is not None and now > entry.deadline:
+                self._stop(child, entry, StopReason.TIMEOUT)  # a batch's members, each
+                stopping = True
+                continue
             lost_after = self._lost.get((place, entry.seq))
             if lost_after is not None and now >= lost_after:
                 self._stop(child, entry, StopReason.LOST)
-                return
+                stopping = True
+        if stopping:
+            return
         self._maybe_recycle(child)
 
     def _maybe_recycle(self, child: ChildProcess) -> None:
@@ -343,9 +348,15 @@ class Supervisor:
         if fence in child.stopped:
             return
         child.stopped[fence] = reason
-        child.replace_reason = child.replace_reason or reason.value
         self._lost.pop((child.config.place, entry.seq), None)
         ref = AttemptRef(entry.request_id, self.app.name, self._job_name(entry.job), entry.attempt)
+        if reason is StopReason.CANCEL and entry.phase is Phase.BATCH:
+            # One request of a batch: the call goes on for the others; this one's outcome
+            # is written now, and what the call returns for it is refused.
+            log.info("request canceled while running", request_id=entry.request_id)
+            self._write(self.endings.canceled, ref, entry.token)
+            return
+        child.replace_reason = child.replace_reason or reason.value
         if reason is StopReason.LOST:
             log.warning("lease lost; attempt abandoned", request_id=entry.request_id)
             child.signal_stop()

@@ -154,9 +154,9 @@ class Consumer:
         return places
 
     def _width(self) -> int:
-        """Attempts one child may hold at once: the largest concurrency of the jobs served."""
+        """Attempts one child may hold at once: the largest concurrency or batch served."""
         served = [s for s in self.app.jobs.values() if s.queue in self.queues]
-        return max((s.concurrency for s in served), default=1)
+        return max((max(s.concurrency, s.max_batch_size) for s in served), default=1)
 
     def run(self) -> None:
         """Serve until SIGTERM/SIGINT (or :meth:`stop`), then drain and hand back work."""

@@ -7,7 +7,15 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from scheduler.bounds import Concurrency, Retries, RetryDelaySeconds, TimeoutSeconds, checked
+from scheduler.bounds import (
+    BatchSize,
+    BatchWaitMs,
+    Concurrency,
+    Retries,
+    RetryDelaySeconds,
+    TimeoutSeconds,
+    checked,
+)
 from scheduler.cron import check_schedule
 from scheduler.errors import JobDefinitionError
 from scheduler.gpu_classes import NodeSelector
@@ -19,6 +27,32 @@ from .client import Client
 from .functions import RemoteFunction
 
 __all__ = ["App"]
+
+
+def _batching(
+    max_batch_size: int,
+    batch_wait_ms: float,
+    concurrency: int,
+    *,
+    upload: bool = False,
+    stream: bool = False,
+) -> dict[str, Any]:
+    """The JobSpec fields of a batching declaration, checked."""
+    size = checked("max_batch_size", BatchSize, max_batch_size)
+    wait_ms = checked("batch_wait_ms", BatchWaitMs, batch_wait_ms)
+    if size > 1:
+        clash = (
+            "concurrency"
+            if concurrency > 1
+            else "upload"
+            if upload
+            else "stream"
+            if stream
+            else None
+        )
+        if clash:
+            raise ValueError(f"max_batch_size > 1 cannot be combined with {clash}")
+    return {"max_batch_size": size, "batch_wait_s": wait_ms / 1000}
 
 
 class App(AppRegistry):
@@ -42,8 +76,17 @@ class App(AppRegistry):
         schedule_input: dict[str, Any] | None = None,
         name: str | None = None,
         concurrency: int = 1,
+        max_batch_size: int = 1,
+        batch_wait_ms: float = 0.0,
     ) -> Callable[[Callable[..., Any]], RemoteFunction]:
         """Declare a job. ``timeout`` (s) is a hard limit: the process running it is killed.
+
+        ``max_batch_size`` > 1 batches it: the function is written over lists
+        (``def embed(texts: list[str]) -> list[list[float]]``) while callers still pass one
+        item and get their own output. A consumer calls it with up to that many waiting
+        requests, waiting at most ``batch_wait_ms`` after the first. Each request keeps its
+        own record, retries, timeout and result; an exception *returned* in the output list
+        fails that request alone, one raised fails (or retries) each by its own policy.
 
         ``concurrency`` > 1 lets one job process run that many of its requests at once: in
         threads for a plain function, on one event loop for an ``async def`` one (an engine
@@ -63,6 +106,7 @@ class App(AppRegistry):
         timeout = checked("timeout", TimeoutSeconds | None, timeout)
         retries = checked("retries", Retries, retries)
         concurrency = checked("concurrency", Concurrency, concurrency)
+        batch = _batching(max_batch_size, batch_wait_ms, concurrency, upload=upload)
         retry_initial_delay_s = checked(
             "retry_initial_delay_s", RetryDelaySeconds, retry_initial_delay_s
         )
@@ -89,6 +133,7 @@ class App(AppRegistry):
                 upload=upload,
                 schedule=schedule,
                 concurrency=concurrency,
+                **batch,
             )
             if schedule is not None:  # the tick's input must be valid now, not at 3 a.m.
                 bound = remote.spec.signature.bind((), schedule_input or {})
@@ -109,13 +154,16 @@ class App(AppRegistry):
         timeout: float | None = 300.0,
         name: str | None = None,
         concurrency: int = 1,
+        max_batch_size: int = 1,
+        batch_wait_ms: float = 0.0,
     ) -> Callable[[Callable[..., Any]], RemoteFunction]:
         """A request/response endpoint at ``/apps/{app}{public_api_path}``, run through the
         queue on a consumer; with ``stream=True`` the function yields chunks (sent as
         server-sent events). Cords are not retried: their caller is waiting.
-        ``concurrency``: as for :meth:`job`."""
+        ``concurrency``, ``max_batch_size``, ``batch_wait_ms``: as for :meth:`job`."""
         timeout = checked("timeout", TimeoutSeconds | None, timeout)
         concurrency = checked("concurrency", Concurrency, concurrency)
+        batch = _batching(max_batch_size, batch_wait_ms, concurrency, stream=stream)
         if not public_api_path.startswith("/") or "{" in public_api_path:
             raise ValueError("public_api_path must be a fixed path starting with '/'")
         method = method.upper()
@@ -138,6 +186,7 @@ class App(AppRegistry):
                 method=method,
                 stream=stream,
                 concurrency=concurrency,
+                **batch,
             )
 
         return decorate
@@ -152,7 +201,12 @@ class App(AppRegistry):
             app=self.name,
             name=job_name,
             fn=fn,
-            signature=analyse(fn, job_name, stream=fields.get("stream", False)),
+            signature=analyse(
+                fn,
+                job_name,
+                stream=fields.get("stream", False),
+                batched=fields.get("max_batch_size", 1) > 1,
+            ),
             **fields,
         )
         self.jobs[job_name] = spec

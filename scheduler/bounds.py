@@ -28,6 +28,8 @@ __all__ = [
     "Retries",
     "Concurrency",
     "MAX_CONCURRENCY",
+    "BatchSize",
+    "BatchWaitMs",
     "checked",
     "RESERVED_KEY_PREFIX",
     "InternalKey",
@@ -55,6 +57,11 @@ Retries = Annotated[int, Field(ge=0, le=100)]
 #: on the board, and an async engine's requests share one event loop).
 MAX_CONCURRENCY = 256
 Concurrency = Annotated[int, Field(ge=1, le=MAX_CONCURRENCY)]
+#: ``max_batch_size=``: requests one call of a batched job takes at most.
+BatchSize = Annotated[int, Field(ge=1, le=1024)]
+#: ``batch_wait_ms=``: how long a batch waits for more after its first request (a lone
+#: request is never held longer); 10 s at most, well inside a lease.
+BatchWaitMs = Annotated[float, Field(ge=0, le=10_000, allow_inf_nan=False)]
 
 
 @cache

@@ -31,9 +31,12 @@ def invoke(
 ) -> Any:
     """Validate ``data`` into typed arguments, call the job (``fn``: a stand-in with the same
     inputs) with its context, await a coroutine, and drain a generator: each item goes to
-    ``on_item`` (a streaming cord; returns None) or, without one, into a list."""
+    ``on_item`` (a streaming cord; returns None) or, without one, into a list. A batched job
+    is called with a batch of one (a consumer batches through ``consumers.batches``)."""
     kwargs = spec.signature.typed_kwargs(data)
     body = spec.fn if fn is None else fn
+    if spec.batched and body is spec.fn:
+        kwargs = {name: [value] for name, value in kwargs.items()}
     param = spec.signature.context_param
     # A stand-in gets the context only if it asks for it by the same name.
     if param and (body is spec.fn or param in inspect.signature(body).parameters):
@@ -48,6 +51,10 @@ def invoke(
             for item in value:
                 on_item(item)
             return None
+    if spec.batched and body is spec.fn:
+        [value] = value  # one input, one output
+        if isinstance(value, BaseException):
+            raise value
     return value
 
 
@@ -76,12 +83,12 @@ class JobFailure:
 
 
 def describe_failure(exc: BaseException, spec: JobSpec | None) -> JobFailure:
-    """Call inside the ``except`` block (the traceback is the one being handled)."""
+    """``exc`` as data (its own traceback: raised, or returned by a batched job)."""
     kind = type(exc)
     return JobFailure(
         error_type=kind.__name__,
         message=str(exc),
-        traceback=traceback.format_exc(),
+        traceback="".join(traceback.format_exception(exc)),
         retryable=spec is not None and is_retryable(exc, spec.retry_on),
         error_module=kind.__module__,
     )

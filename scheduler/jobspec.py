@@ -49,6 +49,10 @@ class JobSpec:
     #: event loop for an ``async def`` one. Such a job waits on a queue of its own, so that a
     #: process running some can take more of the same.
     concurrency: int = 1
+    #: Batched: the function takes lists and returns one output per item; a consumer calls it
+    #: with up to this many waiting requests, waiting at most ``batch_wait_s`` for more.
+    max_batch_size: int = 1
+    batch_wait_s: float = 0.0
 
     @property
     def gpu_class(self) -> str:
@@ -59,9 +63,14 @@ class JobSpec:
         return self.node_selector.gpu_count if self.node_selector else 0
 
     @property
+    def batched(self) -> bool:
+        return self.max_batch_size > 1
+
+    @property
     def shares_a_process(self) -> bool:
-        """Whether several of its requests may run in one process at once."""
-        return self.concurrency > 1
+        """Whether several of its requests may run in one process at once (concurrency, or
+        batches): such a job waits on a queue of its own."""
+        return self.concurrency > 1 or self.batched
 
     @property
     def queue(self) -> str:

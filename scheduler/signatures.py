@@ -160,12 +160,49 @@ def _item_type(annotation: Any) -> Any:
     return args[0] if args else Any
 
 
-def analyse(fn: Callable[..., Any], name: str, *, stream: bool = False) -> JobSignature:
+def _element(annotation: Any, what: str, name: str) -> Any:
+    """``list[T]`` -> T: one request's share of a batched job's input or output."""
+    if typing.get_origin(annotation) is not list:
+        raise JobDefinitionError(
+            f"job {name!r} is batched (max_batch_size > 1): its {what} must be annotated "
+            f"list[...] (one item per request), not {annotation!r}"
+        )
+    args = typing.get_args(annotation)
+    return args[0] if args else Any
+
+
+def _per_item(
+    sig: inspect.Signature, hints: dict[str, Any], name: str
+) -> tuple[inspect.Signature, dict[str, Any]]:
+    """A batched job's signature as one request sees it: every input ``list[T]`` is a T, the
+    ``list[R]`` it returns an R. Callers pass one item; the consumer passes lists."""
+    items = dict(hints)
+    params = []
+    for pname, param in sig.parameters.items():
+        if hints.get(pname) is JobContext:
+            params.append(param)
+            continue
+        if param.default is not inspect.Parameter.empty:
+            raise JobDefinitionError(
+                f"job {name!r} is batched: parameter {pname!r} cannot have a default"
+            )
+        items[pname] = _element(hints.get(pname, Any), f"parameter {pname!r}", name)
+        params.append(param.replace(annotation=items[pname]))
+    items["return"] = _element(hints.get("return", Any), "return value", name)
+    return sig.replace(parameters=params), items
+
+
+def analyse(
+    fn: Callable[..., Any], name: str, *, stream: bool = False, batched: bool = False
+) -> JobSignature:
+    """``batched``: the function takes and returns lists; the signature is one item's."""
     sig = inspect.signature(fn)
     try:
         hints = typing.get_type_hints(fn)
     except Exception as exc:  # unresolvable forward references
         raise JobDefinitionError(f"job {name!r}: cannot resolve annotations: {exc}") from exc
+    if batched:
+        sig, hints = _per_item(sig, hints, name)
     fields: dict[str, Any] = {}
     context_param = None
     for pname, param in sig.parameters.items():

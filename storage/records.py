@@ -100,6 +100,12 @@ class RequestRecord(BaseModel):
     metadata: dict[str, Any] | None = None
     progress: float | None = None
     progress_message: str | None = None
+    batch_size: int | None = Field(
+        default=None, description="Batched jobs: how many requests the call that ran it took."
+    )
+    batch_position: int | None = Field(
+        default=None, description="Batched jobs: its place in that call (0 first)."
+    )
     waiting_reason: str | None = Field(
         default=None,
         description="Why a queued request may never start (no live consumer serves its queue).",

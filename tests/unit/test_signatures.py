@@ -81,3 +81,50 @@ def test_outputs_round_trip_inline_and_stored():
     assert raw.content_type == BYTES_TYPE
     blob = _record(result={"name": "output", "key": "k", "size": 2, "content_type": BYTES_TYPE})
     assert decode_output(sig, blob, lambda r: b"\x00\x01") == b"\x00\x01"
+
+
+def test_a_batched_job_is_called_with_one_item_and_validated_against_its_element_type():
+    from producers import App, run_local
+
+    app = App("batch-sig")
+
+    @app.job(max_batch_size=8, batch_wait_ms=5)
+    def scale(xs: list[float], factor: list[int]) -> list[float]:
+        pairs = zip(xs, factor, strict=True)
+        return [x * f if x >= 0 else ValueError("negative") for x, f in pairs]
+
+    sig = scale.spec.signature
+    assert sig.bind((1.5, 2), {}) == {"xs": 1.5, "factor": 2}
+    assert sig.output_type is float and scale.spec.queue.endswith(".scale")
+    with pytest.raises(InputValidationError, match="factor"):
+        sig.bind((1.5, "many"), {})
+    with run_local():  # the same function, with a batch of one
+        assert scale.run_remote(1.5, 2) == 3.0
+        with pytest.raises(ValueError, match="negative"):
+            scale.run_remote(-1.0, 2)
+
+
+@pytest.mark.parametrize(
+    ("declare", "error"),
+    [
+        (lambda app: app.job(max_batch_size=4)(lambda xs: xs), "list"),
+        (lambda app: app.job(max_batch_size=4, concurrency=2)(_listy), "concurrency"),
+        (lambda app: app.job(max_batch_size=4, upload=True)(_listy), "upload"),
+        (lambda app: app.job(max_batch_size=2000)(_listy), "max_batch_size"),
+        (lambda app: app.job(max_batch_size=4, batch_wait_ms=-1)(_listy), "batch_wait_ms"),
+        (lambda app: app.job(max_batch_size=4)(_defaulted), "default"),
+    ],
+)
+def test_a_batching_declaration_that_cannot_work_is_refused_at_once(declare, error):
+    from producers import App
+
+    with pytest.raises((ValueError, JobDefinitionError), match=error):
+        declare(App("batch-bad"))
+
+
+def _listy(xs: list[int]) -> list[int]:
+    return xs
+
+
+def _defaulted(xs: list[int] = []) -> list[int]:  # noqa: B006 - the point of the test
+    return xs
