@@ -290,6 +290,29 @@ class ChildConsumer:
             return EXIT_RECYCLE
         return 0
 
+    def end_together(self, done: list[tuple[Attempt, EncodedOutput, dict[str, Any]]]) -> int:
+        """Record several successes (a batch's) in one script, then free their places;
+        returns an exit code."""
+        with self._jobs_lock:
+            for _ in done:
+                self._leaving = self._leaving or self._last_job()
+                self._jobs_done += 1
+                self.board.job_done()
+        for attempt, _, _ in done:
+            self.board.ending(attempt.slot)
+        try:
+            self.endings.succeeded_together([(a.record, out, extra) for a, out, extra in done])
+        finally:
+            for attempt, _, _ in done:
+                self._running.pop(id(attempt.ctx), None)
+                self.board.clear(attempt.slot)
+                self.counts.ran(
+                    attempt.record.app, attempt.record.job, time.monotonic() - attempt.started
+                )
+        if self.config.max_jobs and self._jobs_done >= self.config.max_jobs:
+            return EXIT_RECYCLE
+        return 0
+
     def _last_job(self) -> bool:
         """Whether the job under way is this process's last (--max-jobs-per-child)."""
         return bool(self.config.max_jobs) and self._jobs_done + 1 >= self.config.max_jobs

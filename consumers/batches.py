@@ -40,6 +40,9 @@ log = structlog.get_logger("jobcord.batches")
 
 #: One wait for more members lasts at most this (the child looks at its stop flag between).
 _WAIT_SLICE_S = 0.5
+#: Waits longer than this block on the queue's wake-ups; shorter ones poll every _POLL_S.
+_BLOCKING_WAIT_S = 0.25
+_POLL_S = 0.001
 
 
 class BatchRun:
@@ -68,7 +71,7 @@ class BatchRun:
             if len(members) >= width or left <= 0:
                 break
             if not got:
-                self.c.fetcher.wait_for_work(min(left, _WAIT_SLICE_S), queues=[spec.queue])
+                self._wait(spec, left)
         waited = time.monotonic() - opened
         self.c.counts.observe("batch_size", spec.app, spec.name, len(members))
         self.c.counts.observe("batch_wait", spec.app, spec.name, waited)
@@ -77,6 +80,15 @@ class BatchRun:
             return self._call(spec, members)
         finally:
             FLOW.reset(closed)
+
+    def _wait(self, spec: JobSpec, left_s: float) -> None:
+        """Wait for more members. Redis times a blocked command out on its own clock (100 ms
+        steps at the default hz), so a short wait polls instead: a few fetches a batch,
+        against a lone request held up to 100 ms."""
+        if left_s > _BLOCKING_WAIT_S:
+            self.c.fetcher.wait_for_work(min(left_s - _POLL_S, _WAIT_SLICE_S), queues=[spec.queue])
+        else:
+            time.sleep(min(left_s, _POLL_S))
 
     def _hold(self, spec: JobSpec, claim: Claim, slot: int) -> None:
         """On the board from its claim on (its lease renewed), no timeout before the call."""
@@ -120,15 +132,18 @@ class BatchRun:
             for attempt, _ in valid:
                 code = self.c.end(attempt, exc) or code
             return code
+        done: list[tuple[Attempt, EncodedOutput, dict[str, Any]]] = []
         for (attempt, _), out in zip(valid, outputs, strict=True):
-            result: EncodedOutput | BaseException = out
-            if not isinstance(out, BaseException):
-                try:
-                    result = encode_output(spec.signature, out)
-                except BaseException as exc:  # noqa: BLE001 - an output that will not encode
-                    result = exc
             extra = {"batch_size": len(members), "batch_position": attempt.slot}
-            code = self.c.end(attempt, result, extra) or code
+            if isinstance(out, BaseException):  # returned for this member: its failure alone
+                code = self.c.end(attempt, out, extra) or code
+                continue
+            try:
+                done.append((attempt, encode_output(spec.signature, out), extra))
+            except BaseException as exc:  # noqa: BLE001 - an output that will not encode
+                code = self.c.end(attempt, exc, extra) or code
+        if done:  # the successes end in one script
+            code = self.c.end_together(done) or code
         return code
 
     def _invoke(self, spec: JobSpec, ctx: JobContext, items: list[dict[str, Any]]) -> list[Any]:

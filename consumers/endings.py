@@ -116,10 +116,50 @@ class Endings:
         extra: dict[str, Any] | None = None,
     ) -> None:
         """``extra``: more fields for the record (a batch's size and position)."""
-        token = record.token
+        fields = self._stored(record, output, output_dir)
+        if fields is None:
+            return
+        fields.update(extra or {}, progress=1.0)
+        if not self._finish(record, record.token, Status.SUCCEEDED, **fields):
+            self._discard(record, stored_keys(fields))
+
+    @_retrying_when_redis_is_down
+    def succeeded_together(
+        self, successes: list[tuple[Claim, EncodedOutput, dict[str, Any]]]
+    ) -> None:
+        """Several successes (a batch's members) made durable and ended in one script; each
+        fenced by its own lease, each judged on its own."""
+        ready: list[tuple[Claim, dict[str, Any]]] = []
+        for record, output, extra in successes:
+            fields = self._stored(record, output, None)
+            if fields is not None:
+                fields.update(extra, progress=1.0)
+                ready.append((record, fields))
+        if not ready:
+            return
+        written = self.store.finish_many(
+            [(r.request_id, r.token, Status.SUCCEEDED, f) for r, f in ready]
+        )
+        ended = []
+        for (record, fields), ok in zip(ready, written, strict=True):
+            if ok:
+                ended.append(record.request_id)
+                self._finished(record, Status.SUCCEEDED, fields, quiet=True)
+            else:
+                log.info("outcome refused: the lease is no longer this attempt's",
+                         request_id=record.request_id)  # fmt: skip
+                self._discard(record, stored_keys(fields))
+        if ended:  # one line for the call, naming every request (grep finds each)
+            log.info("requests finished", status="SUCCEEDED", request_ids=ended)
+
+    def _stored(
+        self, record: Claim, output: EncodedOutput, output_dir: Path | None
+    ) -> dict[str, Any] | None:
+        """The record fields of a success's result (inline, or stored); None when the store
+        failed, and the attempt was handed to the infrastructure-fault path."""
         spec = self.app.jobs[record.job]
         try:
-            fields = store_result(
+            return store_result(
                 self._results,
                 record,
                 output.content_type,
@@ -132,11 +172,8 @@ class Endings:
             # budget, then FAILED; never an attempt left to expire.
             log.exception("storing the result failed", request_id=record.request_id)
             kind = "ResultStoreError" if isinstance(exc, ResultStoreError) else type(exc).__name__
-            self._infra_fault(record, token, error_dict(kind, str(exc)))
-            return
-        fields.update(extra or {})
-        if not self._finish(record, token, Status.SUCCEEDED, **fields, progress=1.0):
-            self._discard(record, stored_keys(fields))
+            self._infra_fault(record, record.token, error_dict(kind, str(exc)))
+            return None
 
     @_retrying_when_redis_is_down
     def failed(
@@ -241,8 +278,19 @@ class Endings:
         if not self._write_final(rid, token, status, fields):
             log.info("outcome refused: the lease is no longer this attempt's", request_id=rid)
             return False
+        self._finished(record, status, fields)
+        return True
+
+    def _finished(
+        self, record: AttemptId, status: Status, fields: dict[str, Any], *, quiet: bool = False
+    ) -> None:
+        """After a final status was written: log (unless ``quiet``: the caller logs), count,
+        sweep what earlier attempts left."""
+        rid = record.request_id
         error = fields.get("error")
-        if error:
+        if quiet:
+            pass
+        elif error:
             why = f"{error['type']}: {error['message']}"[:300]
             log.info("request finished", request_id=rid, status=status.value, error=why)
         else:
@@ -250,7 +298,6 @@ class Endings:
         self.counts.finished(record.app, record.job, status.value)
         if record.attempt > 1:
             self._sweep_earlier_attempts(record)
-        return True
 
     def _discard(self, record: AttemptId, keys: list[str]) -> None:
         """A losing attempt's objects: nobody names them; remove them (best effort). Never

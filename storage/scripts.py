@@ -33,6 +33,7 @@ SCRIPT_NAMES = (
     "renew",
     "finish",
     "finish_next",
+    "finish_many",
     "retry",
     "cancel",
     "recover",
