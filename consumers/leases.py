@@ -62,8 +62,14 @@ class LeaseKeeper:
             t.start()
 
     def stop(self) -> None:
+        """Stop both loops. The listener closes its own subscription as it ends: closed from
+        here while it reads, its connection would go back to the pool still in use."""
         self._stopped.set()
-        self._drop_pubsub()
+        for thread in self._threads:
+            if thread.ident is not None:
+                thread.join(_CANCEL_POLL_S + 1)
+        if not any(t.is_alive() for t in self._threads):
+            self._drop_pubsub()
 
     def _stop(self, request_id: str, token: str | None, reason: str, loop: LoopState) -> None:
         """Stop one request; if that raises, it is logged and counted against ``loop``, and

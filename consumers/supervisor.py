@@ -169,7 +169,8 @@ class Supervisor:
 
     def close(self) -> None:
         self._stopped.set()
-        self._thread.join(5)
+        if self._thread.ident is not None:  # started (a failed start may not have got there)
+            self._thread.join(5)
         with self._lock:
             for child in self.children:
                 if child.alive:

@@ -370,9 +370,7 @@ class RequestStore:
         reply = self._run("fetch", self._retention, *args)
         return [(flat[0], _claimed(flat[2:], worker, flat[0], device)) for flat in reply]
 
-    def finish_many(
-        self, endings: Sequence[tuple[str, str, Status, dict[str, Any]]]
-    ) -> list[bool]:
+    def finish_many(self, endings: Sequence[tuple[str, str, Status, dict[str, Any]]]) -> list[bool]:
         """:meth:`finish` for several attempts (request id, token, status, fields) in one
         script: a batch's members. Whether each was still its attempt's, in order."""
         args: list[Any] = [self._retention, len(endings)]
