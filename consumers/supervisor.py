@@ -186,13 +186,14 @@ class Supervisor:
 
     # -- what others ask ----------------------------------------------------------------------
     def held(self) -> dict[str, str]:
-        """Leases to renew: every attempt a live child shows on the board."""
-        with self._lock:
-            out = dict(self._pending)
-            for child in self.children:
-                if child.alive:
-                    for entry in child.board.running():
-                        out[entry.request_id] = entry.token
+        """Leases to renew: every attempt a live child shows on the board, and those whose
+        outcome is being written. Read without the supervisor's lock (the board is read
+        lock-free), so a slow spawn never delays a renewal."""
+        out = dict(self._pending)
+        for child in list(self.children):
+            if child.alive:
+                for entry in child.board.running():
+                    out[entry.request_id] = entry.token
         return out
 
     def stop_request(self, request_id: str, token: str | None, reason: str) -> None:

@@ -271,7 +271,10 @@ class Consumer:
                 slots=len(places),
                 gpus_per_child=self.plan.gpus_per_child,
             )
-            self._stop.wait()
+            # Woken every second: a signal the kernel hands to another thread runs its
+            # Python handler only when this thread runs again.
+            while not self._stop.wait(1.0):
+                pass
             log.info("consumer draining", drain_s=self.config.drain_s)
             supervisor.drain(self.config.drain_s)
         finally:

@@ -229,7 +229,8 @@ def scheduler(
     health.start()
     periodic = ", ".join(f"{s.name} ({s.schedule})" for s in ticker.specs) or "none"
     err_console.print(f"scheduler running: maintenance, webhooks; periodic jobs: {periodic}")
-    stop.wait()
+    while not stop.wait(1.0):  # timed: see Consumer.run (a signal taken by another thread)
+        pass
     for loop in loops:
         loop.stop()
     for loop in loops:
