@@ -47,8 +47,9 @@ __all__ = ["Supervisor", "StartupError", "Place"]
 
 log = structlog.get_logger("jobcord.supervisor")
 
-#: How often the loop looks at deadlines when nothing else wakes it.
-_TICK_S = 0.02
+#: How often the loop looks at deadlines when nothing else wakes it (a child's exit or
+#: message wakes it at once).
+_TICK_S = 0.05
 #: After a lease is reported lost, how long the child may still be ending the attempt itself.
 _LOST_GRACE_S = 1.0
 #: A stopped attempt's process is signalled once its outcome is written, or after this long.
@@ -527,8 +528,12 @@ class Supervisor:
             pass
 
     def _mirror_fetch_health(self) -> None:
-        """The fetch loops run in the children: healthy while any passes or works."""
+        """The fetch loops run in the children: healthy while any passes or works (or is
+        still starting: a model that loads for minutes is no failed loop)."""
         for child in self.children:
+            if child.life is Life.STARTING:
+                self.fetch_state.passed()
+                return
             if child.life is not Life.READY:
                 continue
             fetched = child.board.fetched_at

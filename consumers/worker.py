@@ -242,23 +242,26 @@ class Consumer:
             supervisor.stop_request,
             heartbeat,
         )
-        maintenance = MaintenanceLoop(store, self.settings.maintenance_interval_s)
-        health = HealthPublisher(
-            store.client,
-            self.settings,
-            role="consumer",
-            process_id=self.worker_id,
-            info={"app": self.app.name, "gpu_class": self.gpu_class},
-        )
         collector = ConsumerCollector(counts, supervisor.child_stats, supervisor.running_by_job)
         REGISTRY.register(collector)
         leases.start()  # before any child can claim: their leases are renewed from the start
+        loops: list[MaintenanceLoop | HealthPublisher] = []
         try:
             try:
                 supervisor.start()  # every child warm (startup hooks run) before serving
             except StartupError as exc:
                 raise StartupFailed(str(exc)) from None
             heartbeat()
+            # Made now, not before the children warmed up: a loop's health counts from then.
+            maintenance = MaintenanceLoop(store, self.settings.maintenance_interval_s)
+            health = HealthPublisher(
+                store.client,
+                self.settings,
+                role="consumer",
+                process_id=self.worker_id,
+                info={"app": self.app.name, "gpu_class": self.gpu_class},
+            )
+            loops = [maintenance, health]
             maintenance.start()
             health.start()
             log.info(
@@ -279,9 +282,12 @@ class Consumer:
             supervisor.drain(self.config.drain_s)
         finally:
             supervisor.close()
-            maintenance.stop()
+            for loop in loops:
+                if isinstance(loop, HealthPublisher):
+                    loop.close()
+                else:
+                    loop.stop()
             leases.stop()
-            health.close()
             registry.remove(self.worker_id)
             REGISTRY.unregister(collector)
             shutil.rmtree(outputs, ignore_errors=True)
