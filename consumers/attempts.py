@@ -14,6 +14,7 @@ shows it) and backed off from, doubling up to 10 s; then the loop goes on.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import tempfile
 import threading
@@ -41,12 +42,14 @@ from .board import ChildBoard
 from .child import EXIT_POISONED, EXIT_RECYCLE, ChildConfig
 from .claim import Claim
 from .cuda_errors import poisons_cuda_context
+from .devices import memory_probe
 from .endings import Endings
 from .fetcher import Fetcher
 from .flow import FLOW, Attempt, AttemptLost, Flow
 from .lanes import SharedRun
 from .metrics import JobCounts
 from .protocol import ChildMessage, Fence, LoopFailed, Waiting
+from .recycling import Recycling
 
 __all__ = ["ChildConsumer"]
 
@@ -99,7 +102,15 @@ class ChildConsumer:
         self._shared: SharedRun | None = None
         self._batches = BatchRun(self)
         self.outputs_dir = Path(config.outputs)
+        self._recycled = False  # max jobs reached or too much GPU memory held
         self._leaving = False  # about to exit: a finish takes no more work
+        # Decided here, after each job and before its finish takes the next one: a parent
+        # looking afterwards would see the next job already claimed by a child it replaces.
+        self.recycling = Recycling(
+            max_jobs=config.max_jobs,
+            memory_fraction=config.recycle_memory_fraction,
+            probe=memory_probe(list(config.devices)) if config.recycle_memory_fraction else None,
+        )
         # The parent renews leases every lease_ttl/3: silent for half a lease, it is stuck.
         self._parent_patience_s = max(0.5, settings.lease_ttl_s / 2)
 
@@ -259,10 +270,7 @@ class ChildConsumer:
             if isinstance(result, AttemptLost):
                 log.warning("attempt abandoned: its lease is gone", request_id=record.request_id)
                 return 0
-            with self._jobs_lock:
-                last = self._last_job()
-                self._jobs_done += 1
-                self.board.job_done()
+            self._count_job()
             if isinstance(result, BaseException):
                 failure = (
                     describe_failure(result, spec)
@@ -270,11 +278,10 @@ class ChildConsumer:
                     else _unknown_job(self.app, record.job)
                 )
                 poisoned = poisons_cuda_context(result)
-                self._leaving = self._leaving or poisoned or last
+                self._leaving = self._leaving or poisoned
                 self.board.ending(attempt.slot)
                 self.endings.failed(record, failure, extra)
             else:
-                self._leaving = self._leaving or last
                 self.board.ending(attempt.slot)
                 self.endings.succeeded(record, result, attempt.output_dir, extra)
         finally:
@@ -286,18 +293,12 @@ class ChildConsumer:
         if poisoned:
             log.warning("cuda context poisoned; this process will be replaced")
             return EXIT_POISONED
-        if self.config.max_jobs and self._jobs_done >= self.config.max_jobs:
-            return EXIT_RECYCLE
-        return 0
+        return EXIT_RECYCLE if self._recycled else 0
 
     def end_together(self, done: list[tuple[Attempt, EncodedOutput, dict[str, Any]]]) -> int:
         """Record several successes (a batch's) in one script, then free their places;
         returns an exit code."""
-        with self._jobs_lock:
-            for _ in done:
-                self._leaving = self._leaving or self._last_job()
-                self._jobs_done += 1
-                self.board.job_done()
+        self._count_job(len(done))
         for attempt, _, _ in done:
             self.board.ending(attempt.slot)
         try:
@@ -309,13 +310,21 @@ class ChildConsumer:
                 self.counts.ran(
                     attempt.record.app, attempt.record.job, time.monotonic() - attempt.started
                 )
-        if self.config.max_jobs and self._jobs_done >= self.config.max_jobs:
-            return EXIT_RECYCLE
-        return 0
+        return EXIT_RECYCLE if self._recycled else 0
 
-    def _last_job(self) -> bool:
-        """Whether the job under way is this process's last (--max-jobs-per-child)."""
-        return bool(self.config.max_jobs) and self._jobs_done + 1 >= self.config.max_jobs
+    def _count_job(self, n: int = 1) -> None:
+        """Count finished jobs; when recycling says this process is done, its finish takes
+        no more work and it exits once idle."""
+        with self._jobs_lock:
+            self._jobs_done += n
+            for _ in range(n):
+                self.board.job_done()
+            if self._recycled:
+                return
+            why = self.recycling.reason(self._jobs_done, os.getpid())
+            if why is not None:
+                log.info("child will be replaced", reason=why)
+                self._recycled = self._leaving = True
 
     def _output_dir(self, record: Claim, spec: JobSpec | None) -> Path | None:
         """A fresh directory, only for jobs that can see it (they take a JobContext)."""

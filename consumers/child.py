@@ -20,6 +20,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from .devices import Device
 from .fetcher import QueuePlan
 from .protocol import ChildMessage, Ready, StartupFailed
 
@@ -43,6 +44,8 @@ class ChildConfig:
     plan: QueuePlan
     outputs: str  # the directory under which its jobs' output directories are made
     max_jobs: int = 0  # exit after this many jobs (0: never)
+    recycle_memory_fraction: float = 0.0  # exit when a job leaves this much of a GPU held
+    devices: tuple[Device, ...] = ()  # the GPUs it is pinned to
 
 
 def _die_with_parent() -> None:

@@ -87,7 +87,6 @@ class ChildProcess:
         #: Why the next replacement happens (a recycle asked by the parent), if not a death.
         self.replace_reason: str | None = None
         self.stats = Stats()  # the child's latest totals
-        self.seen_jobs = 0  # jobs_done when the parent last looked (memory recycling)
 
     @property
     def devices(self) -> str:
@@ -132,7 +131,6 @@ class ChildProcess:
         self.signal_at = None
         self.stopped = {}
         self.stats = Stats()
-        self.seen_jobs = 0
 
     def signal_stop(self) -> None:
         """SIGTERM now (a job may see ctx.cancelled), SIGKILL at ``kill_at``."""

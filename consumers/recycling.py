@@ -11,8 +11,9 @@ __all__ = ["Recycling"]
 @dataclass(frozen=True)
 class Recycling:
     """``max_jobs``: after this many jobs (the child counts and exits itself);
-    ``memory_fraction``: when, after a job, it still holds this much of a GPU (its parent
-    looks, through ``probe``: pid -> the largest fraction of one of its GPUs it holds)."""
+    ``memory_fraction``: when, after a job, it still holds this much of a GPU (``probe``:
+    pid -> the largest fraction of one of its GPUs it holds). The child asks, after each
+    job and before that job's finish may take the next one."""
 
     max_jobs: int = 0
     memory_fraction: float = 0.0

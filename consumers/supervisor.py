@@ -41,7 +41,6 @@ from .children import ChildProcess, Life, StopReason
 from .endings import AttemptRef, Endings
 from .metrics import CHILD_RESTARTS, JobCounts
 from .protocol import Fence, LoopFailed, Ready, StartupFailed, Stats, Waiting
-from .recycling import Recycling
 
 __all__ = ["Supervisor", "StartupError", "Place"]
 
@@ -83,7 +82,6 @@ class Supervisor:
         places: list[Place],
         settings: Any,
         *,
-        recycling: Recycling,
         max_lent: int,
         make_borrowed: Callable[[int, ChildProcess], Place],
     ) -> None:
@@ -93,7 +91,6 @@ class Supervisor:
         self.counts = counts
         self.board = board
         self.settings = settings
-        self.recycling = recycling
         self.max_lent = max_lent
         self._make_borrowed = make_borrowed
         self.children = [
@@ -327,18 +324,6 @@ class Supervisor:
                 stopping = True
         if stopping:
             return
-        self._maybe_recycle(child)
-
-    def _maybe_recycle(self, child: ChildProcess) -> None:
-        done = child.board.jobs_done
-        if done == child.seen_jobs or child.pid is None or child.retiring:
-            return
-        child.seen_jobs = done
-        why = self.recycling.memory_reason(child.pid)
-        if why is not None:  # it exits once idle, and is replaced
-            child.replace_reason = why
-            child.board.ask_stop()
-            self._wake(child)
 
     # -- stopping attempts ----------------------------------------------------------------------
     def _stop(self, child: ChildProcess, entry: Running, reason: StopReason) -> None:
@@ -435,7 +420,7 @@ class Supervisor:
         if code == EXIT_POISONED:
             why = "cuda context poisoned"
         elif code == EXIT_RECYCLE:
-            why = "recycled after its jobs"
+            why = "recycled (max jobs or GPU memory held)"
         else:
             why = child.replace_reason or f"died (exit {code})"
         self._start(child, why)

@@ -35,12 +35,11 @@ from storage.settings import Settings
 from .board import Board
 from .child import ChildConfig
 from .children import ChildProcess
-from .devices import Device, memory_probe, pinning_env
+from .devices import Device, pinning_env
 from .endings import Endings
 from .fetcher import QueuePlan
 from .leases import LeaseKeeper
 from .metrics import ConsumerCollector, JobCounts
-from .recycling import Recycling
 from .supervisor import Place, StartupError, Supervisor
 
 __all__ = [
@@ -148,6 +147,8 @@ class Consumer:
                     plan=plan,
                     outputs=str(outputs / str(place)),
                     max_jobs=self.config.max_jobs_per_child,
+                    recycle_memory_fraction=self.config.recycle_memory_fraction,
+                    devices=tuple(group),
                 )
                 name = f"{self.gpu_class}{''.join(f'-{d.index}' for d in group)}-{i}"
                 places.append(Place(config, name))
@@ -209,11 +210,6 @@ class Consumer:
             Board(len(places) + max_lent, self._width()),
             places,
             settings,
-            recycling=Recycling(
-                max_jobs=self.config.max_jobs_per_child,
-                memory_fraction=self.config.recycle_memory_fraction,
-                probe=memory_probe(self.config.devices),
-            ),
             max_lent=max_lent,
             make_borrowed=borrowed,
         )
