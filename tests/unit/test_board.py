@@ -10,7 +10,6 @@ import pytest
 from consumers.board import Board, Phase
 from consumers.metrics import JobCounts
 from consumers.protocol import Fence, LoopFailed, Ready, Stats
-from consumers.recycling import Recycling
 from consumers.supervisor import Supervisor
 from scheduler.jobspec import AppRegistry
 from storage.settings import load_settings
@@ -89,7 +88,6 @@ def _supervisor() -> Supervisor:
         Board(1, 1),
         [],
         settings,
-        recycling=Recycling(),
         max_lent=0,
         make_borrowed=lambda place, like: None,  # type: ignore[arg-type,return-value]
     )
