@@ -16,6 +16,7 @@ from typing import Any
 from prometheus_client import Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
+from .gpu_readings import GpuReading
 from .protocol import Stats
 
 __all__ = ["CHILD_RESTARTS", "HISTOGRAMS", "JobCounts", "ConsumerCollector"]
@@ -115,10 +116,14 @@ class ConsumerCollector:
         own: JobCounts,
         children: Callable[[], Iterable[Stats]],
         running: Callable[[], dict[tuple[str, str], int]],
+        processes: Callable[[], list[dict[str, Any]]] = list,
+        gpus: Callable[[], list[GpuReading]] = list,
     ) -> None:
         self._own = own
         self._children = children
         self._running = running
+        self._processes = processes
+        self._gpus = gpus
 
     def collect(self) -> Iterator[Any]:
         finished: dict[tuple[str, str, str], int] = {}
@@ -151,3 +156,42 @@ class ConsumerCollector:
         for app_job, n in sorted(self._running().items()):
             running.add_metric(list(app_job), n)
         yield running
+        yield from self._process_figures()
+        yield from self._gpu_figures()
+
+    def _process_figures(self) -> Iterator[Any]:
+        states = GaugeMetricFamily(
+            "jobcord_child_processes", "Job processes by state", labels=["state"]
+        )
+        jobs = CounterMetricFamily(
+            "jobcord_child_jobs", "Jobs each live job process has finished", labels=["child"]
+        )
+        counts: dict[str, int] = {}
+        for child in self._processes():
+            counts[child["state"]] = counts.get(child["state"], 0) + 1
+            if child["state"] != "gone":
+                jobs.add_metric([child["name"]], child["jobs_done"])
+        for state, n in sorted(counts.items()):
+            states.add_metric([state], n)
+        yield states
+        yield jobs
+
+    def _gpu_figures(self) -> Iterator[Any]:
+        labels = ["uuid", "name", "gpu_class"]
+        total = GaugeMetricFamily("jobcord_gpu_memory_total_bytes", "GPU memory", labels=labels)
+        used = GaugeMetricFamily(
+            "jobcord_gpu_memory_used_bytes", "GPU memory in use (all processes)", labels=labels
+        )
+        util = GaugeMetricFamily(
+            "jobcord_gpu_utilization_ratio",
+            "Share of the last sample period a kernel ran on the GPU (0..1)",
+            labels=labels,
+        )
+        for r in self._gpus():
+            names = [r.uuid, r.name, r.gpu_class or ""]
+            total.add_metric(names, r.memory_total_bytes)
+            if r.memory_used_bytes is not None:
+                used.add_metric(names, r.memory_used_bytes)
+            if r.utilization is not None:
+                util.add_metric(names, r.utilization)
+        yield from (total, used, util)

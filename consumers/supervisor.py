@@ -223,6 +223,23 @@ class Supervisor:
                     out[key] = out.get(key, 0) + 1
         return out
 
+    def processes(self) -> list[dict[str, Any]]:
+        """Each child as the dashboard and metrics show it: name, pid, state, what it runs."""
+        out = []
+        for child in list(self.children):
+            running = [e.request_id for e in child.board.running()] if child.alive else []
+            out.append(
+                {
+                    "name": child.name,
+                    "pid": child.pid,
+                    "state": child.life.value,
+                    "running": running,
+                    "jobs_done": child.board.jobs_done if child.alive else 0,
+                    "restarts": child.restarts,
+                }
+            )
+        return out
+
     def child_stats(self) -> list[Stats]:
         with self._lock:
             return [self._gone_counts.snapshot(), *(c.stats for c in self.children if c.alive)]

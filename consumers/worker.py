@@ -11,6 +11,7 @@ import signal
 import socket
 import tempfile
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -38,6 +39,7 @@ from .children import ChildProcess
 from .devices import Device, pinning_env
 from .endings import Endings
 from .fetcher import QueuePlan
+from .gpu_readings import GpuReader
 from .leases import LeaseKeeper
 from .metrics import ConsumerCollector, JobCounts
 from .supervisor import Place, StartupError, Supervisor
@@ -227,9 +229,17 @@ class Consumer:
             "devices": [d.uuid for d in self.config.devices],
         }
         ttl = 3 * self.settings.lease_ttl_s
+        gpus = GpuReader(self.config.devices)
 
         def heartbeat() -> None:
-            registry.heartbeat(self.worker_id, info, ttl)
+            # What the dashboard shows of this consumer: refreshed every lease_ttl/3.
+            live = {
+                "heartbeat_at": time.time(),
+                "heartbeat_every_s": self.settings.lease_ttl_s / 3,
+                "children": supervisor.processes(),
+                "gpus": [r.as_dict() for r in gpus.read()],
+            }
+            registry.heartbeat(self.worker_id, {**info, **live}, ttl)
 
         leases = LeaseKeeper(
             store,
@@ -238,7 +248,13 @@ class Consumer:
             supervisor.stop_request,
             heartbeat,
         )
-        collector = ConsumerCollector(counts, supervisor.child_stats, supervisor.running_by_job)
+        collector = ConsumerCollector(
+            counts,
+            supervisor.child_stats,
+            supervisor.running_by_job,
+            processes=supervisor.processes,
+            gpus=gpus.read,
+        )
         REGISTRY.register(collector)
         leases.start()  # before any child can claim: their leases are renewed from the start
         loops: list[MaintenanceLoop | HealthPublisher] = []
@@ -286,6 +302,7 @@ class Consumer:
             leases.stop()
             registry.remove(self.worker_id)
             REGISTRY.unregister(collector)
+            gpus.close()
             shutil.rmtree(outputs, ignore_errors=True)
             log.info("consumer stopped", worker=self.worker_id)
 

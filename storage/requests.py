@@ -478,25 +478,40 @@ class RequestStore:
         return bool(self._run("attempt", request_id, token, "fields", *flat) == "ok")
 
     def recent(
-        self, app: str, *, limit: int = 50, statuses: set[Status] | None = None
+        self,
+        app: str,
+        *,
+        limit: int = 50,
+        statuses: set[Status] | None = None,
+        job: str | None = None,
+        since: float | None = None,
+        scan: int = 2_000,
     ) -> list[RequestRecord]:
         """The app's newest requests first (from its capped index; expired records skipped),
-        only those in ``statuses`` if given. Reads at most a few times ``limit`` records."""
+        only those in ``statuses``, of ``job`` and created at or after ``since`` (epoch s) if
+        given. Reads at most ``scan`` ids and their status and job, then only the records
+        it returns."""
         index = keys.recent_key(app)
-        out: list[RequestRecord] = []
-        start, page = 0, max(limit, 50)
-        while len(out) < limit and start < 5 * page:
-            ids: Any = self.client.zrevrange(index, start, start + page - 1)
+        low: Any = "-inf" if since is None else since
+        picked: list[str] = []
+        start, page = 0, max(limit, 100)
+        while len(picked) < limit and start < scan:
+            ids: Any = self.client.zrevrangebyscore(index, "+inf", low, start=start, num=page)
             if not ids:
                 break
             pipe = self.client.pipeline(transaction=False)
             for rid in ids:
-                pipe.hgetall(keys.record_key(rid))
-            for raw in pipe.execute():
-                if raw and (statuses is None or Status(raw["status"]) in statuses):
-                    out.append(RequestRecord.from_hash(raw))
+                pipe.hmget(keys.record_key(rid), "status", "job")
+            for rid, (status, its_job) in zip(ids, pipe.execute(), strict=True):
+                if status is None or (job is not None and its_job != job):
+                    continue
+                if statuses is None or Status(status) in statuses:
+                    picked.append(rid)
             start += page
-        return out[:limit]
+        pipe = self.client.pipeline(transaction=False)
+        for rid in picked[:limit]:
+            pipe.hgetall(keys.record_key(rid))
+        return [RequestRecord.from_hash(raw) for raw in pipe.execute() if raw]
 
     def apps(self) -> list[str]:
         """Apps that have submitted requests (from the in-flight counters)."""

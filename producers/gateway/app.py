@@ -28,6 +28,7 @@ from .auth import Authenticator
 from .bodies import tidy_errors
 from .context import Gateway
 from .cords import cord_router
+from .dashboard import dashboard_router, mount_dashboard_static
 from .holds import WaitLimits
 from .jobs import job_router
 from .limits import BodyLimit
@@ -108,8 +109,10 @@ def create_app(app: AppRegistry, settings: Settings, *, require_auth: bool = Tru
     async def value_error(_: Request, exc: ValueError) -> JSONResponse:
         return JSONResponse({"detail": str(exc), "type": "ValueError"}, 422)
 
-    for router in (ops_router(gw), request_router(gw), job_router(gw), cord_router(gw)):
+    routers = (ops_router(gw), request_router(gw), job_router(gw), cord_router(gw))
+    for router in (*routers, dashboard_router(gw)):
         api.include_router(router)
+    mount_dashboard_static(api)
     api.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
     return api
 

@@ -9,7 +9,15 @@ from fastapi.concurrency import run_in_threadpool
 
 from storage.apikeys import ApiKey, ApiKeyStore
 
-__all__ = ["Authenticator", "DEV_KEY"]
+__all__ = ["Authenticator", "DEV_KEY", "SESSION_COOKIE", "DASHBOARD_HEADER"]
+
+#: The dashboard's browser session: the API key, in an HttpOnly, SameSite=Strict cookie that
+#: lives as long as the browser session (``producers.gateway.dashboard``).
+SESSION_COOKIE = "jobcord_key"
+#: A change (POST, DELETE) authorised by that cookie must carry this header: a page on
+#: another site cannot set it without a CORS preflight, which this API never grants.
+DASHBOARD_HEADER = "x-jobcord-dashboard"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 #: The principal of a gateway started without keys (development only).
 DEV_KEY = ApiKey("dev-no-auth", frozenset({"*"}), 0.0)
@@ -56,7 +64,13 @@ class Authenticator:
 
 
 def _token(request: Request) -> str:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    """The key of an ``Authorization: Bearer`` header, or else of the dashboard's cookie."""
+    header = request.headers.get("authorization")
+    if header is None and (cookie := request.cookies.get(SESSION_COOKIE)):
+        if request.method not in _SAFE_METHODS and DASHBOARD_HEADER not in request.headers:
+            raise HTTPException(403, f"a change from a dashboard session needs {DASHBOARD_HEADER}")
+        return cookie
+    scheme, _, token = (header or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise HTTPException(
             401,
