@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.apps import lifecycle as jobs
 from tests.conftest import ROOT, free_port, wait_for
@@ -67,3 +68,32 @@ def test_a_scheduler_serves_metrics_and_a_taken_port_is_one_clear_error(
         )
     assert done.returncode == 2, done.stderr
     assert f"--metrics-port {busy}" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_gpu_worker_serves_its_devices_and_job_processes(client, start_worker):
+    port = free_port()
+    fake = (
+        '[{"name": "NVIDIA H100 80GB HBM3", "memory_gb": 80, "uuid": "GPU-h100-m",'
+        ' "used_gb": 40, "utilization": 0.5}]'
+    )
+    start_worker(
+        "tests.apps.lifecycle:app",
+        "--gpus",
+        "all",
+        "--metrics-port",
+        str(port),
+        env={**FAST_LOOPS, "JOBCORD_FAKE_GPUS": fake},
+    )
+    assert jobs.gpu_pid.run_remote()["pid"] > 0
+    text = _scrape_until(port, "jobcord_child_jobs_total")
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    gpu = (("gpu_class", "h100"), ("name", "NVIDIA H100 80GB HBM3"), ("uuid", "GPU-h100-m"))
+    assert samples[("jobcord_gpu_memory_used_bytes", gpu)] == 40 * 2**30
+    assert samples[("jobcord_gpu_memory_total_bytes", gpu)] == 80 * 2**30
+    assert samples[("jobcord_gpu_utilization_ratio", gpu)] == 0.5
+    assert samples[("jobcord_child_processes", (("state", "ready"),))] == 1
+    assert samples[("jobcord_child_jobs_total", (("child", "h100-0-0"),))] == 1
