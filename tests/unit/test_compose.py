@@ -92,3 +92,50 @@ def test_the_first_api_key_is_one_documented_command():
     command = "docker compose run --rm api keys create --apps"
     assert command in text and command in guide
     assert _compose()["services"]["api"]["command"][0] == "api"  # the image's entrypoint is jobcord
+
+
+def test_monitoring_profile_scrapes_every_jobcord_process():
+    services = _compose()["services"]
+    for name in ("prometheus", "grafana"):
+        assert services[name]["profiles"] == ["monitoring"], name
+        for volume in services[name]["volumes"]:
+            host = volume.split(":")[0]
+            assert not host.startswith("./") or (ROOT / host).exists(), volume
+    config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    targets = {
+        t: job
+        for job in config["scrape_configs"]
+        for s in job["static_configs"]
+        for t in s["targets"]
+    }
+    for target, job in targets.items():
+        host, port = target.split(":")
+        command = services[host]["command"]
+        if host == "api":
+            assert port == "8000" and "authorization" in job  # JOBCORD_METRICS_TOKEN
+        else:  # served on the compose network, where Prometheus is
+            assert ["--metrics-port", port, "--metrics-host", "0.0.0.0"] == command[-4:], host
+    workers = {
+        n for n, s in services.items() if s.get("command", [""])[0] in ("worker", "scheduler")
+    }
+    assert workers <= {t.split(":")[0] for t in targets}
+
+
+def test_grafana_charts_only_metrics_jobcord_serves():
+    import json
+    import re
+
+    source = "\n".join(
+        p.read_text()
+        for d in ("storage", "scheduler", "producers", "consumers")
+        for p in (ROOT / d).rglob("*.py")
+    )
+    served = set(re.findall(r'"(jobcord_[a-z_]+)"', source))
+    dashboard = json.loads((ROOT / "deploy/grafana/dashboards/jobcord.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    used = {m for e in exprs for m in re.findall(r"\bjobcord_[a-z_]+", e)}
+    suffixes = ("_bucket", "_count", "_sum", "_total")
+    for metric in used:
+        base = next((metric[: -len(s)] for s in suffixes if metric.endswith(s)), metric)
+        assert metric in served or base in served, metric
+    assert len(used) >= 15
