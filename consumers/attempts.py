@@ -225,12 +225,27 @@ class ChildConsumer:
     def _run(self, record: Claim, slot: int = 0) -> int:
         """Run one claimed attempt to its recorded outcome here, on this thread; returns an
         exit code (0: go on)."""
-        attempt = self.begin(record, slot)
-        try:
-            output = self._execute(attempt)
-        except BaseException as exc:  # noqa: BLE001 - the job's failure is data
-            return self.end(attempt, exc)
-        return self.end(attempt, output)
+        with self.log_context(record):
+            attempt = self.begin(record, slot)
+            try:
+                output = self._execute(attempt)
+            except BaseException as exc:  # noqa: BLE001 - the job's failure is data
+                return self.end(attempt, exc)
+            return self.end(attempt, output)
+
+    def log_context(self, record: Claim, **extra: Any) -> contextlib.AbstractContextManager[Any]:
+        """Every log line while an attempt runs (ours and the job's, structlog or logging)
+        names it, as the API's and the webhook sender's lines do: ``grep REQUEST_ID`` over
+        all processes tells its story."""
+        return structlog.contextvars.bound_contextvars(
+            request_id=record.request_id,
+            app=record.app,
+            job=record.job,
+            attempt=record.attempt,
+            worker=self.config.worker,
+            device=self.devices or None,
+            **extra,
+        )
 
     def begin(self, record: Claim, slot: int) -> Attempt:
         """Show the attempt on the board (its lease renewed, its timeout watched) and make

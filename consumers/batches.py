@@ -76,8 +76,11 @@ class BatchRun:
         self.c.counts.observe("batch_size", spec.app, spec.name, len(members))
         self.c.counts.observe("batch_wait", spec.app, spec.name, waited)
         closed = FLOW.set(Flow(closed=True))  # members' finishes take no more work
+        # The batch's lines name the first request and list them all (grep finds any).
+        batch = [m.request_id for m in members]
         try:
-            return self._call(spec, members)
+            with self.c.log_context(first, batch=batch):
+                return self._call(spec, members)
         finally:
             FLOW.reset(closed)
 

@@ -143,14 +143,15 @@ class SharedRun:
         FLOW.set(flow)  # this task's own context; to_thread carries it to the finish
         code = 0
         while claim is not None and not code:
-            attempt = self.c.begin(claim, slot)
-            result: Any
-            try:
-                data = await asyncio.to_thread(self.c.input_of, claim)
-                result = encode_output(spec.signature, await ainvoke(spec, data, attempt.ctx))
-            except BaseException as exc:  # noqa: BLE001 - the job's failure is data
-                result = exc
-            code = await asyncio.to_thread(self.c.end, attempt, result)
+            with self.c.log_context(claim):  # this task's context only
+                attempt = self.c.begin(claim, slot)
+                result: Any
+                try:
+                    data = await asyncio.to_thread(self.c.input_of, claim)
+                    result = encode_output(spec.signature, await ainvoke(spec, data, attempt.ctx))
+                except BaseException as exc:  # noqa: BLE001 - the job's failure is data
+                    result = exc
+                code = await asyncio.to_thread(self.c.end, attempt, result)
             claim = _taken(flow)
         return code
 

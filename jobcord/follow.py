@@ -17,6 +17,7 @@ __all__ = [
     "print_record",
     "print_event",
     "print_error",
+    "print_attempts",
     "print_failed",
     "print_list",
     "follow_request",
@@ -81,6 +82,36 @@ def print_event(event: StatusEvent) -> None:
         f"{escape(detail)}",
         highlight=False,
     )
+
+
+def print_attempts(record: RequestRecord) -> None:
+    """Where each attempt ran and how it ended; then the webhook's deliveries, if any."""
+    if record.attempts:
+        table = Table("attempt", "outcome", "worker", "device", "started", "ran", "why")
+        table.columns[2].no_wrap = True  # grep-able: the worker id as its logs print it
+        for a in record.attempts:
+            ran = f"{a.ended_at - a.started_at:.3f} s" if a.started_at and a.ended_at else ""
+            why = " ".join(filter(None, (a.error, a.reason)))
+            color = _COLORS.get(a.outcome, "white")
+            table.add_row(
+                str(a.attempt),
+                f"[{color}]{a.outcome}[/{color}]",
+                a.worker or "",
+                a.device or "",
+                _when(a.started_at),
+                ran,
+                escape(why),
+            )
+        console.print(table)
+    if record.webhook_endpoint:
+        code, why = record.webhook_last_status_code, record.webhook_last_error
+        last = f", last HTTP {code}" if code else ""
+        error = f", last error: {why}" if why else ""
+        console.print(
+            f"webhook {escape(record.webhook_endpoint)}: {record.webhook_status.value} after "
+            f"{record.webhook_attempts} attempt(s){last}{escape(error)}",
+            highlight=False,
+        )
 
 
 def print_error(record: RequestRecord) -> None:

@@ -8,7 +8,7 @@ import typer
 
 from storage.statuses import Status
 
-from .follow import console, print_error, print_event, print_list
+from .follow import console, print_attempts, print_error, print_event, print_list
 
 __all__ = ["register"]
 
@@ -56,8 +56,9 @@ def logs(
         bool, typer.Option("--follow", "-f", help="Keep printing until the request ends")
     ] = False,
 ) -> None:
-    """A request's story: every status change in order (attempt, reason, progress), then
-    its error with the job's traceback."""
+    """A request's story: every status change in order (attempt, reason, progress), where
+    each attempt ran, its webhook, then its error with the job's traceback. Every line a
+    jobcord process logs about it carries request_id: grep the processes' logs for the rest."""
     client = _client()
     record = client.get(request_id)  # an unknown id is one clear error
     console.print(f"{request_id}: {record.app}.{record.job} on {record.queue}", highlight=False)
@@ -67,7 +68,9 @@ def logs(
         events = iter(client.store.events(request_id))
     for event in events:
         print_event(event)
-    print_error(client.get(request_id) if follow else record)
+    final = client.get(request_id) if follow else record
+    print_attempts(final)
+    print_error(final)
 
 
 def cancel(request_id: Annotated[str, typer.Argument()]) -> None:

@@ -7,6 +7,7 @@ No ``from __future__ import annotations`` in route modules: FastAPI must see the
 import json
 from typing import Annotated, Any
 
+import structlog
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -31,6 +32,7 @@ __all__ = ["job_router"]
 _DEFAULT_WAIT_S = 30.0
 _MSGPACK_TYPES = (MSGPACK_TYPE, "application/x-msgpack")
 
+log = structlog.get_logger("jobcord.api")
 
 SUBMISSIONS = Counter(
     "jobcord_api_submissions_total",
@@ -52,7 +54,12 @@ def _prepared(
 
 
 def _counted(spec: JobSpec, sub: Submission) -> Submission:
-    SUBMISSIONS.labels(spec.app, spec.name, "created" if sub.created else "existing").inc()
+    outcome = "created" if sub.created else "existing"
+    SUBMISSIONS.labels(spec.app, spec.name, outcome).inc()
+    # The API's line of a request's story (JOBCORD_LOG_LEVEL=debug: one per submission).
+    log.debug(
+        "request accepted", request_id=sub.request_id, app=spec.app, job=spec.name, outcome=outcome
+    )
     return sub
 
 

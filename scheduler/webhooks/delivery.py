@@ -138,7 +138,8 @@ class WebhookDeliverer(EveryInterval):
         """One attempt. Whatever goes wrong ends in the record: an unexpected exception marks
         this delivery FAILED with the reason (never retried: it would fail alike)."""
         try:
-            self._deliver(request_id)
+            with structlog.contextvars.bound_contextvars(request_id=request_id):
+                self._deliver(request_id)
         except redis.RedisError:
             raise
         except Exception as exc:  # noqa: BLE001 - this delivery's fault, not the loop's

@@ -7,6 +7,7 @@ tests can prove "ran exactly once" or "never ran".
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import signal
 import time
@@ -124,6 +125,13 @@ def every_two_seconds(key: str, ctx: JobContext) -> int:
     """Fired by `jobcord scheduler tests.apps.lifecycle:app` (tests only start it on purpose)."""
     _redis().rpush(f"jobcord:test:ticks:{key}", ctx.request_id)
     return _count(key)
+
+
+@app.job()
+def chatty(note: str) -> str:
+    """Logs through the standard library, as a job's own code does."""
+    logging.getLogger("tests.chatty").info("the job says %s", note)
+    return note
 
 
 @app.job()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -15,7 +17,7 @@ from storage.embedded_redis import (
     ensure_embedded_redis,
     stop_embedded_redis,
 )
-from tests.conftest import ROOT, delete_jobcord_keys, free_port
+from tests.conftest import ROOT, delete_jobcord_keys, free_port, wait_for
 
 
 def _jobcord(*args: str, env: dict[str, str], cwd: Path = ROOT, timeout: float = 120):
@@ -255,3 +257,30 @@ def test_the_embedded_redis_passes_the_start_up_config_check(tmp_path):
         assert redis_config_problems(config) == []
     finally:
         stop_embedded_redis(tmp_path)
+
+
+def test_every_line_about_a_request_names_it_in_every_process(client, start_worker, jobcord_env):
+    from tests.apps import lifecycle as jobs
+
+    worker = start_worker()
+    handle = jobs.chatty.async_run_remote("hello from the job")
+    assert handle.result(timeout=20) == "hello from the job"
+
+    def lines() -> list[dict]:
+        out = []
+        for line in worker.log.splitlines():
+            with contextlib.suppress(ValueError):
+                entry = json.loads(line)
+                if entry.get("request_id") == handle.request_id:
+                    out.append(entry)
+        return out
+
+    mine = wait_for(lines, 10, "the request's log lines")
+    said = next(e for e in mine if e["event"] == "the job says hello from the job")
+    assert said["logger"] == "tests.chatty" and said["level"] == "info"
+    for entry in mine:  # the job's own line and jobcord's, all bound to the attempt
+        assert entry["app"] == "lifecycle" and entry["job"] == "chatty" and entry["attempt"] == 1
+        assert entry["worker"].count(":") == 2
+    story = _jobcord("logs", handle.request_id, env={**os.environ, **jobcord_env}, timeout=30)
+    assert story.returncode == 0, story.stderr
+    assert mine[0]["worker"] in story.stdout  # where the attempt ran
