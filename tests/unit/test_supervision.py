@@ -69,6 +69,15 @@ def test_backoff_doubles_and_is_capped():
     assert {never_longer.failed(RuntimeError("x")) for _ in range(4)} == {1.0}
 
 
+def test_an_unreachable_redis_is_retried_within_a_second():
+    import redis
+
+    state = LoopState("maintenance", 0.2, backoff_max_s=10.0)
+    down = [state.failed(redis.ConnectionError("refused")) for _ in range(6)]
+    assert down == [0.2, 0.4, 0.8, 1.0, 1.0, 1.0]  # recovery runs as soon as it is back
+    assert state.failed(redis.ResponseError("a bug")) == 10.0  # other errors back off long
+
+
 def test_names_are_unique_per_process():
     registry = LoopRegistry()
     a = registry.register("cron", 1.0)
