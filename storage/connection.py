@@ -53,4 +53,5 @@ def connect(settings: Settings) -> redis.Redis:
         health_check_interval=30,
         socket_timeout=BLOCKING_READ_TIMEOUT_S,
         socket_connect_timeout=5,
+        max_connections=settings.redis_max_connections,
     )

@@ -185,6 +185,7 @@ class RequestStore:
             self._raw = redis.Redis(
                 connection_pool=redis.ConnectionPool(
                     connection_class=pool.connection_class,
+                    max_connections=pool.max_connections,
                     **{**pool.connection_kwargs, "decode_responses": False},
                 )
             )

@@ -27,6 +27,13 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, description="Redis URL; unset: an embedded redis-server under data_dir."
     )
+    redis_max_connections: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="Redis connections one process may open (each thread that waits on a "
+        "result holds one; redis-py 8 caps a pool at 100 by default).",
+    )
     redis_functions: bool = Field(
         default=True,
         description="Load jobcord's scripts as a Redis function library where the server has "

@@ -54,7 +54,11 @@ def create_app(app: AppRegistry, settings: Settings, *, require_auth: bool = Tru
         rates=RateLimiter(client.redis, functions=settings.redis_functions),
         waits=WaitLimits(total=settings.api_max_waits, per_key=settings.api_max_waits_per_key),
         submitter=aioredis.Redis.from_url(
-            redis_url(settings), decode_responses=True, socket_timeout=30, socket_connect_timeout=5
+            redis_url(settings),
+            decode_responses=True,
+            socket_timeout=30,
+            socket_connect_timeout=5,
+            max_connections=settings.redis_max_connections,
         ),
     )
 

@@ -277,3 +277,16 @@ def test_finished_requests_leave_no_message_lease_or_wake_up_behind(client, star
 
     wait_for(clean, 10, "no message or lease left")
     assert rds.llen("jobcord:wake:jobcord.lifecycle.cpu") <= 1  # at most one, for an idle wait
+
+
+def test_many_threads_wait_on_results_at_once(client, start_worker):
+    """Each waiting thread holds a Redis connection: more than redis-py 8's default pool of
+    100 must still work (JOBCORD_REDIS_MAX_CONNECTIONS, 1000 by default)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    handles = [jobs.echo.async_run_remote(i) for i in range(150)]
+    with ThreadPoolExecutor(150) as pool:
+        waits = [pool.submit(h.result, timeout=60) for h in handles]
+        time.sleep(0.5)  # every thread is blocked on its result before any can arrive
+        start_worker()
+        assert [w.result()["x"] for w in waits] == list(range(150))
