@@ -167,6 +167,15 @@ def main() -> None:
             '{"input": {}}',
         )
         wrk_plain = _wrk(f"http://127.0.0.1:{plain_port}/noop", json_headers, "{}")
+        # The API process alone (what one API process takes): the consumer stopped, so
+        # its children do not share the two cores; the requests just wait on the queue.
+        procs[1].terminate()
+        procs[1].wait(30)
+        wrk_alone = _wrk(
+            f"http://127.0.0.1:{api_port}/v1/apps/bench/jobs/noop/async_run_remote",
+            {**headers, **json_headers},
+            '{"input": {}}',
+        )
     finally:
         for p in procs:
             p.terminate()
@@ -203,6 +212,13 @@ def main() -> None:
             f"{wrk_queue:,.0f}",
             f"{wrk_plain:,.0f}",
             f"{wrk_queue / wrk_plain:.2f}x",
+        )
+    if wrk_alone is not None and wrk_plain is not None:
+        table.add_row(
+            "requests/s, wrk -t1 -c16, async_run_remote with no consumer on the cores",
+            f"{wrk_alone:,.0f}",
+            f"{wrk_plain:,.0f}",
+            f"{wrk_alone / wrk_plain:.2f}x",
         )
     Console(width=130).print(table)
 
