@@ -71,6 +71,8 @@ class ChildProcess:
         self.startup_timeout_s = startup_timeout_s
         #: Started while a job waits on its children, retired when they no longer need it.
         self.borrowed = borrowed
+        #: Started by the autoscaler (``consumers.scaler``): not replaced once retired.
+        self.elastic = False
         self.life = Life.GONE
         self.process: Any = None
         self.conn: Any = None

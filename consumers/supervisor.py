@@ -84,6 +84,7 @@ class Supervisor:
         *,
         max_lent: int,
         make_borrowed: Callable[[int, ChildProcess], Place],
+        on_gone: Callable[[ChildProcess], None] | None = None,
     ) -> None:
         self.app = app
         self.store = store
@@ -93,6 +94,7 @@ class Supervisor:
         self.settings = settings
         self.max_lent = max_lent
         self._make_borrowed = make_borrowed
+        self._on_gone = on_gone  # an elastic child exited for good (its devices are free)
         self.children = [
             ChildProcess(
                 p.config,
@@ -182,6 +184,47 @@ class Supervisor:
         with self._lock:
             return any(c.alive and c.board.running() for c in self.children)
 
+    # -- elastic places: the autoscaler adds and retires children ----------------------------
+    def add_child(self, make: Callable[[int], Place]) -> ChildProcess | None:
+        """Start a child in a free place (``make``: place number -> its Place); it serves
+        once warm. None when the board has no free place."""
+        with self._lock:
+            if self._shutting_down:
+                return None
+            index = self._free_place()
+            if index is None:
+                return None
+            place = make(index)
+            child = ChildProcess(
+                place.config,
+                self.board.child(index),
+                self.board.handle(),
+                self.settings,
+                name=place.name,
+                kill_grace_s=self.settings.kill_grace_s,
+                startup_timeout_s=self.settings.child_startup_timeout_s,
+            )
+            child.elastic = True
+            self.children.append(child)
+            try:
+                child.start()
+            except Exception as exc:  # noqa: BLE001 - the scaler tries again next tick
+                log.error("child did not start", child=child.name, error=str(exc))
+                self.children.remove(child)
+                return None
+            return child
+
+    def retire(self, child: ChildProcess) -> None:
+        """Let ``child`` go once idle (a running attempt ends first); it is not replaced."""
+        with self._lock:
+            if child.retiring or not child.alive:
+                return
+            child.retiring = True
+            child.board.ask_stop()
+            if child.life is Life.STARTING:
+                child.signal_stop()  # nothing to finish: a cold start that is not needed
+            self._wake(child)
+
     # -- what others ask ----------------------------------------------------------------------
     def held(self) -> dict[str, str]:
         """Leases to renew: every attempt a live child shows on the board, and those whose
@@ -236,6 +279,7 @@ class Supervisor:
                     "running": running,
                     "jobs_done": child.board.jobs_done if child.alive else 0,
                     "restarts": child.restarts,
+                    "retiring": child.retiring,
                 }
             )
         return out
@@ -409,6 +453,7 @@ class Supervisor:
         """The child's process ended: end what it held, fold its totals, replace it."""
         entries = child.board.running()
         killed = child.life is Life.STOPPING
+        never_ready = child.life is Life.STARTING
         stopped = child.stopped
         code = child.reap()
         self._gone_counts.add(child.stats)
@@ -431,8 +476,20 @@ class Supervisor:
                 self._waiting(child, fence, False)
         if child.retiring or self._shutting_down:
             log.info("child exited", child=child.name, exit_code=code)
-            if child.borrowed and not self._shutting_down:
-                self.children.remove(child)  # its place is free for the next lending
+            if (child.borrowed or child.elastic) and not self._shutting_down:
+                self.children.remove(child)  # its place is free for the next one
+            if child.elastic and self._on_gone is not None:
+                self._on_gone(child)
+            return
+        if never_ready and child.replace_reason is None:
+            # Its startup failed: try again after a pause that doubles, not in a tight loop.
+            place = child.config.place
+            _when, backoff = self._restart_at.get(place, (0.0, _RESTART_BACKOFF_S[0]))
+            self._restart_at[place] = (
+                time.monotonic() + backoff,
+                min(backoff * 2, _RESTART_BACKOFF_S[1]),
+            )
+            log.error("child failed to start", child=child.name, retry_in_s=backoff)
             return
         if code == EXIT_POISONED:
             why = "cuda context poisoned"
@@ -475,7 +532,7 @@ class Supervisor:
         self._lent[fence] = child
         if len(self._borrowed()) >= len(self._lent):
             return  # a spare borrowed child takes the work
-        place = self._free_borrowed_place()
+        place = self._free_place()
         if place is None:
             return
         borrowed = self._make_borrowed(place, child)
@@ -492,7 +549,7 @@ class Supervisor:
     def _borrowed(self) -> list[ChildProcess]:
         return [c for c in self.children if c.borrowed and c.alive and not c.retiring]
 
-    def _free_borrowed_place(self) -> int | None:
+    def _free_place(self) -> int | None:
         used = {c.config.place for c in self.children}
         for place in range(self.board.places):
             if place not in used:

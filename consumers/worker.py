@@ -13,6 +13,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -71,6 +72,11 @@ class ConsumerConfig:
     gpus_per_child: int | None = None  # None: as many as the app's largest job of this class
     max_jobs_per_child: int = 0  # recycle a child after this many jobs (0: never)
     recycle_memory_fraction: float = 0.0  # recycle when a child keeps this much of a GPU
+    #: No children up front: an autoscaler (``consumers.scaler``) adds and retires them, on
+    #: devices it hands out; ``capacity``: children this consumer may ever hold at once.
+    elastic: bool = False
+    capacity: int = 0
+    register_metrics: bool = True  # a host of several consumers registers one for all
 
 
 def consumer_class(devices: list[Device]) -> str:
@@ -131,30 +137,41 @@ class Consumer:
         self.groups = device_groups(config.devices, self.plan.gpus_per_child)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._stop = threading.Event()
+        #: Set once serving (its supervisor exists and its first children are warm).
+        self.ready = threading.Event()
+        self.supervisor: Supervisor | None = None
+        self.collector: ConsumerCollector | None = None
+        self.outputs: Path | None = None
+        #: What the autoscaler last decided for this app (shown in the registration).
+        self.scaling: dict[str, object] | None = None
+        self.failed: BaseException | None = None  # why run() ended early (a host reads it)
 
     def _places(self, outputs: Path) -> list[Place]:
         """One place per child: ``concurrency`` per device group."""
-        plan = QueuePlan(self.plan.own, self.plan.fallback, self.settings.fallback_after_s)
         places: list[Place] = []
         for group in self.groups:
             for i in range(self.config.concurrency):
-                place = len(places)
-                config = ChildConfig(
-                    app_ref=self.config.app_ref,
-                    env=pinning_env(group),
-                    log_format=self.settings.log_format,
-                    worker=self.worker_id,
-                    place=place,
-                    wake_name=f"{self.worker_id}:{place}",
-                    plan=plan,
-                    outputs=str(outputs / str(place)),
-                    max_jobs=self.config.max_jobs_per_child,
-                    recycle_memory_fraction=self.config.recycle_memory_fraction,
-                    devices=tuple(group),
-                )
-                name = f"{self.gpu_class}{''.join(f'-{d.index}' for d in group)}-{i}"
-                places.append(Place(config, name))
+                places.append(self.place(len(places), group, outputs, suffix=str(i)))
         return places
+
+    def place(self, index: int, group: list[Device], outputs: Path, *, suffix: str) -> Place:
+        """Place ``index`` on the board: a child pinned to ``group`` (none: CPU)."""
+        plan = QueuePlan(self.plan.own, self.plan.fallback, self.settings.fallback_after_s)
+        config = ChildConfig(
+            app_ref=self.config.app_ref,
+            env=pinning_env(group),
+            log_format=self.settings.log_format,
+            worker=self.worker_id,
+            place=index,
+            wake_name=f"{self.worker_id}:{index}",
+            plan=plan,
+            outputs=str(outputs / str(index)),
+            max_jobs=self.config.max_jobs_per_child,
+            recycle_memory_fraction=self.config.recycle_memory_fraction,
+            devices=tuple(group),
+        )
+        name = f"{self.gpu_class}{''.join(f'-{d.index}' for d in group)}-{suffix}"
+        return Place(config, name)
 
     def _width(self) -> int:
         """Attempts one child may hold at once: the largest concurrency or batch served."""
@@ -185,7 +202,9 @@ class Consumer:
         for problem in redis_config_problems(read_redis_config(store.client)):
             log.warning("redis is not set up for jobs", problem=problem)
         outputs = Path(tempfile.mkdtemp(prefix="jobcord-outputs-"))
-        places = self._places(outputs)
+        self.outputs = outputs
+        places = [] if self.config.elastic else self._places(outputs)
+        board_places = self.config.capacity if self.config.elastic else len(places)
         max_lent = self.settings.max_lent_slots
         counts = JobCounts()
         results: list[ResultStore] = []
@@ -209,12 +228,14 @@ class Consumer:
             store,
             Endings(self.app, store, result_store, settings, counts),
             counts,
-            Board(len(places) + max_lent, self._width()),
+            Board(board_places + max_lent, self._width()),
             places,
             settings,
             max_lent=max_lent,
             make_borrowed=borrowed,
+            on_gone=self.on_child_gone,
         )
+        self.supervisor = supervisor
         registry = ConsumerRegistry(store.client)
         info = {
             "worker": self.worker_id,
@@ -225,6 +246,7 @@ class Consumer:
             "queues": self.plan.own,
             "fallback_queues": self.plan.fallback,
             "slots": len(places),
+            "elastic": self.config.elastic,
             "gpus_per_child": self.plan.gpus_per_child,
             "devices": [d.uuid for d in self.config.devices],
         }
@@ -233,12 +255,17 @@ class Consumer:
 
         def heartbeat() -> None:
             # What the dashboard shows of this consumer: refreshed every lease_ttl/3.
+            children = supervisor.processes()
             live = {
                 "heartbeat_at": time.time(),
                 "heartbeat_every_s": self.settings.lease_ttl_s / 3,
-                "children": supervisor.processes(),
+                "children": children,
                 "gpus": [r.as_dict() for r in gpus.read()],
             }
+            if self.config.elastic:  # its slots are the warm children it has now
+                live["slots"] = sum(1 for c in children if c["state"] == "ready")
+                live["starting"] = sum(1 for c in children if c["state"] == "starting")
+                live["replicas"] = self.scaling
             registry.heartbeat(self.worker_id, {**info, **live}, ttl)
 
         leases = LeaseKeeper(
@@ -255,7 +282,9 @@ class Consumer:
             processes=supervisor.processes,
             gpus=gpus.read,
         )
-        REGISTRY.register(collector)
+        self.collector = collector
+        if self.config.register_metrics:
+            REGISTRY.register(collector)
         leases.start()  # before any child can claim: their leases are renewed from the start
         loops: list[MaintenanceLoop | HealthPublisher] = []
         try:
@@ -276,6 +305,7 @@ class Consumer:
             loops = [maintenance, health]
             maintenance.start()
             health.start()
+            self.ready.set()
             log.info(
                 "consumer ready",
                 worker=self.worker_id,
@@ -301,13 +331,22 @@ class Consumer:
                     loop.stop()
             leases.stop()
             registry.remove(self.worker_id)
-            REGISTRY.unregister(collector)
+            if self.config.register_metrics:
+                REGISTRY.unregister(collector)
             gpus.close()
             shutil.rmtree(outputs, ignore_errors=True)
             log.info("consumer stopped", worker=self.worker_id)
 
     def stop(self) -> None:
         self._stop.set()
+
+    def on_child_gone(self, child: ChildProcess) -> None:
+        """An elastic child exited for good: the autoscaler takes its devices back."""
+        if self.child_gone is not None:
+            self.child_gone(self, child)
+
+    #: Set by the autoscaler: called with (consumer, child) when an elastic child is gone.
+    child_gone: Callable[[Consumer, ChildProcess], None] | None = None
 
 
 def run_consumer(config: ConsumerConfig, settings: Settings) -> None:

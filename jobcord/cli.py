@@ -49,7 +49,7 @@ MetricsHost = Annotated[
 
 @app.command()
 def worker(
-    app_ref: Annotated[str, typer.Argument(metavar="MODULE:APP")],
+    app_refs: Annotated[list[str], typer.Argument(metavar="MODULE:APP...")],
     gpus: Annotated[str, typer.Option(help="all | none | indexes like 0,1")] = "none",
     concurrency: Annotated[
         int | None,
@@ -77,8 +77,34 @@ def worker(
     ] = 0.0,
     metrics_port: MetricsPort = None,
     metrics_host: MetricsHost = "127.0.0.1",
+    autoscale: Annotated[
+        bool,
+        typer.Option(
+            help="Scale replicas by demand (on by itself with several apps, or an app that "
+            "declares autoscaling)"
+        ),
+    ] = False,
+    min_replicas: Annotated[
+        int | None, typer.Option(min=0, help="Autoscaling: fewest replicas (0: to zero)")
+    ] = None,
+    max_replicas: Annotated[
+        int | None, typer.Option(min=1, help="Autoscaling: most replicas on all hosts")
+    ] = None,
+    concurrency_target: Annotated[
+        float | None, typer.Option(min=0.001, help="Autoscaling: requests per replica")
+    ] = None,
+    target_utilization: Annotated[
+        float | None, typer.Option(min=0.01, max=1.0, help="Autoscaling: of that target")
+    ] = None,
+    scale_window: Annotated[
+        float | None, typer.Option(min=0.1, help="Autoscaling: seconds of demand looked at")
+    ] = None,
+    scale_down_delay: Annotated[
+        float | None, typer.Option(min=0.0, help="Autoscaling: seconds before scaling down")
+    ] = None,
 ) -> None:
-    """Consume the app's queues that this machine's devices can serve."""
+    """Consume the apps' queues that this machine's devices can serve. One app: a fixed
+    set of job processes; several (or --autoscale): replicas per app by demand."""
     from consumers.devices import discover_devices, select_devices
     from consumers.worker import ConsumerConfig, default_concurrency, run_consumer
     from scheduler.metrics_server import serve_metrics
@@ -86,8 +112,35 @@ def worker(
     settings = _settings()
     serve_metrics(metrics_host, metrics_port)
     devices = select_devices(gpus, discover_devices())
+    overrides = {
+        name: value
+        for name, value in (
+            ("min_replicas", min_replicas),
+            ("max_replicas", max_replicas),
+            ("concurrency_target", concurrency_target),
+            ("target_utilization", target_utilization),
+            ("window_s", scale_window),
+            ("scale_down_delay_s", scale_down_delay),
+        )
+        if value is not None
+    }
+    if len(app_refs) > 1 or autoscale or overrides or _declares_autoscaling(app_refs[0]):
+        from consumers.host import HostConfig, run_host
+
+        host = HostConfig(
+            app_refs,
+            devices,
+            concurrency,
+            drain,
+            gpus_per_child=gpus_per_child,
+            max_jobs_per_child=max_jobs_per_child,
+            recycle_memory_fraction=recycle_memory_fraction,
+            overrides=overrides,
+        )
+        run_host(host, settings)
+        return
     config = ConsumerConfig(
-        app_ref,
+        app_refs[0],
         concurrency or default_concurrency(devices),
         devices,
         drain,
@@ -96,6 +149,12 @@ def worker(
         recycle_memory_fraction=recycle_memory_fraction,
     )
     run_consumer(config, settings)
+
+
+def _declares_autoscaling(app_ref: str) -> bool:
+    from scheduler.loader import load_app
+
+    return load_app(app_ref).autoscaling is not None
 
 
 @app.command()

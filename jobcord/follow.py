@@ -104,9 +104,9 @@ def print_attempts(record: RequestRecord) -> None:
             )
         console.print(table)
     if record.webhook_endpoint:
-        code, why = record.webhook_last_status_code, record.webhook_last_error
+        code, failure = record.webhook_last_status_code, record.webhook_last_error
         last = f", last HTTP {code}" if code else ""
-        error = f", last error: {why}" if why else ""
+        error = f", last error: {failure}" if failure else ""
         console.print(
             f"webhook {escape(record.webhook_endpoint)}: {record.webhook_status.value} after "
             f"{record.webhook_attempts} attempt(s){last}{escape(error)}",

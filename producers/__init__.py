@@ -1,5 +1,6 @@
 """How work enters: the App registry with @job, the client, request handles."""
 
+from scheduler.autoscaling import Autoscaling
 from scheduler.context import JobContext
 from scheduler.errors import (
     InputValidationError,
@@ -28,6 +29,7 @@ from .local import LocalClient, run_local
 
 __all__ = [
     "App",
+    "Autoscaling",
     "Client",
     "GatewayError",
     "HttpClient",

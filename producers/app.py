@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from scheduler.autoscaling import Autoscaling
 from scheduler.bounds import (
     BatchSize,
     BatchWaitMs,
@@ -58,9 +59,20 @@ def _batching(
 class App(AppRegistry):
     """``app = App("demo")``; decorate jobs with ``@app.job(...)``."""
 
-    def __init__(self, name: str, *, client: Client | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        client: Client | None = None,
+        autoscaling: Autoscaling | None = None,
+    ) -> None:
+        """``autoscaling``: replicas by demand, between its min (0: scale to zero) and max
+        on all hosts, when a worker runs this app with others or with ``--autoscale``."""
         super().__init__(name)
         self.client = client
+        if autoscaling is not None and not isinstance(autoscaling, Autoscaling):
+            raise TypeError("autoscaling must be an Autoscaling(...)")
+        self.autoscaling = autoscaling
 
     def job(
         self,

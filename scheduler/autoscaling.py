@@ -104,9 +104,7 @@ def share_devices(capacity: int, needs: dict[str, tuple[int, int, int]]) -> dict
         given[app], left = n, left - n * units
     while True:
         hungry = [
-            app
-            for app, (need, _, units) in needs.items()
-            if given[app] < need and units <= left
+            app for app, (need, _, units) in needs.items() if given[app] < need and units <= left
         ]
         if not hungry:
             return given

@@ -119,6 +119,8 @@ class AppRegistry:
         self.jobs: dict[str, JobSpec] = {}
         self.startup_hooks: list[Hook] = []
         self.shutdown_hooks: list[Hook] = []
+        #: scheduler.autoscaling.Autoscaling, or None (the worker's defaults)
+        self.autoscaling: Any = None
 
     @staticmethod
     def named(name: str) -> AppRegistry | None:

@@ -31,6 +31,8 @@ named when jobcord's queues were dramatiq's; the lists keep that layout).
 | ``{ns}:inflight``                | hash   | app -> requests queued or running (the app cap)   |
 | ``{ns}:rate:{key_id}``           | hash   | a key's submission token bucket (tokens, at)      |
 | ``{ns}:cancels``                 | pubsub | request ids whose cancel was asked while running  |
+| ``{ns}:replicas:{app}``          | zset   | the app's warm replicas on every host, by lease   |
+|                                  |        | expiry (s): the autoscaler's shared count         |
 | ``{dq}:{queue}``                 | list   | messages waiting on a queue at priority 1         |
 | ``{dq}:{queue}.p0`` / ``.p2``    | list   | messages waiting at priority 0 / 2                |
 | ``{dq}:{queue}.msgs``            | hash   | before 0.2 only: dramatiq's encoded messages      |
@@ -62,6 +64,7 @@ __all__ = [
     "failed_key",
     "rate_key",
     "recent_key",
+    "replicas_key",
     "webhook_secrets_key",
     "webhook_secrets_since_key",
     "apikey_key",
@@ -113,6 +116,7 @@ TEMPLATES: dict[str, str] = {
     "wake": "{ns}:wake:{}",
     "cancels": "{ns}:cancels",
     "wake_child": "{ns}:wake-child:{}",
+    "replicas": "{ns}:replicas:{}",
     # The queues, one list per priority level:
     "queue_list": "{dq}:{}",  # priority 1
     "queue_p0": "{dq}:{}.p0",
@@ -195,6 +199,10 @@ def wake_key(queue: str) -> str:
 
 def child_wake_key(child: str) -> str:
     return _fill("wake_child", child)
+
+
+def replicas_key(app: str) -> str:
+    return _fill("replicas", app)
 
 
 def rate_key(key_id: str) -> str:

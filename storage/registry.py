@@ -66,6 +66,15 @@ def queue_unserved_reason(app: str, queue: str, consumers: list[dict[str, Any]])
         for c in consumers
         if queue in c.get("queues", []) or queue in c.get("fallback_queues", [])
     ]
+    if serving and not any(c.get("elastic") and not c.get("slots") for c in serving):
+        return None
+    if serving and not any(c.get("slots") for c in serving):  # only autoscaled, all at zero
+        if any(c.get("starting") for c in serving):
+            return f"cold start: app {app!r} had no warm replica; one is starting"
+        return (
+            f"app {app!r} is scaled to zero; its autoscaler starts a replica for this "
+            "request (a cold start)"
+        )
     if serving:
         return None
     mine = sorted(

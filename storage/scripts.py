@@ -41,6 +41,7 @@ SCRIPT_NAMES = (
     "rerun",
     "attempt",
     "rate",
+    "replicas",
 )
 
 

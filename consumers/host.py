@@ -1,0 +1,186 @@
+"""``jobcord worker a.mod:app b.mod:app ... --gpus all``: one worker process serves several
+apps on one host's devices, each app's replicas scaled by demand (``consumers.scaler``).
+
+Each app gets an elastic :class:`~consumers.worker.Consumer` (its own supervisor, leases,
+registration and loops, run on a thread of this process) that starts with no children;
+the scaler adds and retires them. One app alone runs so too when it declares
+``autoscaling`` (or ``--autoscale`` is given).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from prometheus_client import REGISTRY
+from prometheus_client.metrics_core import Metric
+
+from scheduler.autoscaling import Autoscaling
+from storage.connection import connect
+from storage.errors import ConfigurationError
+from storage.requests import RequestStore
+from storage.settings import Settings
+
+from .devices import Device
+from .metrics import ConsumerCollector
+from .scaler import DevicePool, HostScaler, ServedApp
+from .worker import Consumer, ConsumerConfig, default_concurrency
+
+__all__ = ["HostConfig", "run_host", "Host"]
+
+log = structlog.get_logger("jobcord.host")
+
+
+@dataclass
+class HostConfig:
+    app_refs: list[str]
+    devices: list[Device] = field(default_factory=list)
+    cpu_slots: int | None = None  # CPU replicas at once (default: one per core)
+    drain_s: float = 30.0
+    gpus_per_child: int | None = None
+    max_jobs_per_child: int = 0
+    recycle_memory_fraction: float = 0.0
+    #: Autoscaling fields set on the command line, over every app's own.
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+class _Merged:
+    """One collector over several consumers' (same metric names, the app label apart)."""
+
+    def __init__(self, collectors: Iterable[ConsumerCollector]) -> None:
+        self.collectors = list(collectors)
+
+    def collect(self) -> Iterator[Metric]:
+        merged: dict[str, Metric] = {}
+        for collector in self.collectors:
+            for metric in collector.collect():
+                if metric.name in merged:
+                    merged[metric.name].samples.extend(metric.samples)
+                else:
+                    merged[metric.name] = metric
+        yield from merged.values()
+
+
+def policy_for(consumer: Consumer, overrides: dict[str, Any]) -> Autoscaling:
+    """The app's own policy (or the defaults), with the command line's fields over it."""
+    own = getattr(consumer.app, "autoscaling", None) or Autoscaling()
+    try:
+        return Autoscaling.model_validate({**own.model_dump(), **overrides})
+    except ValueError as exc:
+        raise ConfigurationError(f"app {consumer.app.name!r}: autoscaling: {exc}") from None
+
+
+class Host:
+    def __init__(self, config: HostConfig, settings: Settings) -> None:
+        self.config = config
+        self.settings = settings
+        slots = config.cpu_slots or default_concurrency([])
+        self.pool = DevicePool(config.devices, slots)
+        self.served: list[ServedApp] = []
+        for ref in config.app_refs:
+            consumer = Consumer(
+                ConsumerConfig(
+                    ref,
+                    1,
+                    config.devices,
+                    config.drain_s,
+                    gpus_per_child=config.gpus_per_child,
+                    max_jobs_per_child=config.max_jobs_per_child,
+                    recycle_memory_fraction=config.recycle_memory_fraction,
+                    elastic=True,
+                    register_metrics=False,
+                ),
+                settings,
+            )
+            if not consumer.queues:
+                log.warning(
+                    "app has no job these devices can run; not served here",
+                    app=consumer.app.name,
+                    gpu_class=consumer.gpu_class,
+                )
+                continue
+            units = consumer.plan.gpus_per_child if config.devices else 1
+            consumer.config.capacity = max(1, self.pool.units // max(1, units))
+            self.served.append(ServedApp(consumer, policy_for(consumer, config.overrides), units))
+        if not self.served:
+            raise ConfigurationError("none of these apps has a job these devices can run")
+        names = [s.name for s in self.served]
+        if len(set(names)) != len(names):
+            raise ConfigurationError(f"an app is named twice: {names}")
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.scaler: HostScaler | None = None
+
+    def run(self) -> None:
+        for s in self.served:
+            thread = threading.Thread(
+                target=self._serve, args=(s.consumer,), name=f"jobcord-{s.name}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        while not all(s.consumer.ready.is_set() for s in self.served):
+            failed = next((s.consumer.failed for s in self.served if s.consumer.failed), None)
+            if failed is not None:
+                self._stop_all()
+                raise failed
+            if self._stop.wait(0.05):
+                break
+        merged = _Merged(s.consumer.collector for s in self.served if s.consumer.collector)
+        REGISTRY.register(merged)
+        store = RequestStore(connect(self.settings), self.settings)
+        self.scaler = HostScaler(
+            self.served, self.pool, store, lease_ttl_s=self.settings.lease_ttl_s
+        )
+        try:
+            self.scaler.start()
+            log.info(
+                "autoscaling host ready",
+                apps={s.name: s.policy.model_dump() for s in self.served},
+                units=self.pool.units,
+            )
+            # Woken every second: a signal is handled only when this thread runs.
+            while not self._stop.wait(1.0):
+                if any(s.consumer.failed for s in self.served):
+                    break
+        finally:
+            self.scaler.stop()
+            self._stop_all()
+            self.scaler.release_all()
+            REGISTRY.unregister(merged)
+
+    def _serve(self, consumer: Consumer) -> None:
+        try:
+            consumer.run()
+        except BaseException as exc:  # noqa: BLE001 - the host stops and says why
+            log.exception("app consumer failed", app=consumer.app.name)
+            consumer.failed = exc
+            self._stop.set()
+
+    def _stop_all(self) -> None:
+        for s in self.served:
+            s.consumer.stop()
+        for thread in self._threads:
+            while thread.is_alive():
+                thread.join(1.0)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def run_host(config: HostConfig, settings: Settings) -> None:
+    host = Host(config, settings)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("signal received", signal=signal.Signals(signum).name)
+        host.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    host.run()
+    failed = next((s.consumer.failed for s in host.served if s.consumer.failed), None)
+    if failed is not None:
+        raise failed

@@ -1,0 +1,262 @@
+"""The host's autoscaler: warm replicas (job processes) per app, by demand, on devices it
+hands out, never past an app's ``max_replicas`` on all hosts together.
+
+One supervised loop per worker process. Each tick (``_TICK_S``) it reads every served app's
+demand from Redis (requests waiting or running on its queues, on every host), asks the app's
+:class:`~scheduler.autoscaling.ScaleDecider` how many replicas the app wants in all, takes
+away those other hosts run (the shared count, ``storage.replicas``), and shares this host's
+devices among the apps (:func:`~scheduler.autoscaling.share_devices`). An app under its
+share gets a child on free devices (claimed in Redis first, so no two hosts start the
+replica past the limit); an app over it retires children, idle ones first (a running
+request always finishes: a retired child takes no new work and exits when idle). Devices
+come back to the pool when the child has exited, so an app never gets a GPU whose memory
+another app's process still holds. Two apps never share a device.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import structlog
+
+from scheduler.autoscaling import Autoscaling, Decision, ScaleDecider, share_devices
+from scheduler.capacity import queue_capacity
+from scheduler.supervision import LOOPS, LoopState, run_supervised
+from storage.replicas import ReplicaLeases
+from storage.requests import RequestStore
+
+from .children import ChildProcess, Life
+from .devices import Device
+from .worker import Consumer
+
+__all__ = ["HostScaler", "ServedApp", "DevicePool"]
+
+log = structlog.get_logger("jobcord.scaler")
+
+#: How often demand is read and replicas adjusted.
+_TICK_S = 0.5
+
+
+class DevicePool:
+    """This host's devices (or CPU slots) not held by any app's child."""
+
+    def __init__(self, devices: list[Device], cpu_slots: int) -> None:
+        self._lock = threading.Lock()
+        self._gpus = bool(devices)
+        self._free: list[Device] = list(devices)
+        self._cpu_free = 0 if devices else cpu_slots
+        self.units = len(devices) if devices else cpu_slots
+
+    def take(self, n: int) -> list[Device] | None:
+        """``n`` devices (CPU: ``n`` slots, as an empty list), or None if not free."""
+        with self._lock:
+            if not self._gpus:
+                if self._cpu_free < n:
+                    return None
+                self._cpu_free -= n
+                return []
+            if len(self._free) < n:
+                return None
+            taken, self._free = self._free[:n], self._free[n:]
+            return taken
+
+    def give(self, devices: list[Device], n: int) -> None:
+        with self._lock:
+            if devices:
+                self._free.extend(devices)
+                self._free.sort(key=lambda d: d.index)
+            else:
+                self._cpu_free += n
+
+    @property
+    def free_units(self) -> int:
+        with self._lock:
+            return len(self._free) + self._cpu_free
+
+
+@dataclass
+class ServedApp:
+    """One app this host serves, and the replicas it holds here."""
+
+    consumer: Consumer
+    policy: Autoscaling
+    units: int  # devices (or CPU slots) one replica takes
+    decider: ScaleDecider = field(init=False)
+    #: child -> (its devices, its member in the shared count)
+    held: dict[int, tuple[ChildProcess, list[Device], str]] = field(default_factory=dict)
+    decision: Decision | None = None
+    started: int = 0  # replicas started here, in all (the bench reads it)
+
+    def __post_init__(self) -> None:
+        self.decider = ScaleDecider(self.policy)
+
+    @property
+    def name(self) -> str:
+        return self.consumer.app.name
+
+    def active(self) -> list[ChildProcess]:
+        return [c for c, _, _ in self.held.values() if c.alive and not c.retiring]
+
+
+class HostScaler:
+    def __init__(
+        self,
+        served: list[ServedApp],
+        pool: DevicePool,
+        store: RequestStore,
+        *,
+        lease_ttl_s: float,
+    ) -> None:
+        self.served = served
+        self.pool = pool
+        self.store = store
+        self.leases = ReplicaLeases(store.scripts, ttl_s=3 * lease_ttl_s)
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self.state = LoopState("autoscaler", _TICK_S, backoff_max_s=2.0)
+        self._thread = threading.Thread(target=self._loop, name="jobcord-scaler", daemon=True)
+        for s in served:
+            s.consumer.child_gone = self._gone
+
+    def start(self) -> None:
+        LOOPS.add(self.state)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._thread.ident is not None:
+            self._thread.join(5)
+        LOOPS.unregister(self.state)
+
+    def release_all(self) -> None:
+        """At shutdown: this host's claims go at once (not after their TTL)."""
+        with self._lock:
+            for s in self.served:
+                for _, _, member in list(s.held.values()):
+                    try:
+                        self.leases.release(s.name, member)
+                    except Exception as exc:  # noqa: BLE001 - they expire anyway
+                        log.warning("replica claim not released", app=s.name, error=str(exc))
+
+    def _loop(self) -> None:
+        run_supervised(self.state, self.tick, self._stopped, pause_s=_TICK_S)
+
+    # -- one tick --------------------------------------------------------------------------
+    def tick(self) -> None:
+        now = time.monotonic()
+        demand = self._demand()
+        needs: dict[str, tuple[int, int, int]] = {}
+        with self._lock:
+            for s in self.served:
+                members = [m for _, _, m in s.held.values()]
+                live = self.leases.renew(s.name, members)
+                here = len(s.active())
+                others = max(0, live - len(members))
+                s.decision = s.decider.decide(now, demand.get(s.name, 0))
+                need = max(0, s.decision.desired - others)
+                floor = max(0, s.policy.min_replicas - others)
+                needs[s.name] = (need, floor, s.units)
+                self._publish(s, live, here)
+            targets = share_devices(self.pool.units, needs)
+            starved = any(
+                len(s.active()) < targets[s.name] and self.pool.free_units < s.units
+                for s in self.served
+            )
+            for s in self.served:
+                self._adjust(s, targets[s.name], starved)
+
+    def _demand(self) -> dict[str, int]:
+        """Requests waiting or running on the queues each app's replicas here serve (its
+        class's own, and those of cheaper classes it falls back to), on every host."""
+        specs = [
+            spec
+            for s in self.served
+            for spec in s.consumer.app.jobs.values()
+            if spec.queue in s.consumer.queues
+        ]
+        out: dict[str, int] = {}
+        for q in queue_capacity(self.store.client, specs, [], concurrency_target=1.0):
+            out[q.app] = out.get(q.app, 0) + q.waiting + q.in_progress
+        return out
+
+    def _adjust(self, s: ServedApp, target: int, starved: bool) -> None:
+        active = s.active()
+        sup = s.consumer.supervisor
+        if sup is None:
+            return
+        for _ in range(target - len(active)):
+            if not self._grow(s):
+                break
+        excess = len(active) - target
+        if excess <= 0:
+            return
+        # Idle first: a cold start nobody needs, then a warm idle child, then a busy one
+        # (it finishes its request first). Busy ones only when another app waits for the
+        # device: a scale-down by demand alone waits for them to idle.
+        order = sorted(
+            active,
+            key=lambda c: (c.life is not Life.STARTING, bool(c.board.running())),
+        )
+        for child in order[:excess]:
+            if child.board.running() and not starved:
+                continue
+            entry = next((v for v in s.held.values() if v[0] is child), None)
+            if entry is not None:
+                self.leases.release(s.name, entry[2])
+            reason = s.decision.reason if s.decision else "scale down"
+            log.info("replica retired", app=s.name, child=child.name, reason=reason)
+            sup.retire(child)
+
+    def _grow(self, s: ServedApp) -> bool:
+        """Start one replica of ``s`` on free devices; False if none or the count is full."""
+        devices = self.pool.take(s.units)
+        if devices is None:
+            return False
+        limit = min(s.policy.max_replicas, s.decision.desired if s.decision else 0)
+        member = f"{s.consumer.worker_id}:{time.time_ns()}"
+        if not self.leases.acquire(s.name, member, limit):
+            self.pool.give(devices, s.units)
+            return False
+        sup, outputs = s.consumer.supervisor, s.consumer.outputs
+        assert sup is not None and outputs is not None
+        suffix = f"r{s.started}"
+        child = sup.add_child(lambda i: s.consumer.place(i, devices, outputs, suffix=suffix))
+        if child is None:
+            self.leases.release(s.name, member)
+            self.pool.give(devices, s.units)
+            return False
+        s.held[id(child)] = (child, devices, member)
+        s.started += 1
+        reason = s.decision.reason if s.decision else ""
+        log.info("replica started", app=s.name, child=child.name, reason=reason)
+        return True
+
+    def _gone(self, consumer: Consumer, child: ChildProcess) -> None:
+        """An elastic child exited for good: its devices go back to the pool."""
+        for s in self.served:
+            if s.consumer is consumer:
+                held = s.held.pop(id(child), None)
+                if held is not None:
+                    self.pool.give(held[1], s.units)
+                    try:
+                        self.leases.release(s.name, held[2])
+                    except Exception as exc:  # noqa: BLE001 - it expires anyway
+                        log.warning("replica claim not released", app=s.name, error=str(exc))
+
+    def _publish(self, s: ServedApp, live: int, here: int) -> None:
+        """What the dashboard and GET /v1/queues show of this app's scaling."""
+        children = [c for c, _, _ in s.held.values()]
+        d = s.decision
+        s.consumer.scaling = {
+            "desired": d.desired if d else 0,
+            "live_all_hosts": live,
+            "running_here": sum(1 for c in children if c.life is Life.READY and not c.retiring),
+            "starting_here": sum(1 for c in children if c.life is Life.STARTING),
+            "retiring_here": sum(1 for c in children if c.retiring and c.alive),
+            "min": s.policy.min_replicas,
+            "max": s.policy.max_replicas,
+            "decision": d.reason if d else "",
+            "at": time.time(),
+        }

@@ -1,0 +1,67 @@
+"""Apps the autoscaling tests run together on one worker: two GPU apps that share a host's
+devices, and a CPU app whose replica count two hosts must agree on. Short windows and delays
+so that scaling happens in seconds."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import redis
+
+from producers import App, Autoscaling, NodeSelector
+
+_FAST = {"window_s": 1.0, "scale_down_delay_s": 2.0, "concurrency_target": 1.0}
+
+app_a = App("scale-a", autoscaling=Autoscaling(min_replicas=0, max_replicas=2, **_FAST))
+app_b = App("scale-b", autoscaling=Autoscaling(min_replicas=0, max_replicas=2, **_FAST))
+app_c = App("scale-c", autoscaling=Autoscaling(min_replicas=0, max_replicas=1, **_FAST))
+
+
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(os.environ["JOBCORD_REDIS_URL"], decode_responses=True)
+
+
+def _started(app: str) -> dict[str, int]:
+    _redis().incr(f"jobcord:test:scaling:startups:{app}")
+    return {"pid": os.getpid()}
+
+
+@app_a.on_startup()
+def boot_a() -> dict[str, int]:
+    return _started("a")
+
+
+@app_b.on_startup()
+def boot_b() -> dict[str, int]:
+    return _started("b")
+
+
+@app_c.on_startup()
+def boot_c() -> dict[str, int]:
+    return _started("c")
+
+
+def _ran(seconds: float) -> dict[str, object]:
+    started = time.time()
+    time.sleep(seconds)
+    return {
+        "pid": os.getpid(),
+        "device": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+        "started": started,
+    }
+
+
+@app_a.job(node_selector=NodeSelector(gpu_count=1))
+def a_work(seconds: float) -> dict[str, object]:
+    return _ran(seconds)
+
+
+@app_b.job(node_selector=NodeSelector(gpu_count=1))
+def b_work(seconds: float) -> dict[str, object]:
+    return _ran(seconds)
+
+
+@app_c.job()
+def c_work(seconds: float) -> dict[str, object]:
+    return _ran(seconds)

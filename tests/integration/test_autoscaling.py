@@ -1,0 +1,112 @@
+"""Autoscaling on a host with fake NVML devices (the one hardware boundary we mock): one
+worker serves two apps, moves a device to the app with the burst, scales an idle app to zero
+and cold-starts it again; two hosts agree through Redis on an app's replica limit."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import redis
+
+from storage.keys import replicas_key
+from storage.registry import ConsumerRegistry
+from storage.statuses import Status
+from tests.apps import scaling
+from tests.conftest import wait_for
+
+A, B, C = (f"tests.apps.scaling:app_{x}" for x in "abc")
+TWO_H100 = {
+    "JOBCORD_FAKE_GPUS": json.dumps(
+        [
+            {"name": "NVIDIA H100 80GB HBM3", "memory_gb": 80, "uuid": "GPU-s0"},
+            {"name": "NVIDIA H100 80GB HBM3", "memory_gb": 80, "uuid": "GPU-s1"},
+        ]
+    )
+}
+
+
+def _replicas(rds: redis.Redis, app: str) -> dict[str, object] | None:
+    for c in ConsumerRegistry(rds).live():
+        if c.get("app") == app:
+            return c.get("replicas")
+    return None
+
+
+def _children(rds: redis.Redis, app: str) -> list[dict]:
+    return [ch for c in ConsumerRegistry(rds).live() if c["app"] == app for ch in c["children"]]
+
+
+def test_a_burst_for_b_takes_a_device_from_busy_a_then_b_scales_to_zero_and_back(
+    client, rds, start_worker
+):
+    start_worker(A, B, "--gpus", "all", env=TWO_H100)
+    # A is busy on both GPUs: a steady stream of 1 s jobs.
+    a_jobs = [scaling.a_work.async_run_remote(1.0) for _ in range(8)]
+    wait_for(lambda: (_replicas(rds, "scale-a") or {}).get("running_here") == 2, 20, "A on 2")
+
+    burst_at = time.time()
+    b_jobs = [scaling.b_work.async_run_remote(0.3) for _ in range(4)]
+    b_done = [h.wait(60) for h in b_jobs]
+    assert all(r.status is Status.SUCCEEDED for r in b_done), [r.error for r in b_done]
+    first_b = min(r.started_at for r in b_done)
+    assert first_b - burst_at < 8.0, first_b - burst_at  # a device moved within seconds
+    a_done = [h.wait(60) for h in a_jobs]
+    assert all(r.status is Status.SUCCEEDED for r in a_done)  # A's running work finished
+    assert first_b < max(r.finished_at for r in a_done) - 1.0  # B did not wait for A to drain
+    # Never two apps on one GPU at once: B's runs and A's runs on a device do not overlap.
+    spans = [(r.device, r.started_at, r.finished_at, r.app) for r in a_done + b_done]
+    for dev, s1, e1, app1 in spans:
+        for dev2, s2, e2, app2 in spans:
+            if dev == dev2 and app1 != app2:
+                assert e1 <= s2 or e2 <= s1, (dev, app1, app2)
+
+    # Idle: B goes to zero after window (1 s) + delay (2 s); its processes exit.
+    wait_for(lambda: not _children(rds, "scale-b"), 20, "B scaled to zero")
+    startups = int(rds.get("jobcord:test:scaling:startups:b"))
+    late = scaling.b_work.async_run_remote(0.0)
+    reason = late.status().waiting_reason or ""
+    assert late.wait(30).status is Status.SUCCEEDED
+    assert int(rds.get("jobcord:test:scaling:startups:b")) == startups + 1  # a cold start
+    assert reason == "" or "scale-b" in reason  # it said why it waited, if it was asked then
+    info = _replicas(rds, "scale-b")
+    assert info is not None and info["max"] == 2 and "decision" in info
+
+
+def test_the_status_of_a_request_for_an_app_at_zero_says_cold_start(client, rds, start_worker):
+    start_worker(C, "--gpus", "none", "--scale-down-delay", "30", env={"JOBCORD_LEASE_TTL_S": "1"})
+    handle = scaling.c_work.async_run_remote(0.0)
+    seen = wait_for(
+        lambda: (r := handle.status()).waiting_reason or (r.is_terminal and "done"), 20, "reason"
+    )
+    assert seen == "done" or "scale-c" in seen and ("cold start" in seen or "zero" in seen), seen
+    assert handle.wait(30).status is Status.SUCCEEDED
+
+
+def test_two_hosts_never_run_more_replicas_than_the_limit(client, rds, start_worker):
+    # scale-c allows 1 replica in all; each host could run 1 (one CPU slot each).
+    start_worker(C, "--gpus", "none")
+    start_worker(C, "--gpus", "none")
+    most = [0]
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            live = sum(
+                1
+                for ch in _children(rds, "scale-c")
+                if ch["state"] in ("ready", "starting") and not ch["retiring"]
+            )
+            most[0] = max(most[0], live, int(rds.zcard(replicas_key("scale-c"))))
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        jobs = [scaling.c_work.async_run_remote(0.2) for _ in range(10)]
+        assert all(h.wait(60).status is Status.SUCCEEDED for h in jobs)
+    finally:
+        stop.set()
+        watcher.join(5)
+    assert most[0] == 1, most[0]
