@@ -103,3 +103,27 @@ def _waiting(client: redis.Redis, queue: str, now: float) -> tuple[int, float]:
         if enqueued is not None:
             oldest = max(oldest, now - enqueued)
     return count, round(oldest, 3)
+
+
+def app_replicas(app: str, consumers: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """An autoscaled app's replicas over every host (from the consumers' registrations):
+    desired, running, starting and retiring, and the latest scaling decision; None when no
+    autoscaling consumer serves it."""
+    views = [
+        c["replicas"] for c in consumers if c.get("app") == app and c.get("replicas") is not None
+    ]
+    if not views:
+        return None
+    latest = max(views, key=lambda v: v.get("at", 0))
+    return {
+        "app": app,
+        "desired": latest.get("desired", 0),
+        "running": sum(int(v.get("running_here", 0)) for v in views),
+        "starting": sum(int(v.get("starting_here", 0)) for v in views),
+        "retiring": sum(int(v.get("retiring_here", 0)) for v in views),
+        "min": latest.get("min"),
+        "max": latest.get("max"),
+        "hosts": len(views),
+        "decision": latest.get("decision", ""),
+        "decided_at": latest.get("at"),
+    }

@@ -16,7 +16,7 @@ from prometheus_client import (
 )
 from prometheus_client.metrics_core import Metric
 
-from scheduler.capacity import QueueCapacity, queue_capacity
+from scheduler.capacity import QueueCapacity, app_replicas, queue_capacity
 from scheduler.health import assess
 from storage.apikeys import ApiKey
 from storage.health import ProcessHealthStore
@@ -40,6 +40,13 @@ _GAUGES = {
         _LABELS,
     ),
 }
+
+
+_REPLICAS = Gauge(
+    "jobcord_app_replicas",
+    "An autoscaled app's replicas on every host: desired, running, starting",
+    ["app", "state"],
+)
 
 
 def queue_stats(gw: Gateway) -> list[QueueCapacity]:
@@ -105,14 +112,20 @@ def ops_router(gw: Gateway) -> APIRouter:
         for q in queue_stats(gw):  # capacity gauges are read from Redis at scrape time
             for name, gauge in _GAUGES.items():
                 gauge.labels(q.queue, q.app, q.gpu_class).set(getattr(q, name))
+        replicas = app_replicas(gw.app.name, gw.consumers.live())
+        if replicas is not None:
+            for state in ("desired", "running", "starting"):
+                _REPLICAS.labels(gw.app.name, state).set(replicas[state])
         only = _OnlyApp(REGISTRY, gw.app.name)
         return Response(generate_latest(only), media_type=CONTENT_TYPE_LATEST)
 
     @router.get("/v1/queues")
     def queues(key: Key) -> dict[str, Any]:
         """Per GPU-class queue: waiting, delayed, oldest wait, running, consumers and slots,
-        and the desired consumer count for an autoscaler."""
+        and the desired consumer count for an autoscaler; with autoscaling workers, the
+        app's replicas (desired, running, starting) and the last scaling decision."""
         gw.check_app(gw.app.name, key)
-        return {"queues": [q.as_dict() for q in queue_stats(gw)]}
+        replicas = app_replicas(gw.app.name, gw.consumers.live())
+        return {"queues": [q.as_dict() for q in queue_stats(gw)], "replicas": replicas}
 
     return router

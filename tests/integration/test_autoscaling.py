@@ -8,6 +8,7 @@ import json
 import threading
 import time
 
+import httpx
 import redis
 
 from storage.keys import replicas_key
@@ -110,3 +111,31 @@ def test_two_hosts_never_run_more_replicas_than_the_limit(client, rds, start_wor
         stop.set()
         watcher.join(5)
     assert most[0] == 1, most[0]
+
+
+def test_queues_and_dashboard_show_replicas_and_the_last_decision(
+    client, rds, start_worker, jobcord_env
+):
+    from storage.apikeys import ApiKeyStore
+    from tests.conftest import ApiServer
+
+    start_worker(C, "--gpus", "none", "--scale-down-delay", "30")
+    key, _ = ApiKeyStore(rds).create(["scale-c"])
+    api = ApiServer(jobcord_env, [], app_ref=C)
+    try:
+        with httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {key}"}) as http:
+            assert scaling.c_work.run_remote(0.0)["pid"] > 0
+
+            def replicas() -> dict | None:
+                got = http.get("/v1/queues").json()["replicas"]
+                return got if got and got["running"] == 1 else None
+
+            got = wait_for(replicas, 20, "one running replica")
+            assert got["max"] == 1 and got["desired"] == 1 and got["hosts"] == 1
+            assert got["decision"].startswith(("scale up", "steady", "holding")), got
+            page = http.get("/dashboard")
+            assert page.status_code == 200 and "Replicas" in page.text and "running 1" in page.text
+            metrics = http.get("/metrics").text
+            assert 'jobcord_app_replicas{app="scale-c",state="running"} 1.0' in metrics
+    finally:
+        api.stop()

@@ -79,7 +79,7 @@ def dashboard_router(gw: Gateway) -> APIRouter:
             f = RequestFilter.parse(query, gw.app.name)
             _check_app(gw, f.app, key)
             return {
-                "queues": pages.render("_queues.html", queues=queues_view(gw)),
+                "queues": pages.render("_queues.html", **queues_view(gw)),
                 "consumers": pages.render("_consumers.html", consumers=consumers_view(gw)),
                 "requests": pages.render("_requests.html", rows=requests_view(gw, f), f=f),
             }

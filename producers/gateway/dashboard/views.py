@@ -11,6 +11,7 @@ import time
 from collections import defaultdict
 from typing import Any
 
+from scheduler.capacity import app_replicas
 from storage.records import RequestRecord
 
 from ..context import Gateway
@@ -38,8 +39,12 @@ def apps_view(gw: Gateway, allowed: Any) -> list[str]:
     return [gw.app.name, *names]
 
 
-def queues_view(gw: Gateway) -> list[dict[str, Any]]:
-    return [q.as_dict() for q in queue_stats(gw)]
+def queues_view(gw: Gateway) -> dict[str, Any]:
+    """The queue table, and the app's replicas when autoscaling workers serve it."""
+    return {
+        "queues": [q.as_dict() for q in queue_stats(gw)],
+        "replicas": app_replicas(gw.app.name, gw.consumers.live()),
+    }
 
 
 def consumers_view(gw: Gateway) -> list[dict[str, Any]]:
