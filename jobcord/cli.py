@@ -78,12 +78,13 @@ def worker(
     metrics_port: MetricsPort = None,
     metrics_host: MetricsHost = "127.0.0.1",
     autoscale: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            help="Scale replicas by demand (on by itself with several apps, or an app that "
-            "declares autoscaling)"
+            "--autoscale/--no-autoscale",
+            help="Scale replicas by demand (default: on with several apps, or an app that "
+            "declares autoscaling; --no-autoscale runs one app's fixed set of processes)",
         ),
-    ] = False,
+    ] = None,
     min_replicas: Annotated[
         int | None, typer.Option(min=0, help="Autoscaling: fewest replicas (0: to zero)")
     ] = None,
@@ -124,7 +125,10 @@ def worker(
         )
         if value is not None
     }
-    if len(app_refs) > 1 or autoscale or overrides or _declares_autoscaling(app_refs[0]):
+    if autoscale is False and len(app_refs) > 1:
+        raise typer.BadParameter("several apps are always autoscaled", param_hint="--no-autoscale")
+    elastic = len(app_refs) > 1 or bool(overrides) or _declares_autoscaling(app_refs[0])
+    if autoscale or (autoscale is None and elastic):
         from consumers.host import HostConfig, run_host
 
         host = HostConfig(

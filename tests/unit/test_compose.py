@@ -139,3 +139,16 @@ def test_grafana_charts_only_metrics_jobcord_serves():
         base = next((metric[: -len(s)] for s in suffixes if metric.endswith(s)), metric)
         assert metric in served or base in served, metric
     assert len(used) >= 15
+
+
+def test_scaling_recipes_use_what_jobcord_serves():
+    keda = yaml.safe_load((ROOT / "deploy/keda/scaledobject.yaml").read_text())
+    trigger = keda["spec"]["triggers"][0]
+    assert trigger["type"] == "prometheus"
+    assert "jobcord_queue_desired_consumers" in trigger["metadata"]["query"]
+    assert keda["spec"]["minReplicaCount"] == 0  # scale to zero
+    unit = (ROOT / "deploy/systemd/jobcord-worker@.service").read_text()
+    assert "ExecStart=/opt/jobcord/.venv/bin/jobcord worker $APPS" in unit
+    assert "KillSignal=SIGTERM" in unit
+    worker = _compose()["services"]["worker-autoscale"]
+    assert worker["profiles"] == ["autoscale"] and "--autoscale" in worker["command"]
