@@ -9,7 +9,6 @@ the scaler adds and retires them. One app alone runs so too when it declares
 
 from __future__ import annotations
 
-import signal
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from storage.settings import Settings
 from .devices import Device
 from .metrics import ConsumerCollector
 from .scaler import DevicePool, HostScaler, ServedApp
-from .worker import Consumer, ConsumerConfig, default_concurrency
+from .worker import Consumer, ConsumerConfig, default_concurrency, stop_on_signals
 
 __all__ = ["HostConfig", "run_host", "Host"]
 
@@ -173,13 +172,7 @@ class Host:
 
 def run_host(config: HostConfig, settings: Settings) -> None:
     host = Host(config, settings)
-
-    def on_signal(signum: int, _frame: object) -> None:
-        log.info("signal received", signal=signal.Signals(signum).name)
-        host.stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop_on_signals(host.stop)
     host.run()
     failed = next((s.consumer.failed for s in host.served if s.consumer.failed), None)
     if failed is not None:

@@ -54,6 +54,7 @@ __all__ = [
     "device_groups",
     "default_concurrency",
     "StartupFailed",
+    "stop_on_signals",
 ]
 
 log = structlog.get_logger("jobcord.worker")
@@ -349,13 +350,18 @@ class Consumer:
     child_gone: Callable[[Consumer, ChildProcess], None] | None = None
 
 
-def run_consumer(config: ConsumerConfig, settings: Settings) -> None:
-    consumer = Consumer(config, settings)
+def stop_on_signals(stop: Callable[[], None]) -> None:
+    """SIGTERM and SIGINT call ``stop`` (a drain), once logged."""
 
     def on_signal(signum: int, _frame: object) -> None:
         log.info("signal received", signal=signal.Signals(signum).name)
-        consumer.stop()
+        stop()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+
+
+def run_consumer(config: ConsumerConfig, settings: Settings) -> None:
+    consumer = Consumer(config, settings)
+    stop_on_signals(consumer.stop)
     consumer.run()

@@ -30,9 +30,15 @@ def _signed_in(api_server, api_key: str) -> Iterator[httpx.Client]:
         yield browser
 
 
-def test_pages_need_a_key_and_a_wrong_one_is_told(api_server):
+def test_pages_need_a_key_and_a_wrong_one_is_told(api_server, api_key):
     with httpx.Client(base_url=api_server.url, timeout=30) as anon:
-        r = anon.get("/dashboard/failures?app=lifecycle")
+        assert anon.get("/dashboard").status_code == 401  # an API client: the API's answer
+        wrong = anon.get("/dashboard", headers={"Authorization": "Bearer jc_nope"})
+        assert wrong.status_code == 401
+        keyed = anon.get("/dashboard", headers={"Authorization": f"Bearer {api_key}"})
+        assert keyed.status_code == 200 and "Queues" in keyed.text  # the API's own auth
+        browser = {"Accept": "text/html,application/xhtml+xml"}
+        r = anon.get("/dashboard/failures?app=lifecycle", headers=browser)
         assert r.status_code == 303
         assert (
             r.headers["location"]

@@ -69,7 +69,15 @@ def dashboard_router(gw: Gateway) -> APIRouter:
         except HTTPException:
             return None
 
-    def to_login(request: Request) -> RedirectResponse:
+    def to_login(request: Request) -> Response:
+        """A browser goes to the login page; any other client gets the API's own 401."""
+        if "text/html" not in request.headers.get("accept", ""):
+            raise HTTPException(
+                401,
+                "an API key is needed: 'Authorization: Bearer <key>', or sign in at "
+                "/dashboard/login",
+                {"WWW-Authenticate": "Bearer"},
+            )
         here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/dashboard/login?{urlencode({'next': here})}", 303)
 
