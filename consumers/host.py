@@ -43,6 +43,8 @@ class HostConfig:
     gpus_per_child: int | None = None
     max_jobs_per_child: int = 0
     recycle_memory_fraction: float = 0.0
+    #: Replicas (of any apps) one GPU may hold at once; 1: a GPU is one replica's alone.
+    share_gpus: int = 1
     #: Autoscaling fields set on the command line, over every app's own.
     overrides: dict[str, Any] = field(default_factory=dict)
 
@@ -78,7 +80,7 @@ class Host:
         self.config = config
         self.settings = settings
         slots = config.cpu_slots or default_concurrency([])
-        self.pool = DevicePool(config.devices, slots)
+        self.pool = DevicePool(config.devices, slots, per_device=config.share_gpus)
         self.served: list[ServedApp] = []
         for ref in config.app_refs:
             consumer = Consumer(

@@ -22,8 +22,10 @@ from dataclasses import dataclass, field
 import structlog
 
 from scheduler.autoscaling import Autoscaling, Decision, ScaleDecider, share_devices
-from scheduler.capacity import queue_capacity
+from scheduler.capacity import PRIORITIES
 from scheduler.supervision import LOOPS, LoopState, run_supervised
+from storage.keys import queue_key
+from storage.registry import ConsumerRegistry
 from storage.replicas import ReplicaLeases
 from storage.requests import RequestStore
 
@@ -40,40 +42,48 @@ _TICK_S = 0.5
 
 
 class DevicePool:
-    """This host's devices (or CPU slots) not held by any app's child."""
+    """This host's devices (or CPU slots) not held by any app's child. ``per_device``: how
+    many replicas may sit on one GPU at once (1, the default: a GPU is one replica's alone;
+    more only when the operator allows it with ``--share-gpus``, for small models)."""
 
-    def __init__(self, devices: list[Device], cpu_slots: int) -> None:
+    def __init__(self, devices: list[Device], cpu_slots: int, per_device: int = 1) -> None:
         self._lock = threading.Lock()
-        self._gpus = bool(devices)
-        self._free: list[Device] = list(devices)
+        self._devices = {d.index: d for d in devices}
+        self._free = {d.index: per_device for d in devices}  # free seats per GPU
         self._cpu_free = 0 if devices else cpu_slots
-        self.units = len(devices) if devices else cpu_slots
+        self.units = len(devices) * per_device if devices else cpu_slots
 
     def take(self, n: int) -> list[Device] | None:
-        """``n`` devices (CPU: ``n`` slots, as an empty list), or None if not free."""
+        """``n`` distinct devices with a free seat, the emptiest first (CPU: ``n`` slots, as
+        an empty list); None if there are not that many."""
         with self._lock:
-            if not self._gpus:
+            if not self._devices:
                 if self._cpu_free < n:
                     return None
                 self._cpu_free -= n
                 return []
-            if len(self._free) < n:
+            open_ = sorted((i for i, f in self._free.items() if f > 0), key=self._emptiest)
+            if len(open_) < n:
                 return None
-            taken, self._free = self._free[:n], self._free[n:]
-            return taken
+            chosen = sorted(open_[:n])
+            for i in chosen:
+                self._free[i] -= 1
+            return [self._devices[i] for i in chosen]
+
+    def _emptiest(self, index: int) -> tuple[int, int]:
+        return (-self._free[index], index)
 
     def give(self, devices: list[Device], n: int) -> None:
         with self._lock:
-            if devices:
-                self._free.extend(devices)
-                self._free.sort(key=lambda d: d.index)
-            else:
+            if not self._devices:
                 self._cpu_free += n
+            for d in devices:
+                self._free[d.index] += 1
 
     @property
     def free_units(self) -> int:
         with self._lock:
-            return len(self._free) + self._cpu_free
+            return sum(self._free.values()) + self._cpu_free
 
 
 @dataclass
@@ -113,6 +123,7 @@ class HostScaler:
         self.pool = pool
         self.store = store
         self.leases = ReplicaLeases(store.scripts, ttl_s=3 * lease_ttl_s)
+        self.registry = ConsumerRegistry(store.client)
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self.state = LoopState("autoscaler", _TICK_S, backoff_max_s=2.0)
@@ -168,17 +179,22 @@ class HostScaler:
                 self._adjust(s, targets[s.name], starved)
 
     def _demand(self) -> dict[str, int]:
-        """Requests waiting or running on the queues each app's replicas here serve (its
-        class's own, and those of cheaper classes it falls back to), on every host."""
-        specs = [
-            spec
-            for s in self.served
-            for spec in s.consumer.app.jobs.values()
-            if spec.queue in s.consumer.queues
-        ]
-        out: dict[str, int] = {}
-        for q in queue_capacity(self.store.client, specs, [], concurrency_target=1.0):
-            out[q.app] = out.get(q.app, 0) + q.waiting + q.in_progress
+        """Requests waiting on the queues each app's replicas here serve (its class's own,
+        and those of cheaper classes it falls back to) plus those its replicas run, on every
+        host: a few list lengths and the consumers' registrations, whatever the load."""
+        pipe = self.store.client.pipeline(transaction=False)
+        asked: list[str] = []
+        for s in self.served:
+            for queue in s.consumer.queues:
+                for priority in PRIORITIES:
+                    pipe.llen(queue_key(queue, priority))
+                    asked.append(s.name)
+        out: dict[str, int] = {s.name: 0 for s in self.served}
+        for app, n in zip(asked, pipe.execute(), strict=True):
+            out[app] += int(n)
+        for c in self.registry.live():
+            if c.get("app") in out:
+                out[c["app"]] += sum(len(ch.get("running", [])) for ch in c.get("children", []))
         return out
 
     def _adjust(self, s: ServedApp, target: int, starved: bool) -> None:

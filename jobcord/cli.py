@@ -103,6 +103,14 @@ def worker(
     scale_down_delay: Annotated[
         float | None, typer.Option(min=0.0, help="Autoscaling: seconds before scaling down")
     ] = None,
+    share_gpus: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Autoscaling: replicas (of any apps) one GPU may hold at once (1: its own)",
+        ),
+    ] = 1,
 ) -> None:
     """Consume the apps' queues that this machine's devices can serve. One app: a fixed
     set of job processes; several (or --autoscale): replicas per app by demand."""
@@ -127,7 +135,9 @@ def worker(
     }
     if autoscale is False and len(app_refs) > 1:
         raise typer.BadParameter("several apps are always autoscaled", param_hint="--no-autoscale")
-    elastic = len(app_refs) > 1 or bool(overrides) or _declares_autoscaling(app_refs[0])
+    elastic = (
+        len(app_refs) > 1 or bool(overrides) or share_gpus > 1 or _declares_autoscaling(app_refs[0])
+    )
     if autoscale or (autoscale is None and elastic):
         from consumers.host import HostConfig, run_host
 
@@ -139,6 +149,7 @@ def worker(
             gpus_per_child=gpus_per_child,
             max_jobs_per_child=max_jobs_per_child,
             recycle_memory_fraction=recycle_memory_fraction,
+            share_gpus=share_gpus,
             overrides=overrides,
         )
         run_host(host, settings)

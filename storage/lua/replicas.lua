@@ -4,7 +4,8 @@
 -- so two hosts never both start the replica past an app's limit.
 --   acquire: claim `member` if fewer than `limit` live (a member already there is renewed)
 --   release: drop `member`, unless that would leave `limit` or fewer (limit < 0: always)
---   renew:   extend the leases of the members given (those still there)
+--   renew:   extend the leases of the members given; one that expired meanwhile (Redis
+--            was away longer than the TTL) is counted again: it still runs
 --   count:   how many are live
 -- Returns {outcome, live count}: outcome 'ok', 'full' (acquire) or 'keep' (release).
 local op, app, ttl, limit = ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -34,7 +35,7 @@ elseif op == 'release' then
   end
 elseif op == 'renew' then
   for i = 7, #ARGV do
-    redis.call('ZADD', key, 'XX', now + ttl, ARGV[i])
+    live = live + redis.call('ZADD', key, now + ttl, ARGV[i])
   end
 end
 -- An app no host serves any more leaves nothing behind.

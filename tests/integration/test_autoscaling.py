@@ -139,3 +139,33 @@ def test_queues_and_dashboard_show_replicas_and_the_last_decision(
             assert 'jobcord_app_replicas{app="scale-c",state="running"} 1.0' in metrics
     finally:
         api.stop()
+
+
+def test_apps_share_a_gpu_only_when_allowed(client, rds, start_worker):
+    one = {"JOBCORD_FAKE_GPUS": json.dumps([{"name": "NVIDIA H100 80GB HBM3", "uuid": "GPU-1"}])}
+    start_worker(A, B, "--gpus", "all", "--share-gpus", "2", env=one)
+    a = scaling.a_work.async_run_remote(1.5)
+    b = scaling.b_work.async_run_remote(1.5)
+    ra, rb = a.wait(30), b.wait(30)
+    assert ra.status is Status.SUCCEEDED and rb.status is Status.SUCCEEDED
+    assert ra.device == rb.device == "GPU-1"
+    assert ra.started_at < rb.finished_at and rb.started_at < ra.finished_at  # at once
+
+
+def test_the_shared_replica_count_in_redis(rds):
+    from storage.replicas import ReplicaLeases
+    from storage.scripts import Scripts
+
+    leases = ReplicaLeases(Scripts(rds), ttl_s=0.5)
+    app = "scale-count"
+    try:
+        assert leases.acquire(app, "h1:a", 2) and leases.acquire(app, "h2:a", 2)
+        assert not leases.acquire(app, "h3:a", 2)  # the third host is refused
+        assert leases.acquire(app, "h1:a", 2)  # a claim already held is only renewed
+        assert not leases.release(app, "h2:a", floor=2)  # would leave fewer than 2: kept
+        assert leases.release(app, "h2:a", floor=1) and leases.count(app) == 1
+        time.sleep(0.7)
+        assert leases.count(app) == 0  # a host that stopped renewing loses its claims
+        assert leases.renew(app, ["h1:a"]) == 1  # ...and one that still runs counts again
+    finally:
+        rds.delete(replicas_key(app))

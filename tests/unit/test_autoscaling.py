@@ -59,3 +59,25 @@ def test_devices_are_shared_by_need_floors_first():
     assert share_devices(3, {"a": (2, 0, 2), "b": (3, 0, 1)}) == {"a": 1, "b": 1}
     # nobody needs anything: nothing is given.
     assert share_devices(8, {"a": (0, 0, 1)}) == {"a": 0}
+
+
+def test_a_device_pool_hands_out_seats_on_distinct_gpus_emptiest_first():
+    from consumers.devices import Device
+    from consumers.scaler import DevicePool
+
+    gpus = [
+        Device(i, f"GPU-{i}", "NVIDIA H100 80GB HBM3", 80 * 2**30, False, "h100") for i in (0, 1)
+    ]
+    alone = DevicePool(gpus, 0)
+    assert [d.index for d in alone.take(1)] == [0] and alone.take(2) is None
+    shared = DevicePool(gpus, 0, per_device=2)
+    assert shared.units == 4
+    assert [d.index for d in shared.take(1)] == [0]
+    assert [d.index for d in shared.take(1)] == [1]  # the emptiest GPU first
+    two = shared.take(2)
+    assert [d.index for d in two] == [0, 1]  # a 2-GPU replica: two distinct GPUs
+    assert shared.take(1) is None and shared.free_units == 0
+    shared.give(two, 2)
+    assert shared.free_units == 2
+    cpu = DevicePool([], 3)
+    assert cpu.take(2) == [] and cpu.take(2) is None and cpu.free_units == 1
