@@ -66,13 +66,29 @@ class _Merged:
         yield from merged.values()
 
 
-def policy_for(consumer: Consumer, overrides: dict[str, Any]) -> Autoscaling:
-    """The app's own policy (or the defaults), with the command line's fields over it."""
-    own = getattr(consumer.app, "autoscaling", None) or Autoscaling()
+def policy_for(own: Autoscaling | None, overrides: dict[str, Any], what: str) -> Autoscaling:
+    """A declared policy (or the defaults), with the command line's fields over it."""
     try:
-        return Autoscaling.model_validate({**own.model_dump(), **overrides})
+        return Autoscaling.model_validate({**(own or Autoscaling()).model_dump(), **overrides})
     except ValueError as exc:
-        raise ConfigurationError(f"app {consumer.app.name!r}: autoscaling: {exc}") from None
+        raise ConfigurationError(f"{what}: autoscaling: {exc}") from None
+
+
+def groups_of(consumer: Consumer, units: int, overrides: dict[str, Any]) -> list[ServedApp]:
+    """What scales as one: each job with a policy of its own (its own queue), then the
+    app's other jobs under the app's policy."""
+    app = consumer.app
+    groups = []
+    for spec in app.jobs.values():
+        if spec.autoscaling is not None and spec.queue in consumer.queues:
+            policy = policy_for(spec.autoscaling, overrides, f"job {app.name}.{spec.name}")
+            groups.append(ServedApp(consumer, policy, units, [spec.queue], job=spec.name))
+    taken = {q for g in groups for q in g.queues}
+    rest = [q for q in consumer.queues if q not in taken]
+    if rest:
+        policy = policy_for(app.autoscaling, overrides, f"app {app.name!r}")
+        groups.append(ServedApp(consumer, policy, units, rest))
+    return groups
 
 
 class Host:
@@ -106,31 +122,39 @@ class Host:
                 continue
             units = consumer.plan.gpus_per_child if config.devices else 1
             consumer.config.capacity = max(1, self.pool.units // max(1, units))
-            self.served.append(ServedApp(consumer, policy_for(consumer, config.overrides), units))
+            self.served.extend(groups_of(consumer, units, config.overrides))
         if not self.served:
             raise ConfigurationError("none of these apps has a job these devices can run")
-        names = [s.name for s in self.served]
+        names = [c.app.name for c in self.consumers]
         if len(set(names)) != len(names):
             raise ConfigurationError(f"an app is named twice: {names}")
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.scaler: HostScaler | None = None
 
+    @property
+    def consumers(self) -> list[Consumer]:
+        """One per app (an app's groups share it)."""
+        return list({id(s.consumer): s.consumer for s in self.served}.values())
+
     def run(self) -> None:
-        for s in self.served:
+        for consumer in self.consumers:
             thread = threading.Thread(
-                target=self._serve, args=(s.consumer,), name=f"jobcord-{s.name}", daemon=True
+                target=self._serve,
+                args=(consumer,),
+                name=f"jobcord-{consumer.app.name}",
+                daemon=True,
             )
             thread.start()
             self._threads.append(thread)
-        while not all(s.consumer.ready.is_set() for s in self.served):
-            failed = next((s.consumer.failed for s in self.served if s.consumer.failed), None)
+        while not all(c.ready.is_set() for c in self.consumers):
+            failed = next((c.failed for c in self.consumers if c.failed), None)
             if failed is not None:
                 self._stop_all()
                 raise failed
             if self._stop.wait(0.05):
                 break
-        merged = _Merged(s.consumer.collector for s in self.served if s.consumer.collector)
+        merged = _Merged(c.collector for c in self.consumers if c.collector)
         REGISTRY.register(merged)
         store = RequestStore(connect(self.settings), self.settings)
         self.scaler = HostScaler(
@@ -145,7 +169,7 @@ class Host:
             )
             # Woken every second: a signal is handled only when this thread runs.
             while not self._stop.wait(1.0):
-                if any(s.consumer.failed for s in self.served):
+                if any(c.failed for c in self.consumers):
                     break
         finally:
             self.scaler.stop()
@@ -162,8 +186,8 @@ class Host:
             self._stop.set()
 
     def _stop_all(self) -> None:
-        for s in self.served:
-            s.consumer.stop()
+        for consumer in self.consumers:
+            consumer.stop()
         for thread in self._threads:
             while thread.is_alive():
                 thread.join(1.0)
@@ -176,6 +200,6 @@ def run_host(config: HostConfig, settings: Settings) -> None:
     host = Host(config, settings)
     stop_on_signals(host.stop)
     host.run()
-    failed = next((s.consumer.failed for s in host.served if s.consumer.failed), None)
+    failed = next((c.failed for c in host.consumers if c.failed), None)
     if failed is not None:
         raise failed

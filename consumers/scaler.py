@@ -88,11 +88,14 @@ class DevicePool:
 
 @dataclass
 class ServedApp:
-    """One app this host serves, and the replicas it holds here."""
+    """What scales as one on this host: an app's jobs without a policy of their own (named
+    by the app), or one job with its own (``app/job``), and the replicas it holds here."""
 
     consumer: Consumer
     policy: Autoscaling
     units: int  # devices (or CPU slots) one replica takes
+    queues: list[str]  # what its replicas take requests from
+    job: str | None = None  # the job that scales on its own; None: the app's group
     decider: ScaleDecider = field(init=False)
     #: child -> (its devices, its member in the shared count)
     held: dict[int, tuple[ChildProcess, list[Device], str]] = field(default_factory=dict)
@@ -103,8 +106,17 @@ class ServedApp:
         self.decider = ScaleDecider(self.policy)
 
     @property
-    def name(self) -> str:
+    def app(self) -> str:
         return self.consumer.app.name
+
+    @property
+    def name(self) -> str:
+        return f"{self.app}/{self.job}" if self.job else self.app
+
+    @property
+    def jobs(self) -> set[str]:
+        """The jobs whose requests its replicas run."""
+        return {n for n, spec in self.consumer.app.jobs.items() if spec.queue in self.queues}
 
     def active(self) -> list[ChildProcess]:
         return [c for c, _, _ in self.held.values() if c.alive and not c.retiring]
@@ -159,17 +171,18 @@ class HostScaler:
         now = time.monotonic()
         demand = self._demand()
         needs: dict[str, tuple[int, int, int]] = {}
+        views: dict[str, dict[str, object]] = {}
         with self._lock:
             for s in self.served:
                 members = [m for _, _, m in s.held.values()]
                 live = self.leases.renew(s.name, members)
-                here = len(s.active())
                 others = max(0, live - len(members))
                 s.decision = s.decider.decide(now, demand.get(s.name, 0))
                 need = max(0, s.decision.desired - others)
                 floor = max(0, s.policy.min_replicas - others)
                 needs[s.name] = (need, floor, s.units)
-                self._publish(s, live, here)
+                views[s.name] = self._view(s, live)
+            self._publish(views)
             targets = share_devices(self.pool.units, needs)
             starved = any(
                 len(s.active()) < targets[s.name] and self.pool.free_units < s.units
@@ -185,16 +198,21 @@ class HostScaler:
         pipe = self.store.client.pipeline(transaction=False)
         asked: list[str] = []
         for s in self.served:
-            for queue in s.consumer.queues:
+            for queue in s.queues:
                 for priority in PRIORITIES:
                     pipe.llen(queue_key(queue, priority))
                     asked.append(s.name)
         out: dict[str, int] = {s.name: 0 for s in self.served}
-        for app, n in zip(asked, pipe.execute(), strict=True):
-            out[app] += int(n)
+        for group, n in zip(asked, pipe.execute(), strict=True):
+            out[group] += int(n)
+        running: dict[tuple[str, str], int] = {}  # (app, job) -> running on every host
         for c in self.registry.live():
-            if c.get("app") in out:
-                out[c["app"]] += sum(len(ch.get("running", [])) for ch in c.get("children", []))
+            for ch in c.get("children", []):
+                for job in ch.get("running_jobs", []):
+                    key = (c.get("app", ""), job)
+                    running[key] = running.get(key, 0) + 1
+        for s in self.served:
+            out[s.name] += sum(running.get((s.app, job), 0) for job in s.jobs)
         return out
 
     def _adjust(self, s: ServedApp, target: int, starved: bool) -> None:
@@ -237,8 +255,10 @@ class HostScaler:
             return False
         sup, outputs = s.consumer.supervisor, s.consumer.outputs
         assert sup is not None and outputs is not None
-        suffix = f"r{s.started}"
-        child = sup.add_child(lambda i: s.consumer.place(i, devices, outputs, suffix=suffix))
+        suffix = f"{s.job}-r{s.started}" if s.job else f"r{s.started}"
+        child = sup.add_child(
+            lambda i: s.consumer.place(i, devices, outputs, suffix=suffix, queues=s.queues)
+        )
         if child is None:
             self.leases.release(s.name, member)
             self.pool.give(devices, s.units)
@@ -261,11 +281,10 @@ class HostScaler:
                     except Exception as exc:  # noqa: BLE001 - it expires anyway
                         log.warning("replica claim not released", app=s.name, error=str(exc))
 
-    def _publish(self, s: ServedApp, live: int, here: int) -> None:
-        """What the dashboard and GET /v1/queues show of this app's scaling."""
+    def _view(self, s: ServedApp, live: int) -> dict[str, object]:
         children = [c for c, _, _ in s.held.values()]
         d = s.decision
-        s.consumer.scaling = {
+        return {
             "desired": d.desired if d else 0,
             "live_all_hosts": live,
             "running_here": sum(1 for c in children if c.life is Life.READY and not c.retiring),
@@ -276,3 +295,12 @@ class HostScaler:
             "decision": d.reason if d else "",
             "at": time.time(),
         }
+
+    def _publish(self, views: dict[str, dict[str, object]]) -> None:
+        """What the dashboard and GET /v1/queues show: each app's group, and under ``jobs``
+        the jobs that scale on their own (in the consumer's registration)."""
+        for consumer in {id(s.consumer): s.consumer for s in self.served}.values():
+            groups = [s for s in self.served if s.consumer is consumer]
+            own = next((views[s.name] for s in groups if s.job is None), None)
+            jobs = {s.job: views[s.name] for s in groups if s.job is not None}
+            consumer.scaling = {**(own or {}), "jobs": jobs}

@@ -270,13 +270,14 @@ class Supervisor:
         """Each child as the dashboard and metrics show it: name, pid, state, what it runs."""
         out = []
         for child in list(self.children):
-            running = [e.request_id for e in child.board.running()] if child.alive else []
+            entries = child.board.running() if child.alive else []
             out.append(
                 {
                     "name": child.name,
                     "pid": child.pid,
                     "state": child.life.value,
-                    "running": running,
+                    "running": [e.request_id for e in entries],
+                    "running_jobs": [self._job_name(e.job) for e in entries],
                     "jobs_done": child.board.jobs_done if child.alive else 0,
                     "restarts": child.restarts,
                     "retiring": child.retiring,

@@ -155,9 +155,22 @@ class Consumer:
                 places.append(self.place(len(places), group, outputs, suffix=str(i)))
         return places
 
-    def place(self, index: int, group: list[Device], outputs: Path, *, suffix: str) -> Place:
-        """Place ``index`` on the board: a child pinned to ``group`` (none: CPU)."""
-        plan = QueuePlan(self.plan.own, self.plan.fallback, self.settings.fallback_after_s)
+    def place(
+        self,
+        index: int,
+        group: list[Device],
+        outputs: Path,
+        *,
+        suffix: str,
+        queues: list[str] | None = None,
+    ) -> Place:
+        """Place ``index`` on the board: a child pinned to ``group`` (none: CPU), taking
+        from ``queues`` only if given (a job that scales on its own)."""
+        own, fallback = self.plan.own, self.plan.fallback
+        if queues is not None:
+            own = [q for q in own if q in queues]
+            fallback = [q for q in fallback if q in queues]
+        plan = QueuePlan(own, fallback, self.settings.fallback_after_s)
         config = ChildConfig(
             app_ref=self.config.app_ref,
             env=pinning_env(group),

@@ -70,8 +70,7 @@ class App(AppRegistry):
         on all hosts, when a worker runs this app with others or with ``--autoscale``."""
         super().__init__(name)
         self.client = client
-        if autoscaling is not None and not isinstance(autoscaling, Autoscaling):
-            raise TypeError("autoscaling must be an Autoscaling(...)")
+        _check_autoscaling(autoscaling)
         self.autoscaling = autoscaling
 
     def job(
@@ -90,6 +89,7 @@ class App(AppRegistry):
         concurrency: int = 1,
         max_batch_size: int = 1,
         batch_wait_ms: float = 0.0,
+        autoscaling: Autoscaling | None = None,
     ) -> Callable[[Callable[..., Any]], RemoteFunction]:
         """Declare a job. ``timeout`` (s) is a hard limit: the process running it is killed.
 
@@ -114,7 +114,11 @@ class App(AppRegistry):
 
         ``schedule`` (a cron expression, UTC) makes it periodic: ``jobcord scheduler`` submits
         it once per tick with ``schedule_input`` as its input.
+
+        ``autoscaling`` gives the job replicas of its own, scaled on its own demand (it then
+        waits on a queue of its own); without it the job shares the app's.
         """
+        _check_autoscaling(autoscaling)
         timeout = checked("timeout", TimeoutSeconds | None, timeout)
         retries = checked("retries", Retries, retries)
         concurrency = checked("concurrency", Concurrency, concurrency)
@@ -145,6 +149,7 @@ class App(AppRegistry):
                 upload=upload,
                 schedule=schedule,
                 concurrency=concurrency,
+                autoscaling=autoscaling,
                 **batch,
             )
             if schedule is not None:  # the tick's input must be valid now, not at 3 a.m.
@@ -168,11 +173,14 @@ class App(AppRegistry):
         concurrency: int = 1,
         max_batch_size: int = 1,
         batch_wait_ms: float = 0.0,
+        autoscaling: Autoscaling | None = None,
     ) -> Callable[[Callable[..., Any]], RemoteFunction]:
         """A request/response endpoint at ``/apps/{app}{public_api_path}``, run through the
         queue on a consumer; with ``stream=True`` the function yields chunks (sent as
         server-sent events). Cords are not retried: their caller is waiting.
-        ``concurrency``, ``max_batch_size``, ``batch_wait_ms``: as for :meth:`job`."""
+        ``concurrency``, ``max_batch_size``, ``batch_wait_ms``, ``autoscaling``: as for
+        :meth:`job`."""
+        _check_autoscaling(autoscaling)
         timeout = checked("timeout", TimeoutSeconds | None, timeout)
         concurrency = checked("concurrency", Concurrency, concurrency)
         batch = _batching(max_batch_size, batch_wait_ms, concurrency, stream=stream)
@@ -198,6 +206,7 @@ class App(AppRegistry):
                 method=method,
                 stream=stream,
                 concurrency=concurrency,
+                autoscaling=autoscaling,
                 **batch,
             )
 
@@ -242,3 +251,8 @@ class App(AppRegistry):
             return fn
 
         return decorate
+
+
+def _check_autoscaling(policy: object) -> None:
+    if policy is not None and not isinstance(policy, Autoscaling):
+        raise TypeError("autoscaling must be an Autoscaling(...)")

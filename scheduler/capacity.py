@@ -107,16 +107,28 @@ def _waiting(client: redis.Redis, queue: str, now: float) -> tuple[int, float]:
 
 def app_replicas(app: str, consumers: list[dict[str, Any]]) -> dict[str, Any] | None:
     """An autoscaled app's replicas over every host (from the consumers' registrations):
-    desired, running, starting and retiring, and the latest scaling decision; None when no
-    autoscaling consumer serves it."""
+    desired, running, starting and retiring, and the latest scaling decision; under
+    ``jobs`` the same for each job that scales on its own. None when no autoscaling
+    consumer serves the app."""
     views = [
         c["replicas"] for c in consumers if c.get("app") == app and c.get("replicas") is not None
     ]
     if not views:
         return None
+    out = _over_hosts([v for v in views if "desired" in v]) or {}
+    jobs = sorted({job for v in views for job in v.get("jobs", {})})
+    out["jobs"] = {
+        job: _over_hosts([v["jobs"][job] for v in views if job in v.get("jobs", {})])
+        for job in jobs
+    }
+    return {"app": app, **out}
+
+
+def _over_hosts(views: list[dict[str, Any]]) -> dict[str, Any] | None:
+    if not views:
+        return None
     latest = max(views, key=lambda v: v.get("at", 0))
     return {
-        "app": app,
         "desired": latest.get("desired", 0),
         "running": sum(int(v.get("running_here", 0)) for v in views),
         "starting": sum(int(v.get("starting_here", 0)) for v in views),

@@ -53,6 +53,8 @@ class JobSpec:
     #: with up to this many waiting requests, waiting at most ``batch_wait_s`` for more.
     max_batch_size: int = 1
     batch_wait_s: float = 0.0
+    #: scheduler.autoscaling.Autoscaling of its own (its replicas serve only it), or None.
+    autoscaling: Any = None
 
     @property
     def gpu_class(self) -> str:
@@ -73,9 +75,15 @@ class JobSpec:
         return self.concurrency > 1 or self.batched
 
     @property
+    def own_queue(self) -> bool:
+        """Whether it waits on a queue of its own: it shares a process, or it scales on its
+        own (its replicas take only its requests)."""
+        return self.shares_a_process or self.autoscaling is not None
+
+    @property
     def queue(self) -> str:
         base = queue_name(self.app, self.gpu_class, self.gpu_count)
-        return f"{base}.{self.name}" if self.shares_a_process else base
+        return f"{base}.{self.name}" if self.own_queue else base
 
     def new_request(self, input_json: dict[str, Any], **options: Any) -> NewRequest:
         """A submission of this job with a fresh id; ``options`` are NewRequest fields that

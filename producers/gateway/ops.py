@@ -114,8 +114,11 @@ def ops_router(gw: Gateway) -> APIRouter:
                 gauge.labels(q.queue, q.app, q.gpu_class).set(getattr(q, name))
         replicas = app_replicas(gw.app.name, gw.consumers.live())
         if replicas is not None:
-            for state in ("desired", "running", "starting"):
-                _REPLICAS.labels(gw.app.name, state).set(replicas[state])
+            groups = [(gw.app.name, replicas)] if "desired" in replicas else []
+            groups += [(f"{gw.app.name}/{job}", v) for job, v in replicas["jobs"].items()]
+            for name, view in groups:
+                for state in ("desired", "running", "starting"):
+                    _REPLICAS.labels(name, state).set(view[state])
         only = _OnlyApp(REGISTRY, gw.app.name)
         return Response(generate_latest(only), media_type=CONTENT_TYPE_LATEST)
 

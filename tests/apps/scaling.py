@@ -65,3 +65,17 @@ def b_work(seconds: float) -> dict[str, object]:
 @app_c.job()
 def c_work(seconds: float) -> dict[str, object]:
     return _ran(seconds)
+
+
+# One job scales on its own (its replicas take only its requests); the other shares the app's.
+app_d = App("scale-d", autoscaling=Autoscaling(min_replicas=0, max_replicas=1, **_FAST))
+
+
+@app_d.job(autoscaling=Autoscaling(min_replicas=0, max_replicas=1, **_FAST))
+def d_own(seconds: float) -> dict[str, object]:
+    return _ran(seconds)
+
+
+@app_d.job()
+def d_shared(seconds: float) -> dict[str, object]:
+    return _ran(seconds)

@@ -169,3 +169,19 @@ def test_the_shared_replica_count_in_redis(rds):
         assert leases.renew(app, ["h1:a"]) == 1  # ...and one that still runs counts again
     finally:
         rds.delete(replicas_key(app))
+
+
+def test_a_job_with_its_own_policy_gets_replicas_of_its_own(client, rds, start_worker):
+    D = "tests.apps.scaling:app_d"  # noqa: N806
+    start_worker(D, "--gpus", "none", "--concurrency", "2")
+    assert scaling.d_own.spec.queue.endswith(".d_own")  # a queue of its own
+    own = [scaling.d_own.async_run_remote(0.3) for _ in range(3)]
+    shared = [scaling.d_shared.async_run_remote(0.3) for _ in range(3)]
+    own_pids = {h.result(timeout=30)["pid"] for h in own}
+    shared_pids = {h.result(timeout=30)["pid"] for h in shared}
+    assert len(own_pids) == 1 and len(shared_pids) == 1  # max 1 replica each
+    assert own_pids.isdisjoint(shared_pids)  # never the same process
+    info = wait_for(
+        lambda: (r := _replicas(rds, "scale-d")) and "d_own" in r.get("jobs", {}) and r, 10, "jobs"
+    )
+    assert info["jobs"]["d_own"]["max"] == 1 and info["max"] == 1
