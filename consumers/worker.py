@@ -364,10 +364,11 @@ class Consumer:
 
 
 def stop_on_signals(stop: Callable[[], None]) -> None:
-    """SIGTERM and SIGINT call ``stop`` (a drain), once logged."""
+    """SIGTERM and SIGINT call ``stop`` (a drain). The handler logs nothing and takes no
+    lock of its own: it runs between two bytecodes of the main thread, which may be inside a
+    log call holding the logger's lock (logging here deadlocked a worker on SIGTERM)."""
 
-    def on_signal(signum: int, _frame: object) -> None:
-        log.info("signal received", signal=signal.Signals(signum).name)
+    def on_signal(_signum: int, _frame: object) -> None:
         stop()
 
     signal.signal(signal.SIGTERM, on_signal)
