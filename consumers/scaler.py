@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 import structlog
@@ -138,6 +139,8 @@ class HostScaler:
         self.registry = ConsumerRegistry(store.client)
         self._lock = threading.Lock()
         self._stopped = threading.Event()
+        self._exits: deque[tuple[Consumer, ChildProcess]] = deque()  # from supervisors
+        self._unclaimed: deque[tuple[str, str]] = deque()  # claims still to drop
         self.state = LoopState("autoscaler", _TICK_S, backoff_max_s=2.0)
         self._thread = threading.Thread(target=self._loop, name="jobcord-scaler", daemon=True)
         for s in served:
@@ -168,6 +171,8 @@ class HostScaler:
 
     # -- one tick --------------------------------------------------------------------------
     def tick(self) -> None:
+        with self._lock:
+            self._reap_exits()
         now = time.monotonic()
         demand = self._demand()
         needs: dict[str, tuple[int, int, int]] = {}
@@ -270,16 +275,30 @@ class HostScaler:
         return True
 
     def _gone(self, consumer: Consumer, child: ChildProcess) -> None:
-        """An elastic child exited for good: its devices go back to the pool."""
-        for s in self.served:
-            if s.consumer is consumer:
-                held = s.held.pop(id(child), None)
+        """An elastic child exited for good (called on its supervisor's thread, under the
+        supervisor's lock): noted only. Taking this scaler's lock here would invert the
+        order the tick takes them in (scaler, then supervisor), and a Redis call would hold
+        up the supervisor; the next tick gives the devices back and drops the claim."""
+        self._exits.append((consumer, child))
+
+    def _reap_exits(self) -> None:
+        """Devices of exited children back to the pool; their claims dropped (kept for the
+        next tick if Redis does not answer: they also expire by themselves)."""
+        while self._exits:
+            consumer, child = self._exits.popleft()
+            for s in self.served:
+                held = s.held.pop(id(child), None) if s.consumer is consumer else None
                 if held is not None:
                     self.pool.give(held[1], s.units)
-                    try:
-                        self.leases.release(s.name, held[2])
-                    except Exception as exc:  # noqa: BLE001 - it expires anyway
-                        log.warning("replica claim not released", app=s.name, error=str(exc))
+                    self._unclaimed.append((s.name, held[2]))
+        while self._unclaimed:
+            group, member = self._unclaimed[0]
+            try:
+                self.leases.release(group, member)
+            except Exception as exc:  # noqa: BLE001 - next tick, or its TTL
+                log.warning("replica claim not released", app=group, error=str(exc))
+                return
+            self._unclaimed.popleft()
 
     def _view(self, s: ServedApp, live: int) -> dict[str, object]:
         children = [c for c, _, _ in s.held.values()]
