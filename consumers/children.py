@@ -73,6 +73,9 @@ class ChildProcess:
         self.borrowed = borrowed
         #: Started by the autoscaler (``consumers.scaler``): not replaced once retired.
         self.elastic = False
+        #: Whether this process (since its last start) said Ready: one that never did
+        #: failed its startup, whatever state the parent then moved it to.
+        self.was_ready = False
         self.life = Life.GONE
         self.process: Any = None
         self.conn: Any = None
@@ -128,6 +131,7 @@ class ChildProcess:
         child_conn.close()
         self.process, self.conn, self.pid = process, parent_conn, process.pid
         self.life = Life.STARTING
+        self.was_ready = False
         self.startup_deadline = time.monotonic() + self.startup_timeout_s
         self.kill_at = None
         self.signal_at = None

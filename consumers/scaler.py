@@ -40,6 +40,8 @@ log = structlog.get_logger("jobcord.scaler")
 
 #: How often demand is read and replicas adjusted.
 _TICK_S = 0.5
+#: A replica that failed its startup: the first pause before another try, and the longest.
+_START_BACKOFF_S = (1.0, 60.0)
 
 
 class DevicePool:
@@ -102,6 +104,10 @@ class ServedApp:
     held: dict[int, tuple[ChildProcess, list[Device], str]] = field(default_factory=dict)
     decision: Decision | None = None
     started: int = 0  # replicas started here, in all (the bench reads it)
+    #: After a replica failed its startup: no new one before then (monotonic), and the
+    #: pause after the next failure (doubling to _START_BACKOFF_S[1]; reset once one is warm).
+    not_before: float = 0.0
+    backoff_s: float = 0.0
 
     def __post_init__(self) -> None:
         self.decider = ScaleDecider(self.policy)
@@ -179,7 +185,10 @@ class HostScaler:
         views: dict[str, dict[str, object]] = {}
         with self._lock:
             for s in self.served:
-                members = [m for _, _, m in s.held.values()]
+                if any(c.was_ready for c in s.active()):
+                    s.backoff_s = 0.0  # one started: the next failure pauses 1 s again
+                # A retired child's claim was given up when it was retired: not renewed.
+                members = [m for c, _, m in s.held.values() if not c.retiring]
                 live = self.leases.renew(s.name, members)
                 others = max(0, live - len(members))
                 s.decision = s.decider.decide(now, demand.get(s.name, 0))
@@ -250,13 +259,20 @@ class HostScaler:
 
     def _grow(self, s: ServedApp) -> bool:
         """Start one replica of ``s`` on free devices; False if none or the count is full."""
+        if time.monotonic() < s.not_before:
+            return False  # its last replica failed to start: not in a tight loop
         devices = self.pool.take(s.units)
         if devices is None:
             return False
         limit = min(s.policy.max_replicas, s.decision.desired if s.decision else 0)
         member = f"{s.consumer.worker_id}:{time.time_ns()}"
-        if not self.leases.acquire(s.name, member, limit):
-            self.pool.give(devices, s.units)
+        claimed = False
+        try:
+            claimed = self.leases.acquire(s.name, member, limit)
+        finally:
+            if not claimed:  # refused, or Redis did not answer: the devices go back
+                self.pool.give(devices, s.units)
+        if not claimed:
             return False
         sup, outputs = s.consumer.supervisor, s.consumer.outputs
         assert sup is not None and outputs is not None
@@ -265,8 +281,8 @@ class HostScaler:
             lambda i: s.consumer.place(i, devices, outputs, suffix=suffix, queues=s.queues)
         )
         if child is None:
-            self.leases.release(s.name, member)
             self.pool.give(devices, s.units)
+            self._unclaimed.append((s.name, member))
             return False
         s.held[id(child)] = (child, devices, member)
         s.started += 1
@@ -291,6 +307,12 @@ class HostScaler:
                 if held is not None:
                     self.pool.give(held[1], s.units)
                     self._unclaimed.append((s.name, held[2]))
+                    if not child.was_ready and not child.retiring:  # its startup failed
+                        s.backoff_s = min(
+                            _START_BACKOFF_S[1], max(_START_BACKOFF_S[0], 2 * s.backoff_s)
+                        )
+                        s.not_before = time.monotonic() + s.backoff_s
+                        log.error("replica failed to start", app=s.name, retry_in_s=s.backoff_s)
         while self._unclaimed:
             group, member = self._unclaimed[0]
             try:

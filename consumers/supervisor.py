@@ -332,6 +332,7 @@ class Supervisor:
             child.stats = msg
         elif isinstance(msg, Ready):
             child.life = Life.READY
+            child.was_ready = True
             self._restart_at.pop(child.config.place, None)
             log.info("child ready", child=child.name, pid=msg.pid, devices=child.devices or None)
         elif isinstance(msg, StartupFailed):
@@ -454,7 +455,7 @@ class Supervisor:
         """The child's process ended: end what it held, fold its totals, replace it."""
         entries = child.board.running()
         killed = child.life is Life.STOPPING
-        never_ready = child.life is Life.STARTING
+        never_ready = not child.was_ready
         stopped = child.stopped
         code = child.reap()
         self._gone_counts.add(child.stats)
@@ -475,8 +476,11 @@ class Supervisor:
         for fence, holder in list(self._lent.items()):
             if holder is child:  # its waiting job is gone: the lent slot is not needed
                 self._waiting(child, fence, False)
-        if child.retiring or self._shutting_down:
-            log.info("child exited", child=child.name, exit_code=code)
+        # An autoscaled child that failed its startup is not restarted in place: it is gone,
+        # and its autoscaler decides (with a backoff) where and whether to try again.
+        failed_start = child.elastic and never_ready and child.replace_reason is None
+        if child.retiring or self._shutting_down or failed_start:
+            log.info("child exited", child=child.name, exit_code=code, failed_start=failed_start)
             if (child.borrowed or child.elastic) and not self._shutting_down:
                 self.children.remove(child)  # its place is free for the next one
             if child.elastic and self._on_gone is not None:

@@ -56,14 +56,23 @@ def _served_here(record: RequestRecord, store: ResultStore, base: str) -> Reques
     return record.model_copy(update={"result": result, "files": files})
 
 
+#: A stored object is a job's bytes, whatever content type it claims: a browser must never run
+#: it as a page of this API's origin (where the dashboard's session cookie would let its
+#: script act for the viewer).
+_INERT = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"}
+
+
 def _download(store: ResultStore, f: ResultFile, *, attachment: bool) -> Response:
     path = store.local_path(f.key)
+    name = f.name.rsplit("/", 1)[-1] if attachment else None
     if path is None:
-        return Response(store.get_bytes(f.key), media_type=f.content_type)
+        headers = dict(_INERT)
+        if name is not None:
+            headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(name)}"
+        return Response(store.get_bytes(f.key), media_type=f.content_type, headers=headers)
     if not path.is_file():
         raise HTTPException(404, f"stored object {f.name!r} is gone")
-    name = f.name.rsplit("/", 1)[-1] if attachment else None
-    return FileResponse(path, media_type=f.content_type, filename=name)
+    return FileResponse(path, media_type=f.content_type, filename=name, headers=_INERT)
 
 
 def request_router(gw: Gateway) -> APIRouter:

@@ -79,3 +79,21 @@ def d_own(seconds: float) -> dict[str, object]:
 @app_d.job()
 def d_shared(seconds: float) -> dict[str, object]:
     return _ran(seconds)
+
+
+# Its replicas fail their startup while jobcord:test:scaling:fail-e exists.
+app_e = App("scale-e", autoscaling=Autoscaling(min_replicas=0, max_replicas=2, **_FAST))
+
+
+@app_e.on_startup()
+def boot_e() -> dict[str, int]:
+    r = _redis()
+    r.incr("jobcord:test:scaling:startups:e")
+    if r.exists("jobcord:test:scaling:fail-e"):
+        raise RuntimeError("model weights are missing")
+    return {"pid": os.getpid()}
+
+
+@app_e.job()
+def e_work(seconds: float) -> dict[str, object]:
+    return _ran(seconds)

@@ -185,3 +185,20 @@ def test_a_job_with_its_own_policy_gets_replicas_of_its_own(client, rds, start_w
         lambda: (r := _replicas(rds, "scale-d")) and "d_own" in r.get("jobs", {}) and r, 10, "jobs"
     )
     assert info["jobs"]["d_own"]["max"] == 1 and info["max"] == 1
+
+
+def test_replicas_that_fail_to_start_are_retried_with_a_pause_not_in_a_loop(
+    client, rds, start_worker
+):
+    rds.set("jobcord:test:scaling:fail-e", "1")
+    worker = start_worker("tests.apps.scaling:app_e", "--gpus", "none", "--concurrency", "2")
+    handle = scaling.e_work.async_run_remote(0.0)
+    time.sleep(4.0)
+    tries = int(rds.get("jobcord:test:scaling:startups:e") or 0)
+    # Two slots, pauses of 1 s then 2 s: a handful of tries, never a tight loop.
+    assert 1 <= tries <= 6, tries
+    assert handle.status().status is Status.QUEUED
+    rds.delete("jobcord:test:scaling:fail-e")  # the weights are back
+    assert handle.wait(30).status is Status.SUCCEEDED
+    assert worker.proc.poll() is None  # the worker lived through it
+    assert "replica failed to start" in worker.log

@@ -7,6 +7,7 @@ import contextlib
 import html
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,6 +45,12 @@ def test_pages_need_a_key_and_a_wrong_one_is_told(api_server, api_key):
             r.headers["location"]
             == "/dashboard/login?next=%2Fdashboard%2Ffailures%3Fapp%3Dlifecycle"
         )
+        forged = anon.post(
+            "/dashboard/login",
+            data={"key": api_key, "next": "/dashboard"},
+            headers={"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
+        )
+        assert forged.status_code == 403  # no other site signs a browser in (login CSRF)
         r = anon.post("/dashboard/login", data={"key": "jc_nope", "next": "https://evil.example/"})
         assert r.status_code == 401 and "not valid" in r.text
         assert 'value="/dashboard"' in r.text  # a login never sends the browser off-site
@@ -89,6 +96,36 @@ def test_a_cookie_change_needs_the_dashboard_header(client, api_server, api_key,
         refused = browser.post(url)  # what a form on another site could send
         assert refused.status_code == 403 and "x-jobcord-dashboard" in refused.text
         assert browser.post(url, headers={"X-Jobcord-Dashboard": "1"}).status_code == 202
+
+
+def test_a_key_sees_only_its_apps_consumers(client, rds, api_server, start_worker):
+    from storage.apikeys import ApiKeyStore
+
+    start_worker()  # a consumer of app lifecycle
+    other, _ = ApiKeyStore(rds).create(["some-other-app"])
+    headers = {"Authorization": f"Bearer {other}"}
+    with httpx.Client(base_url=api_server.url, timeout=30, headers=headers) as c:
+        page = c.get("/dashboard", params={"app": "some-other-app"})
+        assert page.status_code == 200
+        assert "jobcord.lifecycle" not in page.text and "heartbeat" not in page.text
+
+
+def test_a_revoked_key_ends_its_live_stream(client, rds, api_server, start_worker):
+    from storage.apikeys import ApiKeyStore
+
+    store = ApiKeyStore(rds)
+    key, record = store.create(["lifecycle"])
+    headers = {"Authorization": f"Bearer {key}"}
+    with (
+        httpx.Client(base_url=api_server.url, timeout=30, headers=headers) as c,
+        c.stream("GET", "/dashboard/stream", params={"view": "overview"}) as s,
+    ):
+        lines = s.iter_lines()
+        assert next(line for line in lines if line.startswith("event: ")) == "event: queues"
+        store.revoke(record.key_id)
+        started = time.monotonic()
+        assert any(line == "event: gone" for line in lines)  # then the stream ends
+        assert time.monotonic() - started < 10
 
 
 def test_the_stream_sends_sections_as_they_change(client, api_server, api_key, start_worker):

@@ -254,8 +254,12 @@ def test_local_results_download_through_the_api_not_file_urls(http, api_server, 
     assert body["result"]["url"] == f"{api_server.url}/v1/requests/{rid}/output"
     [who] = body["files"]
     assert who["url"] == f"{api_server.url}/v1/requests/{rid}/files/who.txt"
-    assert http.get(body["result"]["url"]).content == b"attempt 1"
+    output = http.get(body["result"]["url"])
+    assert output.content == b"attempt 1"
     got = http.get(who["url"])
+    for served in (output, got):  # a job's bytes never run as a page of the API's origin
+        assert served.headers["content-security-policy"] == "sandbox"
+        assert served.headers["x-content-type-options"] == "nosniff"
     assert got.status_code == 200 and got.text == "attempt 1"
     assert 'filename="who.txt"' in got.headers["content-disposition"]
     for name in ("nope.txt", "../../../etc/passwd", "%2e%2e/%2e%2e/etc/passwd"):

@@ -86,9 +86,14 @@ def dashboard_router(gw: Gateway) -> APIRouter:
         if view == "overview":
             f = RequestFilter.parse(query, gw.app.name)
             _check_app(gw, f.app, key)
+            # Only what the key may see: this API's app's queues, the consumers of its apps.
+            queues = (
+                queues_view(gw) if key.allows(gw.app.name) else {"queues": [], "replicas": None}
+            )
+            consumers = [c for c in consumers_view(gw) if key.allows(c.get("app", ""))]
             return {
-                "queues": pages.render("_queues.html", **queues_view(gw)),
-                "consumers": pages.render("_consumers.html", consumers=consumers_view(gw)),
+                "queues": pages.render("_queues.html", **queues),
+                "consumers": pages.render("_consumers.html", consumers=consumers),
                 "requests": pages.render("_requests.html", rows=requests_view(gw, f), f=f),
             }
         if view == "failures":
@@ -175,10 +180,23 @@ def dashboard_router(gw: Gateway) -> APIRouter:
             raise HTTPException(422, str(exc)) from None
 
         async def events() -> AsyncIterator[str]:
-            sent = dict(first)
+            # Everything once at the start: what changed between the page and this stream
+            # (or during a reconnect) shows at once.
+            sent: dict[str, str] = {}
+            now = first
             until = time.monotonic() + _STREAM_FOR_S
-            while time.monotonic() < until and not await request.is_disconnected():
+            while True:
+                for name, html in now.items():
+                    if sent.get(name) != html:
+                        sent[name] = html
+                        yield sse(html, name)
+                yield sse("", "fine")
+                if time.monotonic() >= until or await request.is_disconnected():
+                    return
                 await asyncio.sleep(_TICK_S)
+                if await key_of(request) is None:  # revoked: cached at most VERIFIED_FOR_S
+                    yield sse("signed out: the API key is no longer valid", "gone")
+                    return
                 try:
                     now = await run_in_threadpool(sections, view, query, key)
                 except HTTPException as exc:  # the request expired, the key was revoked
@@ -186,12 +204,7 @@ def dashboard_router(gw: Gateway) -> APIRouter:
                     return
                 except Exception as exc:  # noqa: BLE001 - Redis away: say so, try again
                     yield sse(f"{type(exc).__name__}: {exc}"[:300], "trouble")
-                    continue
-                for name, html in now.items():
-                    if sent.get(name) != html:
-                        sent[name] = html
-                        yield sse(html, name)
-                yield sse("", "fine")
+                    now = {}
 
         release = gw.waits.acquire(key.key_id)
         return HeldStream(events(), release, media_type="text/event-stream")
@@ -202,6 +215,7 @@ def dashboard_router(gw: Gateway) -> APIRouter:
 
     @router.post("/dashboard/login")
     async def login(request: Request) -> Response:
+        _same_site_only(request)  # no page elsewhere signs a browser in with its own key
         body = await request.body()
         if len(body) > _LOGIN_MAX_BYTES:
             raise HTTPException(413, f"login form over {_LOGIN_MAX_BYTES} bytes")
@@ -221,7 +235,8 @@ def dashboard_router(gw: Gateway) -> APIRouter:
         return response
 
     @router.post("/dashboard/logout")
-    def logout() -> Response:
+    def logout(request: Request) -> Response:
+        _same_site_only(request)
         response = RedirectResponse("/dashboard/login", 303)
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
@@ -242,6 +257,22 @@ def _local(path: str) -> str:
     """Where a login may send the browser: a dashboard path of this site, nothing else."""
     ok = path.startswith("/dashboard") and not path.startswith("//") and "\\" not in path
     return path if ok and len(path) < 2000 else "/dashboard"
+
+
+def _same_site_only(request: Request) -> None:
+    """A form posted from another site is refused (login CSRF): browsers say where a
+    request comes from in Sec-Fetch-Site (and Origin); a client that sends neither is no
+    browser on another site."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None:  # modern browsers: their word (a proxy may rewrite Host)
+        if fetch_site not in ("same-origin", "none"):
+            raise HTTPException(403, "sign in from this site's own login page")
+        return
+    origin = request.headers.get("origin")
+    if origin is not None and origin != "null":
+        host = request.headers.get("host", "")
+        if origin.split("://", 1)[-1] != host:
+            raise HTTPException(403, "sign in from this site's own login page")
 
 
 def _forwarded_https(request: Request) -> bool:
