@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 from prometheus_client import REGISTRY
 from prometheus_client.metrics_core import Metric
+from pydantic import ValidationError
 
 from scheduler.autoscaling import Autoscaling
 from storage.connection import connect
@@ -70,8 +71,13 @@ def policy_for(own: Autoscaling | None, overrides: dict[str, Any], what: str) ->
     """A declared policy (or the defaults), with the command line's fields over it."""
     try:
         return Autoscaling.model_validate({**(own or Autoscaling()).model_dump(), **overrides})
-    except ValueError as exc:
-        raise ConfigurationError(f"{what}: autoscaling: {exc}") from None
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'autoscaling'}: "
+            + e["msg"].removeprefix("Value error, ")
+            for e in exc.errors()
+        )
+        raise ConfigurationError(f"{what}: {problems}") from None
 
 
 def groups_of(consumer: Consumer, units: int, overrides: dict[str, Any]) -> list[ServedApp]:

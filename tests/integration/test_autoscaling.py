@@ -202,3 +202,26 @@ def test_replicas_that_fail_to_start_are_retried_with_a_pause_not_in_a_loop(
     assert handle.wait(30).status is Status.SUCCEEDED
     assert worker.proc.poll() is None  # the worker lived through it
     assert "replica failed to start" in worker.log
+
+
+def test_a_bad_scaling_flag_is_one_clear_error(jobcord_env):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    for flags, said in (
+        (["--min-replicas", "5", "--max-replicas", "2"], "min_replicas (5) is above max_replicas"),
+        (["--scale-window", "99999"], "window_s: Input should be less than or equal to 3600"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "jobcord.cli", "worker", C, *flags],
+            cwd=ROOT,
+            env={**os.environ, **jobcord_env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 2 and said in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
