@@ -14,6 +14,7 @@ shows it) and backed off from, doubling up to 10 s; then the loop goes on.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import shutil
 import tempfile
@@ -157,7 +158,7 @@ class ChildConsumer:
                 if code or self._stop_asked():  # not started: back, uncounted
                     self.endings.preempted(claim.request_id, claim.token, "consumer shut down")
                 elif spec is not None and spec.batched:
-                    code = self._batches.run(spec, claim)
+                    code = contextvars.copy_context().run(self._batches.run, spec, claim)
                 elif spec is not None and spec.shares_a_process:
                     code = self._share(spec, claim)
                 else:
@@ -224,7 +225,11 @@ class ChildConsumer:
     # -- one attempt -----------------------------------------------------------------------
     def _run(self, record: Claim, slot: int = 0) -> int:
         """Run one claimed attempt to its recorded outcome here, on this thread; returns an
-        exit code (0: go on)."""
+        exit code (0: go on). In a context of its own: what the job binds (structlog's
+        contextvars, its own) ends with it, never reaching the next request's lines."""
+        return contextvars.copy_context().run(self._run_here, record, slot)
+
+    def _run_here(self, record: Claim, slot: int) -> int:
         with self.log_context(record):
             attempt = self.begin(record, slot)
             try:
@@ -285,6 +290,10 @@ class ChildConsumer:
             if isinstance(result, AttemptLost):
                 log.warning("attempt abandoned: its lease is gone", request_id=record.request_id)
                 return 0
+            # Ending first: no timeout can strike a job that has returned while this process
+            # counts it (a GPU memory probe may take a while); then the count, which may
+            # say this process leaves, before the finish that would take more work.
+            self.board.ending(attempt.slot)
             self._count_job()
             if isinstance(result, BaseException):
                 failure = (
@@ -294,10 +303,8 @@ class ChildConsumer:
                 )
                 poisoned = poisons_cuda_context(result)
                 self._leaving = self._leaving or poisoned
-                self.board.ending(attempt.slot)
                 self.endings.failed(record, failure, extra)
             else:
-                self.board.ending(attempt.slot)
                 self.endings.succeeded(record, result, attempt.output_dir, extra)
         finally:
             self._running.pop(id(attempt.ctx), None)
@@ -313,9 +320,9 @@ class ChildConsumer:
     def end_together(self, done: list[tuple[Attempt, EncodedOutput, dict[str, Any]]]) -> int:
         """Record several successes (a batch's) in one script, then free their places;
         returns an exit code."""
-        self._count_job(len(done))
         for attempt, _, _ in done:
             self.board.ending(attempt.slot)
+        self._count_job(len(done))
         try:
             self.endings.succeeded_together([(a.record, out, extra) for a, out, extra in done])
         finally:
@@ -329,17 +336,21 @@ class ChildConsumer:
 
     def _count_job(self, n: int = 1) -> None:
         """Count finished jobs; when recycling says this process is done, its finish takes
-        no more work and it exits once idle."""
+        no more work and it exits once idle. The GPU memory probe runs outside the lock, so
+        lanes finishing at once do not queue behind it."""
         with self._jobs_lock:
             self._jobs_done += n
             for _ in range(n):
                 self.board.job_done()
             if self._recycled:
                 return
-            why = self.recycling.reason(self._jobs_done, os.getpid())
-            if why is not None:
-                log.info("child will be replaced", reason=why)
-                self._recycled = self._leaving = True
+            done = self._jobs_done
+        why = self.recycling.reason(done, os.getpid())
+        if why is not None:
+            with self._jobs_lock:
+                if not self._recycled:
+                    log.info("child will be replaced", reason=why)
+                    self._recycled = self._leaving = True
 
     def _output_dir(self, record: Claim, spec: JobSpec | None) -> Path | None:
         """A fresh directory, only for jobs that can see it (they take a JobContext)."""

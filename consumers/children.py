@@ -127,7 +127,12 @@ class ChildProcess:
             args=(self.config, child_conn, self._board_handle, self._settings),
             name=f"jobcord-{self.name}",
         )
-        _spawner.submit(process.start).result()
+        try:
+            _spawner.submit(process.start).result()
+        except BaseException:
+            parent_conn.close()  # no descriptor left behind by a spawn that failed
+            child_conn.close()
+            raise
         child_conn.close()
         self.process, self.conn, self.pid = process, parent_conn, process.pid
         self.life = Life.STARTING

@@ -1,8 +1,10 @@
 """What a consumer's GPUs are doing now: memory used and utilisation, read through NVML.
 
-The consumer reads them for its heartbeat (the dashboard's device table) and for its metrics
-port. NVML stays initialised between readings (an init costs milliseconds); a reading that
-fails gives None figures, never an exception: a flaky driver must not stop a heartbeat.
+The consumer shows them in its heartbeat (the dashboard's device table) and on its metrics
+port, both from the latest reading a thread of their own takes every ``_EVERY_S``: an NVML
+call that hangs on a sick GPU must never hold up the lease renewal that sends the heartbeat,
+nor a scrape. NVML stays initialised between readings (an init costs milliseconds); a
+reading that fails gives None figures, never an exception.
 ``JOBCORD_FAKE_GPUS`` (``consumers.devices``) stands in for NVML in tests: each fake device's
 ``used_gb`` and ``utilization`` (0..1) are what it reads.
 """
@@ -19,6 +21,9 @@ from typing import Any
 from .devices import Device
 
 __all__ = ["GpuReading", "GpuReader"]
+
+#: How often the reader's thread reads the GPUs.
+_EVERY_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,28 @@ class GpuReader:
         self.devices = devices
         self._lock = threading.Lock()
         self._nvml: Any = None  # the pynvml module once initialised; False when unavailable
+        self._latest: list[GpuReading] = []  # swapped whole: read without a lock
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Read now, then every ``_EVERY_S`` on a daemon thread (none without GPUs)."""
+        if not self.devices:
+            return
+        self._latest = self.read()
+        self._thread = threading.Thread(target=self._loop, name="jobcord-gpus", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stopped.wait(_EVERY_S):
+            try:
+                self._latest = self.read()
+            except Exception:  # noqa: BLE001 - the last reading stays; try again
+                continue
+
+    def latest(self) -> list[GpuReading]:
+        """The last reading (never waits on NVML)."""
+        return self._latest
 
     def read(self) -> list[GpuReading]:
         if not self.devices:
@@ -99,6 +126,9 @@ class GpuReader:
         )
 
     def close(self) -> None:
+        self._stopped.set()
+        if self._thread is not None:
+            self._thread.join(5)
         with self._lock:
             if self._nvml:
                 with contextlib.suppress(self._nvml.NVMLError):

@@ -58,12 +58,17 @@ class _Merged:
 
     def collect(self) -> Iterator[Metric]:
         merged: dict[str, Metric] = {}
+        seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
         for collector in self.collectors:
             for metric in collector.collect():
-                if metric.name in merged:
-                    merged[metric.name].samples.extend(metric.samples)
-                else:
-                    merged[metric.name] = metric
+                first = merged.setdefault(metric.name, metric)
+                kept = [] if first is metric else first.samples
+                for sample in metric.samples:
+                    key = (sample.name, tuple(sorted(sample.labels.items())))
+                    if key not in seen:  # the host's GPUs, told by every app's consumer
+                        seen.add(key)
+                        kept.append(sample)
+                first.samples = kept
         yield from merged.values()
 
 
@@ -135,6 +140,7 @@ class Host:
         if len(set(names)) != len(names):
             raise ConfigurationError(f"an app is named twice: {names}")
         self._stop = threading.Event()
+        self.signalled = False  # SIGTERM or SIGINT (stop_on_signals)
         self._threads: list[threading.Thread] = []
         self.scaler: HostScaler | None = None
 
@@ -158,7 +164,7 @@ class Host:
             if failed is not None:
                 self._stop_all()
                 raise failed
-            if self._stop.wait(0.05):
+            if self._stop.wait(0.05) or self.signalled:
                 break
         merged = _Merged(c.collector for c in self.consumers if c.collector)
         REGISTRY.register(merged)
@@ -174,7 +180,7 @@ class Host:
                 units=self.pool.units,
             )
             # Woken every second: a signal is handled only when this thread runs.
-            while not self._stop.wait(1.0):
+            while not (self._stop.wait(1.0) or self.signalled):
                 if any(c.failed for c in self.consumers):
                     break
         finally:
@@ -204,7 +210,7 @@ class Host:
 
 def run_host(config: HostConfig, settings: Settings) -> None:
     host = Host(config, settings)
-    stop_on_signals(host.stop)
+    stop_on_signals(host)
     host.run()
     failed = next((c.failed for c in host.consumers if c.failed), None)
     if failed is not None:

@@ -143,17 +143,21 @@ class SharedRun:
         FLOW.set(flow)  # this task's own context; to_thread carries it to the finish
         code = 0
         while claim is not None and not code:
-            with self.c.log_context(claim):  # this task's context only
-                attempt = self.c.begin(claim, slot)
-                result: Any
-                try:
-                    data = await asyncio.to_thread(self.c.input_of, claim)
-                    result = encode_output(spec.signature, await ainvoke(spec, data, attempt.ctx))
-                except BaseException as exc:  # noqa: BLE001 - the job's failure is data
-                    result = exc
-                code = await asyncio.to_thread(self.c.end, attempt, result)
+            # A task per attempt: its own context (what the job binds ends with it).
+            code = await asyncio.create_task(self._async_attempt(spec, claim, slot))
             claim = _taken(flow)
         return code
+
+    async def _async_attempt(self, spec: JobSpec, claim: Claim, slot: int) -> int:
+        with self.c.log_context(claim):
+            attempt = self.c.begin(claim, slot)
+            result: Any
+            try:
+                data = await asyncio.to_thread(self.c.input_of, claim)
+                result = encode_output(spec.signature, await ainvoke(spec, data, attempt.ctx))
+            except BaseException as exc:  # noqa: BLE001 - the job's failure is data
+                result = exc
+            return await asyncio.to_thread(self.c.end, attempt, result)
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         """One loop per process for every async lane (started on first use)."""

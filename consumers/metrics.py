@@ -118,7 +118,9 @@ class ConsumerCollector:
         running: Callable[[], dict[tuple[str, str], int]],
         processes: Callable[[], list[dict[str, Any]]] = list,
         gpus: Callable[[], list[GpuReading]] = list,
+        app: str = "",
     ) -> None:
+        self._app = app
         self._own = own
         self._children = children
         self._running = running
@@ -161,18 +163,20 @@ class ConsumerCollector:
 
     def _process_figures(self) -> Iterator[Any]:
         states = GaugeMetricFamily(
-            "jobcord_child_processes", "Job processes by state", labels=["state"]
+            "jobcord_child_processes", "Job processes by state", labels=["app", "state"]
         )
         jobs = CounterMetricFamily(
-            "jobcord_child_jobs", "Jobs each live job process has finished", labels=["child"]
+            "jobcord_child_jobs",
+            "Jobs each live job process has finished",
+            labels=["app", "child"],
         )
         counts: dict[str, int] = {}
         for child in self._processes():
             counts[child["state"]] = counts.get(child["state"], 0) + 1
             if child["state"] != "gone":
-                jobs.add_metric([child["name"]], child["jobs_done"])
+                jobs.add_metric([self._app, child["name"]], child["jobs_done"])
         for state, n in sorted(counts.items()):
-            states.add_metric([state], n)
+            states.add_metric([self._app, state], n)
         yield states
         yield jobs
 

@@ -223,7 +223,7 @@ class Supervisor:
             child.board.ask_stop()
             if child.life is Life.STARTING:
                 child.signal_stop()  # nothing to finish: a cold start that is not needed
-            self._wake(child)
+        self._wake(child)  # a Redis call: never under the lock (it looks each second anyway)
 
     # -- what others ask ----------------------------------------------------------------------
     def held(self) -> dict[str, str]:
@@ -476,9 +476,11 @@ class Supervisor:
         for fence, holder in list(self._lent.items()):
             if holder is child:  # its waiting job is gone: the lent slot is not needed
                 self._waiting(child, fence, False)
-        # An autoscaled child that failed its startup is not restarted in place: it is gone,
-        # and its autoscaler decides (with a backoff) where and whether to try again.
-        failed_start = child.elastic and never_ready and child.replace_reason is None
+        # An autoscaled or borrowed child that failed its startup is not restarted in place:
+        # it is gone; the autoscaler decides (with a backoff) where and whether to try again,
+        # and a waiting job's next wait borrows anew.
+        failed_start = (child.elastic or child.borrowed) and never_ready
+        failed_start = failed_start and child.replace_reason is None
         if child.retiring or self._shutting_down or failed_start:
             log.info("child exited", child=child.name, exit_code=code, failed_start=failed_start)
             if (child.borrowed or child.elastic) and not self._shutting_down:

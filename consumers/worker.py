@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import structlog
 from prometheus_client import REGISTRY
@@ -138,6 +139,7 @@ class Consumer:
         self.groups = device_groups(config.devices, self.plan.gpus_per_child)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._stop = threading.Event()
+        self.signalled = False  # SIGTERM or SIGINT (stop_on_signals)
         #: Set once serving (its supervisor exists and its first children are warm).
         self.ready = threading.Event()
         self.supervisor: Supervisor | None = None
@@ -266,6 +268,7 @@ class Consumer:
         }
         ttl = 3 * self.settings.lease_ttl_s
         gpus = GpuReader(self.config.devices)
+        gpus.start()
 
         def heartbeat() -> None:
             # What the dashboard shows of this consumer: refreshed every lease_ttl/3.
@@ -274,7 +277,7 @@ class Consumer:
                 "heartbeat_at": time.time(),
                 "heartbeat_every_s": self.settings.lease_ttl_s / 3,
                 "children": children,
-                "gpus": [r.as_dict() for r in gpus.read()],
+                "gpus": [r.as_dict() for r in gpus.latest()],
             }
             if self.config.elastic:  # its slots are the warm children it has now
                 live["slots"] = sum(1 for c in children if c["state"] == "ready")
@@ -294,7 +297,8 @@ class Consumer:
             supervisor.child_stats,
             supervisor.running_by_job,
             processes=supervisor.processes,
-            gpus=gpus.read,
+            gpus=gpus.latest,
+            app=self.app.name,
         )
         self.collector = collector
         if self.config.register_metrics:
@@ -330,9 +334,9 @@ class Consumer:
                 slots=len(places),
                 gpus_per_child=self.plan.gpus_per_child,
             )
-            # Woken every second: a signal the kernel hands to another thread runs its
-            # Python handler only when this thread runs again.
-            while not self._stop.wait(1.0):
+            # Woken every second: a signal's handler only sets ``signalled`` (and one the
+            # kernel hands to another thread runs only when this thread runs again).
+            while not (self._stop.wait(1.0) or self.signalled):
                 pass
             log.info("consumer draining", drain_s=self.config.drain_s)
             supervisor.drain(self.config.drain_s)
@@ -363,13 +367,14 @@ class Consumer:
     child_gone: Callable[[Consumer, ChildProcess], None] | None = None
 
 
-def stop_on_signals(stop: Callable[[], None]) -> None:
-    """SIGTERM and SIGINT call ``stop`` (a drain). The handler logs nothing and takes no
-    lock of its own: it runs between two bytecodes of the main thread, which may be inside a
-    log call holding the logger's lock (logging here deadlocked a worker on SIGTERM)."""
+def stop_on_signals(target: Any) -> None:
+    """SIGTERM and SIGINT set ``target.signalled``, which its main loop looks at every
+    second, then drains. The handler does nothing else: it runs between two bytecodes of the
+    main thread, which may hold a lock the handler would need (a log call's lock deadlocked
+    a worker on SIGTERM; even ``Event.set`` takes one its ``wait`` holds for a moment)."""
 
     def on_signal(_signum: int, _frame: object) -> None:
-        stop()
+        target.signalled = True
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -377,5 +382,5 @@ def stop_on_signals(stop: Callable[[], None]) -> None:
 
 def run_consumer(config: ConsumerConfig, settings: Settings) -> None:
     consumer = Consumer(config, settings)
-    stop_on_signals(consumer.stop)
+    stop_on_signals(consumer)
     consumer.run()

@@ -265,8 +265,8 @@ def scheduler(
 ) -> None:
     """Run maintenance (recover dead workers' requests, promote retries and delayed work),
     deliver webhooks, and fire the given apps' periodic jobs once per tick."""
-    import signal
     import threading
+    import types
 
     from scheduler.cron import CronTicker
     from scheduler.health import HealthPublisher
@@ -295,15 +295,17 @@ def scheduler(
         loops.append(ticker)
     serve_metrics(metrics_host, metrics_port)
     health = HealthPublisher(store.client, settings, role="scheduler", info={"apps": apps or []})
+    from consumers.worker import stop_on_signals
+
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    asked = types.SimpleNamespace(signalled=False)
+    stop_on_signals(asked)
     for loop in loops:
         loop.start()
     health.start()
     periodic = ", ".join(f"{s.name} ({s.schedule})" for s in ticker.specs) or "none"
     err_console.print(f"scheduler running: maintenance, webhooks; periodic jobs: {periodic}")
-    while not stop.wait(1.0):  # timed: see Consumer.run (a signal taken by another thread)
+    while not (stop.wait(1.0) or asked.signalled):  # see consumers.worker.stop_on_signals
         pass
     for loop in loops:
         loop.stop()

@@ -104,7 +104,8 @@ class LoopState:
         LOOP_ERRORS.labels(self.name).inc()
         base = max(self.interval_s, 0.05)
         longest = self.backoff_max_s
-        if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        outage = isinstance(exc, redis.ConnectionError | redis.TimeoutError)
+        if outage and not isinstance(exc, redis.AuthenticationError):  # a bad password: config
             longest = min(longest, max(OUTAGE_BACKOFF_MAX_S, self.interval_s))
         delay = min(longest, base * 2 ** min(consecutive - 1, 30))
         fields = {"loop": self.name, "error": self._last_error, "consecutive_errors": consecutive}

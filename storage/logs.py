@@ -30,7 +30,7 @@ def configure_logging(fmt: str = "json", level: str = "INFO") -> None:
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),  # one write a line
         # Module-level loggers bind once, not on every call (the hot path logs per job);
         # every process configures logging before its first log line.
         cache_logger_on_first_use=True,

@@ -128,6 +128,15 @@ def every_two_seconds(key: str, ctx: JobContext) -> int:
 
 
 @app.job()
+def binds(tag: str) -> str:
+    """Binds log context of its own and leaves it bound (jobcord must not carry it over)."""
+    import structlog
+
+    structlog.contextvars.bind_contextvars(leaked=tag)
+    return tag
+
+
+@app.job()
 def chatty(note: str) -> str:
     """Logs through the standard library, as a job's own code does."""
     logging.getLogger("tests.chatty").info("the job says %s", note)

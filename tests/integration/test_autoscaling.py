@@ -225,3 +225,31 @@ def test_a_bad_scaling_flag_is_one_clear_error(jobcord_env):
         )
         assert done.returncode == 2 and said in done.stderr, done.stderr
         assert "Traceback" not in done.stderr
+
+
+def test_one_metrics_port_for_several_apps_without_duplicate_series(client, start_worker):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    start_worker(A, B, "--gpus", "all", "--metrics-port", str(port), env=TWO_H100)
+    assert scaling.a_work.run_remote(0.0)["device"]
+    text = wait_for(
+        lambda: (
+            (t := httpx.get(f"http://127.0.0.1:{port}/metrics").text)
+            and 'app="scale-a"' in t
+            and "jobcord_child_processes" in t
+            and t
+        ),
+        20,
+        "metrics",
+    )
+    seen: set = set()
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            key = (s.name, tuple(sorted(s.labels.items())))
+            assert key not in seen, key  # Prometheus refuses duplicate series
+            seen.add(key)
+    gpus = [k for k in seen if k[0] == "jobcord_gpu_memory_total_bytes"]
+    assert len(gpus) == 2  # the host's two GPUs, once each

@@ -263,6 +263,7 @@ def test_every_line_about_a_request_names_it_in_every_process(client, start_work
     from tests.apps import lifecycle as jobs
 
     worker = start_worker()
+    assert jobs.binds.run_remote("from the request before") == "from the request before"
     handle = jobs.chatty.async_run_remote("hello from the job")
     assert handle.result(timeout=20) == "hello from the job"
 
@@ -280,6 +281,7 @@ def test_every_line_about_a_request_names_it_in_every_process(client, start_work
     assert said["logger"] == "tests.chatty" and said["level"] == "info"
     for entry in mine:  # the job's own line and jobcord's, all bound to the attempt
         assert entry["app"] == "lifecycle" and entry["job"] == "chatty" and entry["attempt"] == 1
+        assert "leaked" not in entry  # what the request before bound ended with it
         assert entry["worker"].count(":") == 2
     story = _jobcord("logs", handle.request_id, env={**os.environ, **jobcord_env}, timeout=30)
     assert story.returncode == 0, story.stderr

@@ -95,5 +95,6 @@ def test_a_gpu_worker_serves_its_devices_and_job_processes(client, start_worker)
     assert samples[("jobcord_gpu_memory_used_bytes", gpu)] == 40 * 2**30
     assert samples[("jobcord_gpu_memory_total_bytes", gpu)] == 80 * 2**30
     assert samples[("jobcord_gpu_utilization_ratio", gpu)] == 0.5
-    assert samples[("jobcord_child_processes", (("state", "ready"),))] == 1
-    assert samples[("jobcord_child_jobs_total", (("child", "h100-0-0"),))] == 1
+    app = ("app", "lifecycle")
+    assert samples[("jobcord_child_processes", (app, ("state", "ready")))] == 1
+    assert samples[("jobcord_child_jobs_total", (app, ("child", "h100-0-0")))] == 1
