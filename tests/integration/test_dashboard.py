@@ -209,6 +209,11 @@ def test_in_a_browser_requests_go_live_to_succeeded_and_retry_reruns(
     expect(page.locator("#live")).to_have_text("live", timeout=15_000)
     page.screenshot(path=str(shots / "dashboard.png"), full_page=True)
     assert (shots / "dashboard.png").stat().st_size > 10_000
+    light = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    page.emulate_media(color_scheme="dark")  # the system's dark mode: the page follows
+    dark = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert light == "rgb(255, 255, 255)" and dark != light, (light, dark)
+    page.screenshot(path=str(shots / "dashboard-dark.png"), full_page=True)
 
 
 _FAKE_H100 = (
