@@ -39,7 +39,7 @@ from storage.settings import Settings
 from storage.statuses import Status
 
 from .batches import BatchRun
-from .board import ChildBoard
+from .board import ChildBoard, Phase
 from .child import EXIT_POISONED, EXIT_RECYCLE, ChildConfig
 from .claim import Claim
 from .cuda_errors import poisons_cuda_context
@@ -256,21 +256,26 @@ class ChildConsumer:
         """Show the attempt on the board (its lease renewed, its timeout watched) and make
         its context."""
         spec = self.app.jobs.get(record.job)
-        timeout = record.timeout_s
-        if timeout is None and spec is not None:
-            timeout = spec.timeout_s
-        self.board.start(
-            slot,
-            record.request_id,
-            record.attempt,
-            record.token,
-            self.job_index(record.job),
-            timeout,
-        )
+        self.show(slot, record, record.timeout_under(spec))
         output_dir = self._output_dir(record, spec)
         ctx = self._context(record, output_dir)
         self._running[id(ctx)] = ctx
         return Attempt(record, spec, slot, ctx, output_dir, time.monotonic())
+
+    def show(
+        self, slot: int, claim: Claim, timeout_s: float | None, phase: Phase = Phase.RUNNING
+    ) -> None:
+        """Put the claim's attempt on the board at ``slot``: its lease is renewed from now
+        on, and ``timeout_s`` (None: none yet) watched."""
+        self.board.start(
+            slot,
+            claim.request_id,
+            claim.attempt,
+            claim.token,
+            self.job_index(claim.job),
+            timeout_s,
+            phase=phase,
+        )
 
     def job_index(self, job: str) -> int:
         """A job's number on the board (the parent counts running attempts by it)."""

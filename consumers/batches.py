@@ -54,7 +54,7 @@ class BatchRun:
         Returns an exit code (0: go on)."""
         width = min(spec.max_batch_size, self.c.board.width)
         members = [first]
-        self._hold(spec, first, 0)
+        self.c.show(0, first, None, Phase.BATCH)  # leased from its claim, no timeout yet
         opened = time.monotonic()
         until = opened + spec.batch_wait_s
         while len(members) < width and not self.c._stop_asked():
@@ -65,7 +65,7 @@ class BatchRun:
                 break
             for lease, fields in got:
                 claim = Claim.from_fields(lease, fields)
-                self._hold(spec, claim, len(members))
+                self.c.show(len(members), claim, None, Phase.BATCH)
                 members.append(claim)
             left = until - time.monotonic()
             if len(members) >= width or left <= 0:
@@ -93,31 +93,10 @@ class BatchRun:
         else:
             time.sleep(min(left_s, _POLL_S))
 
-    def _hold(self, spec: JobSpec, claim: Claim, slot: int) -> None:
-        """On the board from its claim on (its lease renewed), no timeout before the call."""
-        self.c.board.start(
-            slot,
-            claim.request_id,
-            claim.attempt,
-            claim.token,
-            self.c.job_index(spec.name),
-            None,
-            phase=Phase.BATCH,
-        )
-
     def _call(self, spec: JobSpec, members: list[Claim]) -> int:
         started = time.monotonic()
         for slot, m in enumerate(members):  # each member's own timeout, from the call on
-            timeout = m.timeout_s if m.timeout_s is not None else spec.timeout_s
-            self.c.board.start(
-                slot,
-                m.request_id,
-                m.attempt,
-                m.token,
-                self.c.job_index(spec.name),
-                timeout,
-                phase=Phase.BATCH,
-            )
+            self.c.show(slot, m, m.timeout_under(spec), Phase.BATCH)
         ctx = self._context(spec, members)
         code = 0
         valid: list[tuple[Attempt, dict[str, Any]]] = []

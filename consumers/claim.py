@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __all__ = ["Claim"]
 
 
 def _number(raw: str | None) -> float | None:
     return None if raw is None or raw == "" else float(raw)
+
+
+if TYPE_CHECKING:
+    from scheduler.jobspec import JobSpec
 
 
 def _count(raw: str | None) -> int:
@@ -37,6 +41,12 @@ class Claim:
     failures: int
     worker_losses: int
     infra_failures: int
+
+    def timeout_under(self, spec: JobSpec | None) -> float | None:
+        """Its own timeout (set at submission), else its job's."""
+        if self.timeout_s is not None or spec is None:
+            return self.timeout_s
+        return spec.timeout_s
 
     @classmethod
     def from_fields(cls, token: str, fields: dict[str, str]) -> Claim:

@@ -103,7 +103,7 @@ class ServedApp:
     #: child -> (its devices, its member in the shared count)
     held: dict[int, tuple[ChildProcess, list[Device], str]] = field(default_factory=dict)
     decision: Decision | None = None
-    started: int = 0  # replicas started here, in all (the bench reads it)
+    started: int = 0  # replicas started here, in all (numbers their children's names)
     #: After a replica failed its startup: no new one before then (monotonic), and the
     #: pause after the next failure (doubling to _START_BACKOFF_S[1]; reset once one is warm).
     not_before: float = 0.0

@@ -27,9 +27,9 @@ class ReplicaLeases:
         """Claim a replica of ``app`` if fewer than ``limit`` are live on all hosts."""
         return self._run("acquire", app, limit, member)[0] == "ok"
 
-    def release(self, app: str, member: str, *, floor: int = -1) -> bool:
-        """Give a replica up; with ``floor``, only if more than ``floor`` would be left."""
-        return self._run("release", app, floor, member)[0] == "ok"
+    def release(self, app: str, member: str) -> None:
+        """Give a replica up."""
+        self._run("release", app, 0, member)
 
     def renew(self, app: str, members: list[str]) -> int:
         """Extend this host's claims; returns the live count on all hosts."""

@@ -49,11 +49,12 @@ _REPLICAS = Gauge(
 )
 
 
-def queue_stats(gw: Gateway) -> list[QueueCapacity]:
+def queue_stats(gw: Gateway, consumers: list[dict[str, Any]]) -> list[QueueCapacity]:
+    """The app's queues (``consumers``: the live registrations, read once by the caller)."""
     return queue_capacity(
         gw.client.redis,
         list(gw.app.jobs.values()),
-        gw.consumers.live(),
+        consumers,
         concurrency_target=gw.settings.autoscale_concurrency_target,
     )
 
@@ -109,10 +110,11 @@ def ops_router(gw: Gateway) -> APIRouter:
         (JOBCORD_METRICS_TOKEN) or an API key allowed the app; any other key gets 404."""
         if not metrics_token_ok(gw, request):
             gw.check_app(gw.app.name, gw.auth.verify(request))
-        for q in queue_stats(gw):  # capacity gauges are read from Redis at scrape time
+        consumers = gw.consumers.live()
+        for q in queue_stats(gw, consumers):  # capacity gauges are read at scrape time
             for name, gauge in _GAUGES.items():
                 gauge.labels(q.queue, q.app, q.gpu_class).set(getattr(q, name))
-        replicas = app_replicas(gw.app.name, gw.consumers.live())
+        replicas = app_replicas(gw.app.name, consumers)
         if replicas is not None:
             groups = [(gw.app.name, replicas)] if "desired" in replicas else []
             groups += [(f"{gw.app.name}/{job}", v) for job, v in replicas["jobs"].items()]
@@ -128,7 +130,10 @@ def ops_router(gw: Gateway) -> APIRouter:
         and the desired consumer count for an autoscaler; with autoscaling workers, the
         app's replicas (desired, running, starting) and the last scaling decision."""
         gw.check_app(gw.app.name, key)
-        replicas = app_replicas(gw.app.name, gw.consumers.live())
-        return {"queues": [q.as_dict() for q in queue_stats(gw)], "replicas": replicas}
+        consumers = gw.consumers.live()
+        return {
+            "queues": [q.as_dict() for q in queue_stats(gw, consumers)],
+            "replicas": app_replicas(gw.app.name, consumers),
+        }
 
     return router

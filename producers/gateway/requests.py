@@ -17,7 +17,7 @@ from storage.results import ResultStore
 from .context import Gateway
 from .holds import HeldStream
 
-__all__ = ["request_router", "sse"]
+__all__ = ["request_router", "sse", "served_here"]
 
 
 def sse(data: Any, event: str | None = None) -> str:
@@ -43,7 +43,7 @@ def typed_event(data: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-def _served_here(record: RequestRecord, store: ResultStore, base: str) -> RequestRecord:
+def served_here(record: RequestRecord, store: ResultStore, base: str) -> RequestRecord:
     """Objects on the API's own disk get this API's download routes instead of file:// URLs."""
 
     def here(f: ResultFile | None, path: str) -> ResultFile | None:
@@ -105,7 +105,7 @@ def request_router(gw: Gateway) -> APIRouter:
         presigned on S3; with the local result store they are this API's own routes."""
         record = gw.record_for(request_id, key, urls=True)
         base = str(request.base_url).rstrip("/")
-        return _served_here(record, gw.client.results, base).public()
+        return served_here(record, gw.client.results, base).public()
 
     @router.delete("/v1/requests/{request_id}")
     def cancel_request(request_id: str, key: Key) -> dict[str, Any]:

@@ -3,11 +3,11 @@
 -- when its lease ends; the autoscalers of all hosts count and claim through this one script,
 -- so two hosts never both start the replica past an app's limit.
 --   acquire: claim `member` if fewer than `limit` live (a member already there is renewed)
---   release: drop `member`, unless that would leave `limit` or fewer (limit < 0: always)
+--   release: drop `member`
 --   renew:   extend the leases of the members given; one that expired meanwhile (Redis
 --            was away longer than the TTL) is counted again: it still runs
 --   count:   how many are live
--- Returns {outcome, live count}: outcome 'ok', 'full' (acquire) or 'keep' (release).
+-- Returns {outcome, live count}: outcome 'ok', or 'full' (acquire).
 local op, app, ttl, limit = ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
 local key = key_replicas(app)
 redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
@@ -24,15 +24,7 @@ if op == 'acquire' then
     live = live + 1
   end
 elseif op == 'release' then
-  local member = ARGV[7]
-  if redis.call('ZSCORE', key, member) then
-    if limit >= 0 and live <= limit then
-      outcome = 'keep'
-    else
-      redis.call('ZREM', key, member)
-      live = live - 1
-    end
-  end
+  live = live - redis.call('ZREM', key, ARGV[7])
 elseif op == 'renew' then
   for i = 7, #ARGV do
     live = live + redis.call('ZADD', key, now + ttl, ARGV[i])

@@ -23,11 +23,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from storage.apikeys import ApiKey
+from storage.statuses import Status
 
 from ..auth import DEV_KEY, SESSION_COOKIE
 from ..context import Gateway
 from ..holds import HeldStream
-from ..requests import _served_here, sse
+from ..requests import served_here, sse
 from .filters import SINCE_CHOICES, FilterError, RequestFilter
 from .render import Renderer
 from .views import (
@@ -87,10 +88,10 @@ def dashboard_router(gw: Gateway) -> APIRouter:
             f = RequestFilter.parse(query, gw.app.name)
             _check_app(gw, f.app, key)
             # Only what the key may see: this API's app's queues, the consumers of its apps.
-            queues = (
-                queues_view(gw) if key.allows(gw.app.name) else {"queues": [], "replicas": None}
-            )
-            consumers = [c for c in consumers_view(gw) if key.allows(c.get("app", ""))]
+            live = [c for c in gw.consumers.live() if key.allows(c.get("app", ""))]
+            hidden: dict[str, Any] = {"queues": [], "replicas": None}
+            queues = queues_view(gw, live) if key.allows(gw.app.name) else hidden
+            consumers = consumers_view(gw, live)
             return {
                 "queues": pages.render("_queues.html", **queues),
                 "consumers": pages.render("_consumers.html", consumers=consumers),
@@ -103,7 +104,7 @@ def dashboard_router(gw: Gateway) -> APIRouter:
             return {"failures": pages.render("_failures.html", **failures_view(gw, app), here=here)}
         if view == "request":
             record = gw.record_for(query.get("id", ""), key, urls=True)
-            record = _served_here(record, gw.client.results, "")
+            record = served_here(record, gw.client.results, "")
             return {"request": pages.render("_request.html", **request_view(gw, record))}
         raise FilterError(f"view: {view[:40]!r} is not one of overview, failures, request")
 
@@ -244,7 +245,7 @@ def dashboard_router(gw: Gateway) -> APIRouter:
     return router
 
 
-_STATUSES = ("QUEUED", "IN_PROGRESS", "SUCCEEDED", "FAILED", "TIMED_OUT", "CANCELED", "EXPIRED")
+_STATUSES = tuple(s.value for s in Status)
 
 
 def _check_app(gw: Gateway, app: str, key: ApiKey) -> None:

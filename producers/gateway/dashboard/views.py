@@ -39,20 +39,21 @@ def apps_view(gw: Gateway, allowed: Any) -> list[str]:
     return [gw.app.name, *names]
 
 
-def queues_view(gw: Gateway) -> dict[str, Any]:
-    """The queue table, and the app's replicas when autoscaling workers serve it."""
+def queues_view(gw: Gateway, consumers: list[dict[str, Any]]) -> dict[str, Any]:
+    """The queue table, and the app's replicas when autoscaling workers serve it
+    (``consumers``: the live registrations, read once a render)."""
     return {
-        "queues": [q.as_dict() for q in queue_stats(gw)],
-        "replicas": app_replicas(gw.app.name, gw.consumers.live()),
+        "queues": [q.as_dict() for q in queue_stats(gw, consumers)],
+        "replicas": app_replicas(gw.app.name, consumers),
     }
 
 
-def consumers_view(gw: Gateway) -> list[dict[str, Any]]:
+def consumers_view(gw: Gateway, consumers: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Live consumers, newest heartbeat first; one that missed two heartbeats is stale (its
     registration outlives it by three lease TTLs, so a stopped one shows before it goes)."""
     now = time.time()
     out = []
-    for c in gw.consumers.live():
+    for c in consumers:
         beat = c.get("heartbeat_at")
         every = float(c.get("heartbeat_every_s") or gw.settings.lease_ttl_s / 3)
         age = None if beat is None else max(0.0, now - float(beat))
