@@ -44,10 +44,11 @@ from .child import EXIT_POISONED, EXIT_RECYCLE, ChildConfig
 from .claim import Claim
 from .cuda_errors import poisons_cuda_context
 from .devices import memory_probe
-from .endings import Endings
+from .endings import Endings, oom_failure
 from .fetcher import Fetcher
 from .flow import FLOW, Attempt, AttemptLost, Flow
 from .lanes import SharedRun
+from .limits import MemoryLimit, out_of_memory_message
 from .metrics import JobCounts
 from .protocol import ChildMessage, Fence, LoopFailed, Waiting
 from .recycling import Recycling
@@ -112,6 +113,8 @@ class ChildConsumer:
             memory_fraction=config.recycle_memory_fraction,
             probe=memory_probe(list(config.devices)) if config.recycle_memory_fraction else None,
         )
+        self.memory = MemoryLimit(config.memory)
+        self._oom_kills_at: dict[int, int] = {}  # by id(ctx): the cgroup's OOM kills then
         # The parent renews leases every lease_ttl/3: silent for half a lease, it is stuck.
         self._parent_patience_s = max(0.5, settings.lease_ttl_s / 2)
 
@@ -256,11 +259,18 @@ class ChildConsumer:
         """Show the attempt on the board (its lease renewed, its timeout watched) and make
         its context."""
         spec = self.app.jobs.get(record.job)
+        self.memory.apply(self.memory_limit_of(spec))
         self.show(slot, record, record.timeout_under(spec))
         output_dir = self._output_dir(record, spec)
         ctx = self._context(record, output_dir)
         self._running[id(ctx)] = ctx
+        self._oom_kills_at[id(ctx)] = self.memory.oom_kills()
         return Attempt(record, spec, slot, ctx, output_dir, time.monotonic())
+
+    def memory_limit_of(self, spec: JobSpec | None) -> int | None:
+        """The memory limit for an attempt of ``spec``: its own, else the worker's."""
+        own = spec.memory_limit if spec is not None else None
+        return own or self.config.memory_default
 
     def show(
         self, slot: int, claim: Claim, timeout_s: float | None, phase: Phase = Phase.RUNNING
@@ -306,12 +316,17 @@ class ChildConsumer:
                     if spec is not None
                     else _unknown_job(self.app, record.job)
                 )
+                if self._out_of_memory(attempt, result):
+                    message = out_of_memory_message(self.memory.current)
+                    failure = oom_failure(self.app, record.job, message, failure.traceback)
+                    log.warning("attempt out of memory", error=message)
                 poisoned = poisons_cuda_context(result)
                 self._leaving = self._leaving or poisoned
-                self.endings.failed(record, failure, extra)
+                self._record(self.endings.failed, record, failure, extra)
             else:
-                self.endings.succeeded(record, result, attempt.output_dir, extra)
+                self._record(self.endings.succeeded, record, result, attempt.output_dir, extra)
         finally:
+            self._oom_kills_at.pop(id(attempt.ctx), None)
             self._running.pop(id(attempt.ctx), None)
             self.board.clear(attempt.slot)
             self.counts.ran(record.app, record.job, time.monotonic() - attempt.started)
@@ -322,6 +337,27 @@ class ChildConsumer:
             return EXIT_POISONED
         return EXIT_RECYCLE if self._recycled else 0
 
+    def _out_of_memory(self, attempt: Attempt, exc: BaseException) -> bool:
+        """Whether the attempt failed for its memory limit: a MemoryError under one, or an
+        OOM kill in its cgroup while it ran (a helper's: the job saw it die). A process that
+        met its limit is replaced after this job (its heap may be left fragmented)."""
+        if self.memory.current is None:
+            return False
+        killed = self.memory.oom_kills() > self._oom_kills_at.get(id(attempt.ctx), 0)
+        if isinstance(exc, MemoryError) and not killed:
+            self._recycled = self._leaving = True
+            return True
+        return killed
+
+    def _record(self, write: Callable[..., None], *args: Any) -> None:
+        """Write an outcome; one Redis would not take (for the whole outcome budget, or a
+        bug) is logged, never a crash of this process: the lease then runs out and recovery
+        runs the request again."""
+        try:
+            write(*args)
+        except Exception:  # noqa: BLE001 - the process serves on; recovery owns the request
+            log.exception("outcome not recorded; the request will be recovered and run again")
+
     def end_together(self, done: list[tuple[Attempt, EncodedOutput, dict[str, Any]]]) -> int:
         """Record several successes (a batch's) in one script, then free their places;
         returns an exit code."""
@@ -329,7 +365,9 @@ class ChildConsumer:
             self.board.ending(attempt.slot)
         self._count_job(len(done))
         try:
-            self.endings.succeeded_together([(a.record, out, extra) for a, out, extra in done])
+            self._record(
+                self.endings.succeeded_together, [(a.record, out, extra) for a, out, extra in done]
+            )
         finally:
             for attempt, _, _ in done:
                 self._running.pop(id(attempt.ctx), None)

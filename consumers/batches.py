@@ -95,6 +95,7 @@ class BatchRun:
 
     def _call(self, spec: JobSpec, members: list[Claim]) -> int:
         started = time.monotonic()
+        self.c.memory.apply(self.c.memory_limit_of(spec))
         for slot, m in enumerate(members):  # each member's own timeout, from the call on
             self.c.show(slot, m, m.timeout_under(spec), Phase.BATCH)
         ctx = self._context(spec, members)

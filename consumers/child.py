@@ -20,6 +20,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from .cgroups import MemoryControl
 from .devices import Device
 from .fetcher import QueuePlan
 from .protocol import ChildMessage, Ready, StartupFailed
@@ -46,6 +47,11 @@ class ChildConfig:
     max_jobs: int = 0  # exit after this many jobs (0: never)
     recycle_memory_fraction: float = 0.0  # exit when a job leaves this much of a GPU held
     devices: tuple[Device, ...] = ()  # the GPUs it is pinned to
+    #: Set per start by ``consumers.children``: the cgroup.procs files it joins first thing,
+    #: where it sets its memory limit, and the limit for jobs that set none.
+    cgroup_files: tuple[str, ...] = ()
+    memory: MemoryControl = MemoryControl("rlimit")
+    memory_default: int | None = None
 
 
 def _die_with_parent() -> None:
@@ -55,6 +61,15 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+def _contain(config: ChildConfig) -> None:
+    """Before any code of the app runs (and can start a helper): a session of our own, so
+    the consumer finds and signals every descendant, and our cgroups."""
+    with contextlib.suppress(OSError):  # already a session leader: nothing to do
+        os.setsid()
+    for path in config.cgroup_files:
+        Path(path).write_text(str(os.getpid()))
+
+
 def child_main(
     config: ChildConfig, conn: Connection, board_handle: tuple[Any, Any, int], settings: Any
 ) -> None:
@@ -62,6 +77,11 @@ def child_main(
     _die_with_parent()
     if os.getppid() != parent:
         os._exit(1)
+    try:
+        _contain(config)
+    except OSError as exc:
+        conn.send(StartupFailed(f"could not join the job process's cgroup: {exc}"))
+        return
     os.environ.update(config.env)  # CUDA_VISIBLE_DEVICES & co. before anything can import CUDA
 
     from scheduler.loader import load_app

@@ -3,7 +3,12 @@
 A place keeps its board entries and its name across the processes that hold it. Starting is
 not waited on here (a model may take minutes to load): the child's ``Ready`` or
 ``StartupFailed`` arrives on its pipe and the supervisor's loop reads it. Stopping a job for
-real is a kill: SIGTERM (the job may see ``ctx.cancelled``), SIGKILL after the grace period.
+real is a kill of its whole tree (``consumers.trees``: the job process and every helper it
+started): SIGTERM (the job may see ``ctx.cancelled``), SIGKILL after the grace period.
+
+Its exit is seen through a pidfd, never through a pipe: a helper forked by the job inherits
+every descriptor the job process holds and would keep a pipe open after the job process died.
+A place is free for the next process only once no process of the last one's tree is left.
 """
 
 from __future__ import annotations
@@ -23,8 +28,12 @@ from typing import Any
 import structlog
 
 from .board import ChildBoard
+from .cgroups import ChildCgroup
 from .child import ChildConfig, child_main
+from .containment import Keeper
+from .limits import MemoryLimit
 from .protocol import Fence, Stats
+from .trees import MARKER_ENV, ProcessTree
 
 __all__ = ["ChildProcess", "Life", "StopReason"]
 
@@ -47,6 +56,7 @@ class StopReason(enum.Enum):
     CANCEL = "cancel"
     LOST = "lost"  # the lease is no longer ours
     SHUTDOWN = "shutdown"
+    FENCED = "fenced"  # its lease could not be renewed for a whole TTL: ended here, unwritten
 
 
 class ChildProcess:
@@ -61,8 +71,12 @@ class ChildProcess:
         kill_grace_s: float,
         startup_timeout_s: float,
         borrowed: bool = False,
+        keeper: Keeper | None = None,
+        memory_default: int | None = None,
     ) -> None:
         self.config = config
+        self.keeper = keeper
+        self.memory_default = memory_default
         self.board = board
         self._board_handle = board_handle
         self._settings = settings
@@ -92,6 +106,15 @@ class ChildProcess:
         #: Why the next replacement happens (a recycle asked by the parent), if not a death.
         self.replace_reason: str | None = None
         self.stats = Stats()  # the child's latest totals
+        #: The tree of the current (or last) process, its cgroup, and its exit pidfd.
+        self.tree: ProcessTree | None = None
+        self.cgroup: ChildCgroup | None = None
+        self.exit_fd: int | None = None
+        #: The OOM kills its cgroup had counted when it started (more at its death: OOM).
+        self.oom_kills_at_start = 0
+        #: Why a new process is due here, once the last one's tree is gone (None: none due).
+        self.pending_start: str | None = None
+        self.clearing_since: float | None = None
 
     @property
     def devices(self) -> str:
@@ -114,6 +137,8 @@ class ChildProcess:
             kill_grace_s=self.kill_grace_s,
             startup_timeout_s=self.startup_timeout_s,
             borrowed=True,
+            keeper=self.keeper,
+            memory_default=self.memory_default,
         )
 
     def start(self) -> None:
@@ -121,10 +146,18 @@ class ChildProcess:
         outputs = Path(self.config.outputs)
         shutil.rmtree(outputs, ignore_errors=True)  # what a killed child left
         self.board.reset()
+        marker, cgroup = self.keeper.new_tree() if self.keeper else (f"{os.getpid()}/0", None)
+        launch = replace(
+            self.config,
+            env={**self.config.env, MARKER_ENV: marker},
+            cgroup_files=cgroup.join_files() if cgroup else (),
+            memory=cgroup.memory_control() if cgroup else self.config.memory,
+            memory_default=self.memory_default,
+        )
         parent_conn, child_conn = _spawn.Pipe(duplex=False)
         process = _spawn.Process(
             target=child_main,
-            args=(self.config, child_conn, self._board_handle, self._settings),
+            args=(launch, child_conn, self._board_handle, self._settings),
             name=f"jobcord-{self.name}",
         )
         try:
@@ -132,9 +165,19 @@ class ChildProcess:
         except BaseException:
             parent_conn.close()  # no descriptor left behind by a spawn that failed
             child_conn.close()
+            if cgroup is not None:
+                cgroup.remove()
             raise
         child_conn.close()
-        self.process, self.conn, self.pid = process, parent_conn, process.pid
+        pid = process.pid
+        assert pid is not None  # started
+        self.process, self.conn, self.pid = process, parent_conn, pid
+        self.tree = ProcessTree(pid, marker)
+        self.cgroup = cgroup
+        self.oom_kills_at_start = self.oom_kills()
+        self.exit_fd = _pidfd(pid)
+        if self.keeper is not None:
+            self.keeper.started(self.tree, cgroup)
         self.life = Life.STARTING
         self.was_ready = False
         self.startup_deadline = time.monotonic() + self.startup_timeout_s
@@ -142,31 +185,97 @@ class ChildProcess:
         self.signal_at = None
         self.stopped = {}
         self.stats = Stats()
+        self.pending_start = None
+        self.clearing_since = None
+
+    @property
+    def exit_handle(self) -> Any:
+        """What becomes ready when the process exits: its pidfd (Linux >= 5.3), else the
+        multiprocessing sentinel."""
+        if self.exit_fd is not None:
+            return self.exit_fd
+        return self.process.sentinel if self.process is not None else None
+
+    def oom_kills(self) -> int:
+        if self.cgroup is None:
+            return 0
+        return MemoryLimit(self.cgroup.memory_control()).oom_kills()
 
     def signal_stop(self) -> None:
-        """SIGTERM now (a job may see ctx.cancelled), SIGKILL at ``kill_at``."""
+        """SIGTERM now to the whole tree (a job may see ctx.cancelled), SIGKILL at
+        ``kill_at``."""
         if self.life in (Life.STARTING, Life.READY) and self.pid is not None:
             self.life = Life.STOPPING
             self.kill_at = time.monotonic() + self.kill_grace_s
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGTERM)
+            if self.tree is not None:
+                self.tree.terminate()
 
     def kill_now(self) -> None:
+        """SIGKILL the whole tree (the job process and every helper)."""
         if self.pid is not None and self.life is not Life.GONE:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
+        self.end_tree()
+
+    def end_tree(self) -> None:
+        """SIGKILL whatever is left of the tree: by ``cgroup.kill`` where there is one (and
+        by pid as well: a v1 memory cgroup has no kill file, and a helper may sit outside
+        the v2 one only if it was started before the job process joined, which it never is)."""
+        if self.cgroup is not None:
+            self.cgroup.kill()
+        if self.tree is not None:
+            self.tree.kill()
+            if self.cgroup is not None:
+                from .trees import freeze_and_kill
+
+                self.tree.known |= freeze_and_kill(
+                    lambda: self.cgroup.procs() if self.cgroup else ()
+                )
+            self.tree.reap_orphans()
+
+    def tree_gone(self) -> bool:
+        """Whether no process of the last tree is left (then its cgroup is removed)."""
+        if self.tree is None:
+            return True
+        if self.tree.members() or (self.cgroup is not None and self.cgroup.procs()):
+            self.tree.reap_orphans()
+            return False
+        self.tree.reap_orphans()
+        if self.cgroup is not None:
+            self.cgroup.remove()
+        if self.keeper is not None:
+            self.keeper.ended(self.tree)
+        return True
 
     def reap(self) -> int | None:
-        """After the process exited: its exit code; the place is empty again."""
+        """After the process exited: its exit code; its helpers are killed (they are
+        orphans now), and the place is empty once :meth:`tree_gone`."""
         code = None
         if self.process is not None:
-            self.process.join(5)
-            code = self.process.exitcode
+            # Polled, not joined: joining waits on the sentinel pipe, which a forked helper
+            # still holds.
+            deadline = time.monotonic() + 5
+            while (code := self.process.exitcode) is None and time.monotonic() < deadline:
+                time.sleep(0.005)
             if code is not None:
                 self.process.close()
+        if self.exit_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.exit_fd)
+            self.exit_fd = None
         if self.conn is not None:
             self.conn.close()
         self.process = self.conn = None
         self.life = Life.GONE
         self.kill_at = None
+        self.end_tree()
         return code
+
+
+def _pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):  # not Linux >= 5.3: the sentinel stands in
+        return None

@@ -2,8 +2,10 @@
 
 NVML ignores ``CUDA_VISIBLE_DEVICES`` and may order devices differently from CUDA, so jobcord
 pins processes by UUID. ``JOBCORD_FAKE_GPUS`` (JSON list of {name, memory_gb, uuid?, mig?,
-process_memory_gb?}) replaces NVML at this one hardware boundary for tests on machines without
-a GPU (``process_memory_gb``: what any process holds on that device after a job).
+process_memory_gb?, processes_file?}) replaces NVML at this one hardware boundary for tests on
+machines without a GPU (``process_memory_gb``: what any process holds on that device after a
+job; ``processes_file``: lines ``pid bytes`` of processes holding memory on it, counted while
+they live, as NVML counts a process until it exits).
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ from typing import Any
 
 from scheduler.gpu_classes import classify_gpu_name
 
-__all__ = ["Device", "discover_devices", "pinning_env", "select_devices", "memory_probe"]
+__all__ = [
+    "Device",
+    "discover_devices",
+    "pinning_env",
+    "select_devices",
+    "memory_probe",
+    "gpu_processes",
+]
 
 
 @dataclass(frozen=True)
@@ -147,3 +156,52 @@ def _nvml_fraction(devices: list[Device], pid: int) -> float | None:
         return None
     finally:
         pynvml.nvmlShutdown()
+
+
+def gpu_processes(devices: list[Device]) -> list[tuple[int, int, str]]:
+    """(pid, bytes held, device UUID) of every compute process NVML shows on ``devices``."""
+    fake = os.environ.get("JOBCORD_FAKE_GPUS")
+    if fake:
+        return _fake_processes(fake, {d.uuid for d in devices})
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:  # noqa: BLE001 - no driver, no library: nothing to see
+        return []
+    out = []
+    try:
+        for d in devices:
+            h = pynvml.nvmlDeviceGetHandleByUUID(d.uuid)
+            for p in pynvml.nvmlDeviceGetComputeRunningProcesses(h):
+                out.append((int(p.pid), int(p.usedGpuMemory or 0), d.uuid))
+    except pynvml.NVMLError:
+        pass
+    finally:
+        pynvml.nvmlShutdown()
+    return out
+
+
+def _fake_processes(spec: str, uuids: set[str]) -> list[tuple[int, int, str]]:
+    out = []
+    for d in _fake_specs(spec):
+        path = d.get("processes_file")
+        if d["uuid"] not in uuids or not path:
+            continue
+        try:
+            lines = open(path).read().split("\n")  # noqa: SIM115 - a test's small file
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.split()
+            if len(parts) == 2 and parts[0].isdigit() and _alive(int(parts[0])):
+                out.append((int(parts[0]), int(parts[1]), d["uuid"]))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False

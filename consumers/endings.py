@@ -17,13 +17,14 @@ from typing import Any, TypeVar, cast
 
 import redis
 import structlog
-from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
+from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponential
 
 from scheduler.invoke import JobFailure, next_retry_delay_s
 from scheduler.jobspec import AppRegistry
 from scheduler.outputs import EncodedOutput
-from scheduler.retry_policy import RetryPolicy
-from storage.errors import RequestNotFound, ResultStoreError
+from scheduler.retry_policy import RetryPolicy, is_retryable
+from storage.errors import RequestNotFound, ResultStoreError, refuses_writes
+from storage.records import RequestRecord
 from storage.requests import RequestStore
 from storage.results import ResultStore, named_keys, result_prefix
 from storage.settings import Settings
@@ -33,33 +34,56 @@ from .claim import Claim
 from .metrics import JobCounts
 from .results import AttemptId, store_result, stored_keys
 
-__all__ = ["Endings", "AttemptRef", "error_dict"]
+__all__ = ["Endings", "AttemptRef", "error_dict", "oom_failure"]
 
 log = structlog.get_logger("jobcord.endings")
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 _REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+#: The longest an outcome write is retried (JOBCORD_OUTCOME_RETRY_S sets the child's; the
+#: parent's writes keep this default), and the longest pause between two tries.
+_OUTCOME_RETRY_S = 300.0
+_OUTCOME_BACKOFF_MAX_S = 5.0
+
+
+def _redis_unavailable(exc: BaseException) -> bool:
+    """Unreachable, or refusing writes for now (maxmemory, a replica, a failed disk)."""
+    return isinstance(exc, _REDIS_DOWN) or refuses_writes(exc)
 
 
 def _retrying_when_redis_is_down(fn: _F) -> _F:
-    """A Redis blip must not lose an outcome: keep trying the write for a minute (past that
-    the lease runs out and recovery runs the request again: nothing is lost). tenacity is
-    entered only once a first plain call has met an outage, so the hot path pays nothing."""
-    policy: dict[str, Any] = {
-        "retry": retry_if_exception_type(_REDIS_DOWN),
-        "reraise": True,
-        "stop": stop_after_delay(60),
-        "wait": wait_exponential(multiplier=0.1, max=5),
-    }
+    """An outcome is held, not lost, while Redis is unreachable or refuses writes: the write
+    is tried again with backoff for up to the outcome budget (its lease is renewed meanwhile:
+    renewal is allowed when Redis is out of memory). Past it the error is raised to the
+    caller, which logs it and goes on; the lease then runs out and recovery runs the request
+    again. tenacity is entered only once a first plain call has failed, so the hot path pays
+    nothing."""
 
     @functools.wraps(fn)
-    def call(*args: Any, **kwargs: Any) -> Any:
+    def call(self: Endings, *args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
-        except _REDIS_DOWN:
-            return retry(**policy)(fn)(*args, **kwargs)
+            return fn(self, *args, **kwargs)
+        except (redis.RedisError, OSError) as exc:
+            if not _redis_unavailable(exc):
+                raise
+            log.warning("outcome held: redis unavailable, retrying", error=str(exc)[:200])
+        policy: dict[str, Any] = {
+            "retry": retry_if_exception(_redis_unavailable),
+            "reraise": True,
+            "stop": stop_after_delay(self.outcome_retry_s),
+            "wait": wait_exponential(multiplier=0.1, max=_OUTCOME_BACKOFF_MAX_S),
+        }
+        return retry(**policy)(fn)(self, *args, **kwargs)
 
     return cast(_F, call)
+
+
+def oom_failure(app: AppRegistry, job: str, message: str, traceback: str = "") -> JobFailure:
+    """An attempt that ran out of memory, as the job's failure (retryable where its
+    ``retry_on`` takes a ``MemoryError``)."""
+    spec = app.jobs.get(job)
+    retryable = spec is not None and is_retryable(MemoryError(message), spec.retry_on)
+    return JobFailure("OutOfMemory", message, traceback, retryable, "")
 
 
 def error_dict(kind: str, message: str, traceback: str | None = None, module: str = "") -> dict:
@@ -102,6 +126,7 @@ class Endings:
         self._results = results  # opened on first use: boto3 only where a result is stored
         self.settings = settings
         self.counts = counts
+        self.outcome_retry_s = float(getattr(settings, "outcome_retry_s", _OUTCOME_RETRY_S))
         self._write_final = finish or (
             lambda rid, token, status, fields: store.finish(rid, token, status, **fields)
         )
@@ -181,7 +206,15 @@ class Endings:
     ) -> None:
         """The job raised: retried by its own policy, else FAILED (``extra``: more fields
         for the record when it ends)."""
-        token = record.token
+        self._job_failed(record, record.token, failure, extra)
+
+    def _job_failed(
+        self,
+        record: Claim | RequestRecord,
+        token: str,
+        failure: JobFailure,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         spec = self.app.jobs.get(record.job)
         error = error_dict(
             failure.error_type, failure.message, failure.traceback, failure.error_module
@@ -241,6 +274,18 @@ class Endings:
             error=error,
             reason="job process died",
         )
+
+    @_retrying_when_redis_is_down
+    def out_of_memory(self, ref: AttemptRef, token: str, message: str) -> None:
+        """The kernel ended the job process for its memory limit: the job's own failure,
+        retried by its policy as a ``MemoryError`` would be (never a lost worker)."""
+        try:
+            record = self.store.get(ref.request_id)
+        except RequestNotFound:
+            return
+        if record.attempt != ref.attempt:
+            return  # recovered and run again meanwhile: not this attempt's to end
+        self._job_failed(record, token, oom_failure(self.app, ref.job, message))
 
     @_retrying_when_redis_is_down
     def preempted(self, request_id: str, token: str, reason: str) -> None:

@@ -6,6 +6,10 @@ renewing and its requests are recovered within ``lease_ttl_s``. What to renew co
 board (``held``: request id -> lease token); a cancel or a lost lease goes to ``stop``.
 Cancels arrive on a pub/sub channel at once, and through the renewal reply as a backstop.
 
+Each renewal Redis answers is timed (:meth:`LeaseKeeper.renewed_at`): the supervisor ends an
+attempt whose lease went a whole TTL without one (self-fencing), since by then recovery may
+hand the request to another worker.
+
 Both loops are supervised (``scheduler.supervision``): whatever a pass raises is logged,
 counted and backed off from, and the loop goes on; renewal never pauses past its interval.
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 
 import redis
@@ -54,6 +59,7 @@ class LeaseKeeper:
             threading.Thread(target=self._cancel_loop, name="jobcord-cancels", daemon=True),
         ]
         self._pubsub: redis.client.PubSub | None = None
+        self._renewed: dict[tuple[str, str], float] = {}  # (rid, token) -> monotonic time
 
     def start(self) -> None:
         LOOPS.add(self.renew_state)
@@ -82,11 +88,18 @@ class LeaseKeeper:
     def renew_once(self) -> None:
         """Renew every lease held here, then the consumer's registration (one pass)."""
         leases = self._held()
-        for request_id, state in self.store.renew(leases).items():
+        sent = time.monotonic()  # the lease runs from no earlier than this
+        states = self.store.renew(leases)
+        self._renewed = {(rid, token): sent for rid, token in leases.items()}
+        for request_id, state in states.items():
             if state in ("cancel", "lost"):
                 self._stop(request_id, leases[request_id], state, self.renew_state)
         if self.heartbeat is not None:
             self.heartbeat()
+
+    def renewed_at(self, request_id: str, token: str) -> float | None:
+        """When the last renewal of this lease that Redis answered was sent (monotonic)."""
+        return self._renewed.get((request_id, token))
 
     def listen_once(self) -> None:
         """Wait up to a second for one cancel message (subscribing first if need be); a

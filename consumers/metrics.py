@@ -19,10 +19,27 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from .gpu_readings import GpuReading
 from .protocol import Stats
 
-__all__ = ["CHILD_RESTARTS", "HISTOGRAMS", "JobCounts", "ConsumerCollector"]
+__all__ = [
+    "CHILD_RESTARTS",
+    "SELF_FENCED",
+    "GPU_LEFTOVERS",
+    "HISTOGRAMS",
+    "JobCounts",
+    "ConsumerCollector",
+]
 
 CHILD_RESTARTS = Counter(
     "jobcord_child_restarts_total", "Job processes replaced, by first word of why", ["slot", "why"]
+)
+SELF_FENCED = Counter(
+    "jobcord_self_fenced_attempts_total",
+    "Attempts ended by their consumer because it could not renew their lease for a whole TTL",
+)
+GPU_LEFTOVERS = Counter(
+    "jobcord_gpu_leftover_processes_total",
+    "Processes NVML showed holding memory on a device after its job tree ended: killed (of "
+    "this consumer) or foreign (not ours: left alone)",
+    ["device", "outcome"],
 )
 #: The histograms children keep per (app, job): metric name, help, bucket upper bounds.
 HISTOGRAMS: dict[str, tuple[str, str, tuple[float, ...]]] = {

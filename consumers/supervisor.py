@@ -9,8 +9,13 @@ watches the board and the children's exits, in one supervised loop:
 - a lease is reported lost: the attempt belongs to someone else now; its process is killed
   if it still runs it a second later (its own finish may have taken the lease just then);
 - a child dies: each attempt it held ends as a lost worker (requeued, or FAILED after
-  ``JOBCORD_MAX_WORKER_LOSSES``); attempts that only shared a process with one the parent
-  stopped go back to the front of their queue uncounted; a new child takes the place;
+  ``JOBCORD_MAX_WORKER_LOSSES``), or out of memory when its cgroup counted an OOM kill
+  (retried by the job's own policy); attempts that only shared a process with one the parent
+  stopped go back to the front of their queue uncounted; what is left of its tree is killed,
+  and a new child takes the place once none of it is left (and, on a GPU, once NVML shows
+  no process of it holding device memory: ``consumers.gpu_leftovers``);
+- a lease cannot be renewed for a whole TTL (Redis unreachable: a partition): the attempt
+  is ended here (self-fencing), about when recovery hands the request to another worker;
 - a job waits on its own children's requests: its slot is lent (one more child like it).
 
 The parent's writes go through a small thread pool, so a slow Redis never delays a kill.
@@ -38,8 +43,11 @@ from storage.requests import RequestStore
 from .board import Board, Phase, Running
 from .child import EXIT_POISONED, EXIT_RECYCLE, ChildConfig
 from .children import ChildProcess, Life, StopReason
+from .containment import Keeper
 from .endings import AttemptRef, Endings
-from .metrics import CHILD_RESTARTS, JobCounts
+from .gpu_leftovers import LeftoverCheck
+from .limits import out_of_memory_message
+from .metrics import CHILD_RESTARTS, SELF_FENCED, JobCounts
 from .protocol import Fence, LoopFailed, Ready, StartupFailed, Stats, Waiting
 
 __all__ = ["Supervisor", "StartupError", "Place"]
@@ -85,6 +93,7 @@ class Supervisor:
         max_lent: int,
         make_borrowed: Callable[[int, ChildProcess], Place],
         on_gone: Callable[[ChildProcess], None] | None = None,
+        memory_default: int | None = None,
     ) -> None:
         self.app = app
         self.store = store
@@ -95,6 +104,12 @@ class Supervisor:
         self.max_lent = max_lent
         self._make_borrowed = make_borrowed
         self._on_gone = on_gone  # an elastic child exited for good (its devices are free)
+        self.memory_default = memory_default
+        self.keeper = Keeper.get(settings)
+        self._leftovers = LeftoverCheck(self.keeper)
+        #: (request id, token) -> monotonic time of the last renewal Redis answered (set by
+        #: the lease keeper); an attempt past a whole TTL without one is ended here.
+        self.renewed_at: Callable[[str, str], float | None] = lambda _rid, _token: None
         self.children = [
             ChildProcess(
                 p.config,
@@ -104,6 +119,8 @@ class Supervisor:
                 name=p.name,
                 kill_grace_s=settings.kill_grace_s,
                 startup_timeout_s=settings.child_startup_timeout_s,
+                keeper=self.keeper,
+                memory_default=memory_default,
             )
             for p in places
         ]
@@ -166,6 +183,7 @@ class Supervisor:
         with self._lock:
             for child in self.children:
                 child.kill_now()
+                child.end_tree()
 
     def close(self) -> None:
         self._stopped.set()
@@ -176,7 +194,13 @@ class Supervisor:
                 if child.alive:
                     child.kill_now()
                     child.reap()
+                deadline = time.monotonic() + 5
+                while not child.tree_gone() and time.monotonic() < deadline:
+                    child.end_tree()
+                    time.sleep(0.02)
         self._writes.shutdown(wait=True)
+        self._leftovers.close()
+        self.keeper.release()
         LOOPS.unregister(self.state)
         LOOPS.unregister(self.fetch_state)
 
@@ -203,6 +227,8 @@ class Supervisor:
                 name=place.name,
                 kill_grace_s=self.settings.kill_grace_s,
                 startup_timeout_s=self.settings.child_startup_timeout_s,
+                keeper=self.keeper,
+                memory_default=self.memory_default,
             )
             child.elastic = True
             self.children.append(child)
@@ -300,7 +326,7 @@ class Supervisor:
                 if child.conn is not None:
                     waits[child.conn] = child
                 if child.process is not None:
-                    waits[child.process.sentinel] = child
+                    waits[child.exit_handle] = child
         if not waits:
             time.sleep(_TICK_S)
         ready = wait(list(waits), _TICK_S) if waits else []
@@ -311,12 +337,13 @@ class Supervisor:
                     self._read(child)
             for handle in ready:
                 child = waits[handle]
-                if child.process is not None and handle == child.process.sentinel:
+                if child.process is not None and handle == child.exit_handle:
                     self._exited(child)
             now = time.monotonic()
-            for child in self.children:
+            for child in list(self.children):
                 child.board.beat()
                 self._watch(child, now)
+            self.keeper.reap_adopted()
             self._retire_spares(now)
             self._mirror_fetch_health()
 
@@ -352,6 +379,9 @@ class Supervisor:
     def _watch(self, child: ChildProcess, now: float) -> None:
         place = child.config.place
         if child.life is Life.GONE:
+            if child.pending_start is not None:
+                self._start_when_clear(child, now)
+                return
             when = self._restart_at.get(place)
             if when is not None and now >= when[0] and not self._shutting_down:
                 self._start(child, "startup failed")
@@ -385,6 +415,9 @@ class Supervisor:
             if lost_after is not None and now >= lost_after:
                 self._stop(child, entry, StopReason.LOST)
                 stopping = True
+            elif running and self._unrenewed_for(entry, now) > self.settings.lease_ttl_s:
+                self._stop(child, entry, StopReason.FENCED)
+                stopping = True
         if stopping:
             return
 
@@ -410,6 +443,17 @@ class Supervisor:
         child.replace_reason = child.replace_reason or reason.value
         if reason is StopReason.LOST:
             log.warning("lease lost; attempt abandoned", request_id=entry.request_id)
+            child.signal_stop()
+            return
+        if reason is StopReason.FENCED:
+            # Redis has not answered a renewal for a whole lease: recovery is handing the
+            # request to another worker now. Nothing can be written; free the device.
+            log.error(
+                "lease not renewed for a whole TTL (Redis unreachable?); attempt ended here",
+                request_id=entry.request_id,
+                lease_ttl_s=self.settings.lease_ttl_s,
+            )
+            SELF_FENCED.inc()
             child.signal_stop()
             return
         if reason is StopReason.TIMEOUT:
@@ -457,18 +501,23 @@ class Supervisor:
         killed = child.life is Life.STOPPING
         never_ready = not child.was_ready
         stopped = child.stopped
+        out_of_memory = child.oom_kills() > child.oom_kills_at_start
         code = child.reap()
         self._gone_counts.add(child.stats)
         for entry in entries:
             fence = Fence(entry.request_id, entry.attempt)
             if fence in stopped:
                 continue
-            if killed:  # a sibling's stop (or a shutdown) took its process down
+            ref = AttemptRef(
+                entry.request_id, self.app.name, self._job_name(entry.job), entry.attempt
+            )
+            if out_of_memory:  # the kernel ended it for its limit: the job's own failure
+                message = out_of_memory_message(self._memory_limit(ref.job))
+                log.warning("job process out of memory", request_id=ref.request_id, error=message)
+                self._write(self.endings.out_of_memory, ref, entry.token, message)
+            elif killed:  # a sibling's stop (or a shutdown) took its process down
                 self._write(self.endings.preempted, entry.request_id, entry.token, "preempted")
             else:
-                ref = AttemptRef(
-                    entry.request_id, self.app.name, self._job_name(entry.job), entry.attempt
-                )
                 log.warning("job process died", request_id=entry.request_id, exit_code=code)
                 self._write(
                     self.endings.worker_lost, ref, entry.token, f"job process died (exit {code})"
@@ -502,9 +551,31 @@ class Supervisor:
             why = "cuda context poisoned"
         elif code == EXIT_RECYCLE:
             why = "recycled (max jobs or GPU memory held)"
+        elif out_of_memory:
+            why = "out of memory"
         else:
             why = child.replace_reason or f"died (exit {code})"
-        self._start(child, why)
+        child.pending_start = why
+        child.clearing_since = time.monotonic()
+        self._start_when_clear(child, child.clearing_since)
+
+    def _start_when_clear(self, child: ChildProcess, now: float) -> None:
+        """Start the place's next process once nothing of the last one's tree is left and
+        its GPUs hold no memory of it; until then, kill again what is left."""
+        if self._shutting_down:
+            child.pending_start = None
+            return
+        if not child.tree_gone():
+            child.end_tree()
+            since = child.clearing_since or now
+            if now - since > 10 and int(now - since) % 10 == 0:
+                log.error("a process of the last job tree will not die (D state?)",
+                          child=child.name, waiting_s=round(now - since))  # fmt: skip
+            return
+        if not self._leftovers.clear(child, now):
+            return
+        why, child.pending_start = child.pending_start, None
+        self._start(child, why or "replaced")
 
     def _start(self, child: ChildProcess, why: str) -> None:
         child.restarts += 1
@@ -607,6 +678,16 @@ class Supervisor:
                 self._fetch_seen[child.config.place] = fetched
                 self.fetch_state.passed()
                 return
+
+    def _unrenewed_for(self, entry: Running, now: float) -> float:
+        """Seconds since Redis last answered a renewal of this attempt's lease (since it
+        was claimed, for one not renewed yet)."""
+        renewed = self.renewed_at(entry.request_id, entry.token)
+        return now - max(entry.started, renewed or 0.0)
+
+    def _memory_limit(self, job: str) -> int | None:
+        spec = self.app.jobs.get(job)
+        return (spec.memory_limit if spec is not None else None) or self.memory_default
 
     def _job_name(self, index: int) -> str:
         return self._job_names[index] if 0 <= index < len(self._job_names) else "?"

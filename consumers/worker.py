@@ -21,6 +21,7 @@ from typing import Any
 import structlog
 from prometheus_client import REGISTRY
 
+from scheduler.bounds import memory_size
 from scheduler.gpu_classes import CPU_CLASS
 from scheduler.health import HealthPublisher
 from scheduler.jobspec import AppRegistry
@@ -79,6 +80,9 @@ class ConsumerConfig:
     elastic: bool = False
     capacity: int = 0
     register_metrics: bool = True  # a host of several consumers registers one for all
+    #: Bytes a job process may use while it runs a job that sets no limit (None: the
+    #: settings' JOBCORD_JOB_MEMORY_LIMIT, unset: none).
+    memory_limit: int | None = None
 
 
 def consumer_class(devices: list[Device]) -> str:
@@ -250,6 +254,7 @@ class Consumer:
             max_lent=max_lent,
             make_borrowed=borrowed,
             on_gone=self.on_child_gone,
+            memory_default=self.memory_default(),
         )
         self.supervisor = supervisor
         registry = ConsumerRegistry(store.client)
@@ -292,6 +297,7 @@ class Consumer:
             supervisor.stop_request,
             heartbeat,
         )
+        supervisor.renewed_at = leases.renewed_at
         collector = ConsumerCollector(
             counts,
             supervisor.child_stats,
@@ -357,6 +363,15 @@ class Consumer:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def memory_default(self) -> int | None:
+        """The memory limit for jobs that set none: ``--memory-limit``, else the setting."""
+        if self.config.memory_limit is not None:
+            return self.config.memory_limit
+        try:
+            return memory_size("JOBCORD_JOB_MEMORY_LIMIT", self.settings.job_memory_limit)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
 
     def on_child_gone(self, child: ChildProcess) -> None:
         """An elastic child exited for good: the autoscaler takes its devices back."""

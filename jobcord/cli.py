@@ -111,14 +111,28 @@ def worker(
             help="Autoscaling: replicas (of any apps) one GPU may hold at once (1: its own)",
         ),
     ] = 1,
+    memory_limit: Annotated[
+        str | None,
+        typer.Option(
+            help="Memory a job process may use while it runs a job that sets no "
+            "memory_limit, e.g. 8GiB (default: JOBCORD_JOB_MEMORY_LIMIT, unset: none)",
+        ),
+    ] = None,
 ) -> None:
     """Consume the apps' queues that this machine's devices can serve. One app: a fixed
     set of job processes; several (or --autoscale): replicas per app by demand."""
     from consumers.devices import discover_devices, select_devices
     from consumers.worker import ConsumerConfig, default_concurrency, run_consumer
+    from scheduler.bounds import memory_size
     from scheduler.metrics_server import serve_metrics
 
     settings = _settings()
+    if memory_limit is not None:
+        try:
+            memory_size("--memory-limit", memory_limit)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--memory-limit") from None
+        settings = settings.model_copy(update={"job_memory_limit": memory_limit})
     serve_metrics(metrics_host, metrics_port)
     devices = select_devices(gpus, discover_devices())
     overrides = {

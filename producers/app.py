@@ -16,6 +16,7 @@ from scheduler.bounds import (
     RetryDelaySeconds,
     TimeoutSeconds,
     checked,
+    memory_size,
 )
 from scheduler.cron import check_schedule
 from scheduler.errors import JobDefinitionError
@@ -90,6 +91,7 @@ class App(AppRegistry):
         max_batch_size: int = 1,
         batch_wait_ms: float = 0.0,
         autoscaling: Autoscaling | None = None,
+        memory_limit: int | str | None = None,
     ) -> Callable[[Callable[..., Any]], RemoteFunction]:
         """Declare a job. ``timeout`` (s) is a hard limit: the process running it is killed.
 
@@ -117,8 +119,13 @@ class App(AppRegistry):
 
         ``autoscaling`` gives the job replicas of its own, scaled on its own demand (it then
         waits on a queue of its own); without it the job shares the app's.
+
+        ``memory_limit`` (bytes, or ``"2GiB"``) bounds the job process and its helpers while
+        it runs this job (the worker's ``--memory-limit`` otherwise): past it the attempt
+        ends ``out of memory: limit 2 GiB`` and is retried as the job's policy says.
         """
         _check_autoscaling(autoscaling)
+        memory = memory_size("memory_limit", memory_limit)
         timeout = checked("timeout", TimeoutSeconds | None, timeout)
         retries = checked("retries", Retries, retries)
         concurrency = checked("concurrency", Concurrency, concurrency)
@@ -150,6 +157,7 @@ class App(AppRegistry):
                 schedule=schedule,
                 concurrency=concurrency,
                 autoscaling=autoscaling,
+                memory_limit=memory,
                 **batch,
             )
             if schedule is not None:  # the tick's input must be valid now, not at 3 a.m.
@@ -174,13 +182,15 @@ class App(AppRegistry):
         max_batch_size: int = 1,
         batch_wait_ms: float = 0.0,
         autoscaling: Autoscaling | None = None,
+        memory_limit: int | str | None = None,
     ) -> Callable[[Callable[..., Any]], RemoteFunction]:
         """A request/response endpoint at ``/apps/{app}{public_api_path}``, run through the
         queue on a consumer; with ``stream=True`` the function yields chunks (sent as
         server-sent events). Cords are not retried: their caller is waiting.
-        ``concurrency``, ``max_batch_size``, ``batch_wait_ms``, ``autoscaling``: as for
-        :meth:`job`."""
+        ``concurrency``, ``max_batch_size``, ``batch_wait_ms``, ``autoscaling``,
+        ``memory_limit``: as for :meth:`job`."""
         _check_autoscaling(autoscaling)
+        memory = memory_size("memory_limit", memory_limit)
         timeout = checked("timeout", TimeoutSeconds | None, timeout)
         concurrency = checked("concurrency", Concurrency, concurrency)
         batch = _batching(max_batch_size, batch_wait_ms, concurrency, stream=stream)
@@ -207,6 +217,7 @@ class App(AppRegistry):
                 stream=stream,
                 concurrency=concurrency,
                 autoscaling=autoscaling,
+                memory_limit=memory,
                 **batch,
             )
 

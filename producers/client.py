@@ -25,6 +25,7 @@ from scheduler.jobspec import JobSpec
 from scheduler.payloads import MSGPACK_TYPE
 from scheduler.webhooks.targets import WebhookTargetRefused, parse_networks, resolve_target
 from storage.connection import connect
+from storage.errors import RedisUnavailable, refuses_writes
 from storage.records import RequestRecord
 from storage.registry import ConsumerRegistry, unserved_reason
 from storage.requests import InlineOutput, NewRequest, RequestStore, Submission
@@ -78,7 +79,11 @@ class RedisClient:
         return self._results
 
     def submit(self, spec: JobSpec, input_json: dict[str, Any], opts: SubmitOptions) -> Submission:
-        return self.store.submit(self.request(spec, input_json, opts))
+        request = self.request(spec, input_json, opts)
+        try:
+            return self.store.submit(request)
+        except redis.RedisError as exc:
+            raise _unavailable(exc) from None
 
     def request(self, spec: JobSpec, input_json: dict[str, Any], opts: SubmitOptions) -> NewRequest:
         """The submission of ``input_json`` to ``spec``, checked (sizes, webhook target and
@@ -220,3 +225,18 @@ def set_default_client(client: Client | None) -> None:
     global _default
     with _lock:
         _default = client
+
+
+def _unavailable(exc: redis.RedisError) -> Exception:
+    """A submit Redis did not take, as jobcord's own error (a bug's error as it is)."""
+    if refuses_writes(exc):
+        return RedisUnavailable(
+            f"Redis refused the submit, nothing was queued: {exc}. Try again later (with the "
+            "same idempotency key, it can never run twice)."
+        )
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        return RedisUnavailable(
+            f"Redis could not be reached: {exc}. The submit may or may not have been queued: "
+            "try again with the same idempotency key (it can never run twice)."
+        )
+    return exc

@@ -31,6 +31,8 @@ __all__ = [
     "BatchSize",
     "BatchWaitMs",
     "checked",
+    "MemorySize",
+    "memory_size",
     "RESERVED_KEY_PREFIX",
     "InternalKey",
     "check_idempotency_key",
@@ -62,6 +64,30 @@ BatchSize = Annotated[int, Field(ge=1, le=1024)]
 #: ``batch_wait_ms=``: how long a batch waits for more after its first request (a lone
 #: request is never held longer); 10 s at most, well inside a lease.
 BatchWaitMs = Annotated[float, Field(ge=0, le=10_000, allow_inf_nan=False)]
+
+#: ``memory_limit=`` (a job process's memory while it runs the job): 16 MiB to 64 TiB, as
+#: bytes or a size like ``"2GiB"``, ``"512MiB"``, ``"8G"`` (powers of 1024 either way).
+MemorySize = Annotated[int, Field(ge=16 * 2**20, le=64 * 2**40)]
+_UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+
+def memory_size(name: str, value: int | str | None) -> int | None:
+    """``value`` as bytes (None stays None); a ``ValueError`` naming ``name`` otherwise."""
+    if value is None or isinstance(value, int):
+        return checked(name, MemorySize | None, value)
+    text = str(value).strip().lower().replace(" ", "")
+    number = text.rstrip("bikmgt")
+    unit = text[len(number) :].removesuffix("b").removesuffix("i")
+    try:
+        amount = float(number)
+        factor = _UNITS[unit]
+    except (KeyError, ValueError):
+        raise ValueError(
+            f"{name}: expected bytes or a size like '2GiB' or '512MiB', got {value!r}"
+        ) from None
+    if amount != amount or amount in (float("inf"), float("-inf")):
+        raise ValueError(f"{name}: expected a finite size, got {value!r}")
+    return checked(name, MemorySize, int(amount * factor))
 
 
 @cache

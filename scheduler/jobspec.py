@@ -55,6 +55,8 @@ class JobSpec:
     batch_wait_s: float = 0.0
     #: scheduler.autoscaling.Autoscaling of its own (its replicas serve only it), or None.
     autoscaling: Any = None
+    #: Bytes the job process may use while it runs this job (None: the worker's default).
+    memory_limit: int | None = None
 
     @property
     def gpu_class(self) -> str:

@@ -6,6 +6,8 @@ status code (``http_status``) so that a user always gets a clear, named 4xx.
 
 from __future__ import annotations
 
+import redis
+
 __all__ = [
     "JobcordError",
     "ConfigurationError",
@@ -14,7 +16,24 @@ __all__ = [
     "ResultStoreError",
     "NotRetryable",
     "TooManyRequests",
+    "RedisUnavailable",
+    "refuses_writes",
 ]
+
+#: Replies by which a reachable Redis refuses a write for now: out of memory (maxmemory with
+#: noeviction), a replica (read-only, e.g. mid-failover), a disk that cannot persist, too few
+#: replicas (min-replicas-to-write).
+_REFUSALS = ("OOM ", "READONLY ", "MISCONF ", "NOREPLICAS ")
+
+
+def refuses_writes(exc: BaseException) -> bool:
+    """Whether ``exc`` is Redis refusing a write for now (it may take it again later)."""
+    if not isinstance(exc, redis.ResponseError):
+        return False
+    text = str(exc)
+    return text.startswith(_REFUSALS) or isinstance(
+        exc, (redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError)
+    )
 
 
 class JobcordError(Exception):
@@ -67,3 +86,10 @@ class TooManyRequests(JobcordError):
     def __init__(self, message: str, retry_after_s: float) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class RedisUnavailable(JobcordError):
+    """Redis cannot take the request now (unreachable, or refusing writes): nothing was
+    written; the same call (with the same idempotency key) may be tried again."""
+
+    http_status = 503

@@ -45,6 +45,12 @@ SCRIPT_NAMES = (
 )
 
 
+#: Scripts that run even when Redis is at maxmemory: lease renewal only moves scores of
+#: existing members (no growth), and a finished job holding its outcome through the outage
+#: must keep its lease meanwhile. Everything else is refused, and retried by its caller.
+_ALLOW_OOM = frozenset({"renew"})
+
+
 def _lua(name: str) -> str:
     return (files("storage") / "lua" / f"{name}.lua").read_text()
 
@@ -68,9 +74,10 @@ def function_library() -> tuple[str, str]:
     prefix = f"jobcord_{digest}_"
     parts = [f"#!lua name=jobcord_{digest}", _prelude()]
     for name, body in bodies.items():
+        flags = ", flags={'allow-oom'}" if name in _ALLOW_OOM else ""
         parts.append(
-            f"redis.register_function('{prefix}{name}', function(KEYS, ARGV)\n"
-            f"begin(ARGV)\n{body}\nend)"
+            f"redis.register_function{{function_name='{prefix}{name}', "
+            f"callback=function(KEYS, ARGV)\nbegin(ARGV)\n{body}\nend{flags}}}"
         )
     return "\n".join(parts), prefix
 

@@ -82,6 +82,30 @@ class Settings(BaseSettings):
         description="Longest a job process may take to start (import, on_startup) before it "
         "is killed (a consumer that cannot warm its children exits with the error).",
     )
+    job_memory_limit: str | None = Field(
+        default=None,
+        description="Memory a job process may use while it runs a job that sets no "
+        "memory_limit of its own: bytes or a size like 8GiB (unset: no limit).",
+    )
+    job_pids_limit: int = Field(
+        default=4096,
+        ge=0,
+        le=4_194_304,
+        description="Processes and threads one job process and its helpers may hold at once, "
+        "where the pids cgroup controller is delegated (0: no limit).",
+    )
+    cgroup_root: str | None = Field(
+        default=None,
+        description="A delegated cgroup v2 directory for job processes (unset: the worker's "
+        "own cgroup; off: no cgroups, session + subreaper and RLIMIT_DATA only).",
+    )
+    outcome_retry_s: float = Field(
+        default=300.0,
+        gt=0,
+        le=86_400,
+        description="How long a finished job holds its outcome while Redis refuses writes or "
+        "cannot be reached, retrying the final write with backoff.",
+    )
     max_worker_losses: int = Field(
         default=3, ge=1, description="A request whose worker died this often ends FAILED."
     )
