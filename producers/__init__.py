@@ -10,6 +10,7 @@ from scheduler.errors import (
 )
 from scheduler.gpu_classes import NodeSelector
 from scheduler.webhooks.signing import WebhookVerificationError, verify_webhook
+from storage.errors import RedisUnavailable
 
 from .app import App
 from .client import Client, RedisClient, SubmitOptions, default_client, set_default_client
@@ -43,6 +44,7 @@ __all__ = [
     "NodeSelector",
     "PermanentError",
     "RedisClient",
+    "RedisUnavailable",
     "RemoteError",
     "RemoteFunction",
     "RequestHandle",

@@ -112,6 +112,34 @@ def rds(redis_url: str) -> Iterator[redis.Redis]:
     delete_jobcord_keys(redis_url)
 
 
+def start_private_redis(port: int, data_dir) -> None:
+    from storage.embedded_redis import start_redis_server
+
+    start_redis_server(
+        data_dir, ["--port", str(port), "--bind", "127.0.0.1", "--save", ""], appendfsync="always"
+    )
+    wait_for(lambda: ping_redis(port), 10, "redis-server to answer")
+
+
+def ping_redis(port: int) -> bool:
+    try:
+        return bool(redis.Redis(port=port, socket_timeout=0.5).ping())
+    except redis.RedisError:
+        return False
+
+
+@pytest.fixture
+def own_redis(tmp_path, monkeypatch, jobcord_env):
+    """A redis-server of the test's own (AOF on), which it may restart, fill or stop."""
+    port = free_port()
+    start_private_redis(port, tmp_path)
+    url = f"redis://127.0.0.1:{port}/0"
+    monkeypatch.setenv("JOBCORD_REDIS_URL", url)
+    yield port, url, tmp_path
+    if ping_redis(port):
+        redis.Redis(port=port).shutdown(nosave=True)
+
+
 # -- S3 (moto's server, a real HTTP endpoint) -----------------------------------------------
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:

@@ -14,7 +14,7 @@ import time
 
 import redis
 
-from producers import App, JobContext
+from producers import App, JobContext, NodeSelector
 
 app = App("containment")
 
@@ -98,7 +98,7 @@ def helpers_then_wait(tag: str, kinds: list[str], seconds: float) -> None:
     time.sleep(seconds)
 
 
-@app.job(timeout=2.0)
+@app.job(timeout=2.0, node_selector=NodeSelector(gpu_count=1, include=["h100"]))
 def escape_then_hang(tag: str, gpu_file: str) -> None:
     """A helper that leaves every mark of the tree behind and holds (fake) GPU memory."""
     start_helper("escapee", tag, gpu_file)
@@ -140,3 +140,8 @@ def echo(x: int) -> int:
 @app.job()
 def pid() -> int:
     return os.getpid()
+
+
+@app.job(node_selector=NodeSelector(gpu_count=1, include=["h100"]))
+def gpu_echo(x: int) -> int:
+    return x

@@ -5,37 +5,11 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
 import redis
 
-from storage.embedded_redis import start_redis_server
 from storage.statuses import Status
-from tests.conftest import free_port, wait_for
-
-
-def _start_redis(port: int, data_dir) -> None:
-    start_redis_server(
-        data_dir, ["--port", str(port), "--bind", "127.0.0.1", "--save", ""], appendfsync="always"
-    )
-    wait_for(lambda: _ping(port), 10, "redis-server to answer")
-
-
-def _ping(port: int) -> bool:
-    try:
-        return bool(redis.Redis(port=port, socket_timeout=0.5).ping())
-    except redis.RedisError:
-        return False
-
-
-@pytest.fixture
-def own_redis(tmp_path, monkeypatch, jobcord_env):
-    port = free_port()
-    _start_redis(port, tmp_path)
-    url = f"redis://127.0.0.1:{port}/0"
-    monkeypatch.setenv("JOBCORD_REDIS_URL", url)
-    yield port, url, tmp_path
-    if _ping(port):
-        redis.Redis(port=port).shutdown(nosave=True)
+from tests.conftest import start_private_redis as _start_redis
+from tests.conftest import wait_for
 
 
 def test_request_survives_a_redis_restart_mid_job(own_redis, start_worker):
@@ -46,7 +20,9 @@ def test_request_survives_a_redis_restart_mid_job(own_redis, start_worker):
     port, url, data_dir = own_redis
     set_default_client(RedisClient(load_settings(redis_url=url)))
     try:
-        start_worker(env={"JOBCORD_REDIS_URL": url})
+        # An outage shorter than a lease (5 s here, the default): the live worker keeps its
+        # job. A longer one ends it (self-fencing, below).
+        start_worker(env={"JOBCORD_REDIS_URL": url, "JOBCORD_LEASE_TTL_S": "5"})
         handle = jobs.report_pid.async_run_remote("restart", 3.0)
         # The job's own first Redis writes done (IN_PROGRESS comes a moment before its body
         # runs): the restart hits the job mid-sleep, not the app's own Redis calls.
@@ -95,3 +71,39 @@ def test_api_answers_503_with_retry_after_while_redis_is_down(own_redis):
         assert httpx.get(f"{server.url}/healthz", timeout=30).status_code == 503
     finally:
         terminate(server.proc)
+
+
+def test_an_outage_longer_than_a_lease_ends_the_attempt_and_it_runs_again(own_redis, start_worker):
+    """Past a whole lease without a renewal the worker cannot tell a Redis restart from a
+    partition in which recovery hands the request to another worker: it ends the attempt
+    (freeing the device), and the request runs again once Redis is back, with one outcome."""
+    from producers import RedisClient, set_default_client
+    from storage.settings import load_settings
+    from tests.apps import lifecycle as jobs
+
+    port, url, data_dir = own_redis
+    set_default_client(RedisClient(load_settings(redis_url=url)))
+    try:
+        worker = start_worker(env={"JOBCORD_REDIS_URL": url})  # lease TTL 1 s
+        handle = jobs.report_pid.async_run_remote("long-outage", 4.0)
+        own = redis.Redis(port=port, decode_responses=True)
+        wait_for(lambda: own.get("jobcord:test:pid:long-outage:1"), 20, "the job to start")
+        first = int(own.get("jobcord:test:pid:long-outage:1"))
+        own.shutdown(save=False, nosave=False)
+        wait_for(lambda: not _process_alive(first), 3, "the attempt to be ended by its worker")
+        _start_redis(port, data_dir)
+        rec = handle.wait(30)
+        assert rec.status is Status.SUCCEEDED, worker.log
+        assert rec.attempt == 2 and own.get("jobcord:test:count:long-outage") == "2"
+        assert "lease not renewed for a whole TTL" in "".join(worker.lines)
+    finally:
+        set_default_client(None)
+
+
+def _process_alive(pid: int) -> bool:
+    from pathlib import Path
+
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
