@@ -235,12 +235,15 @@ def client(jobcord_env: dict[str, str]) -> Iterator[object]:
 
 
 class WorkerProcess:
-    def __init__(self, app_ref: str, env: dict[str, str], args: list[str]) -> None:
+    def __init__(
+        self, app_ref: str, env: dict[str, str], args: list[str], prefix: list[str] | None = None
+    ) -> None:
         self.lines: list[str] = []
         self.ready = threading.Event()
         self.worker_id: str | None = None  # its id in Redis, once ready
+        # ``prefix``: what runs it (``ip netns exec NAME``: a host of its own network).
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jobcord.cli", "worker", app_ref, *args],
+            [*(prefix or []), sys.executable, "-m", "jobcord.cli", "worker", app_ref, *args],
             cwd=ROOT,
             env={**os.environ, **env},
             stderr=subprocess.PIPE,
@@ -297,10 +300,13 @@ def start_worker(jobcord_env: dict[str, str]) -> Iterator[Callable[..., WorkerPr
         *args: str,
         env: dict[str, str] | None = None,
         wait: bool = True,
+        prefix: list[str] | None = None,
     ) -> WorkerProcess:
         # One child unless a test asks for more (the CLI's CPU default is one per core).
         one = [] if "--concurrency" in args else ["--concurrency", "1"]
-        w = WorkerProcess(app_ref, {**jobcord_env, **(env or {})}, ["--drain", "2", *one, *args])
+        w = WorkerProcess(
+            app_ref, {**jobcord_env, **(env or {})}, ["--drain", "2", *one, *args], prefix
+        )
         started.append(w)
         return w.wait_ready() if wait else w
 
