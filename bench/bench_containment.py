@@ -126,7 +126,8 @@ def main() -> None:
         table.add_column(col, justify="right")
     settings = {
         "jobcord": "jobcord worker --concurrency 1, timeout=2, kill grace 3 s (default)",
-        "dramatiq": "python -m dramatiq (CLI defaults: a process per core, 8 threads), time_limit=2000",
+        "dramatiq": "python -m dramatiq (CLI defaults: a process per core, 8 threads), "
+        "time_limit=2000",
     }
     for engine in ("jobcord", "dramatiq"):
         rows = []
