@@ -146,6 +146,8 @@ class ChildProcess:
         outputs = Path(self.config.outputs)
         shutil.rmtree(outputs, ignore_errors=True)  # what a killed child left
         self.board.reset()
+        if self.tree is not None and self.keeper is not None:
+            self.keeper.ended(self.tree)  # a restart after a failed start: the old is done
         marker, cgroup = self.keeper.new_tree() if self.keeper else (f"{os.getpid()}/0", None)
         launch = replace(
             self.config,
@@ -247,6 +249,18 @@ class ChildProcess:
             self.cgroup.remove()
         if self.keeper is not None:
             self.keeper.ended(self.tree)
+        return True
+
+    def settle_tree(self, wait_s: float = 1.0) -> bool:
+        """Kill what is left of the tree and wait (briefly) until it is gone: for a place
+        that is not started again here (retired, shut down)."""
+        deadline = time.monotonic() + wait_s
+        while not self.tree_gone():
+            if time.monotonic() >= deadline:
+                log.error("a process of an ended job tree will not die", child=self.name)
+                return False
+            self.end_tree()
+            time.sleep(0.01)
         return True
 
     def reap(self) -> int | None:

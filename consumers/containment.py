@@ -58,6 +58,7 @@ class Keeper:
         self._lock = threading.Lock()
         self._trees: dict[str, tuple[ProcessTree, ChildCgroup | None]] = {}
         self._past_roots: collections.deque[int] = collections.deque(maxlen=_PAST_ROOTS)
+        self._past_known: collections.deque[int] = collections.deque(maxlen=_PAST_ROOTS)
         self._reaped_at = 0.0
         self._changed = threading.Condition(self._lock)
         self._closing = False
@@ -98,6 +99,7 @@ class Keeper:
         with self._lock:
             self._trees.pop(tree.marker, None)
             self._past_roots.append(tree.root)
+            self._past_known.extend(tree.known - {tree.root})
             self._changed.notify()
 
     def live_pids(self) -> set[int]:
@@ -110,8 +112,9 @@ class Keeper:
         return out
 
     def reap_adopted(self) -> None:
-        """Collect orphans of ended trees that exited (the subreaper adopted them): at most
-        once a second, and only those known to be of a job process's tree."""
+        """Collect orphans of job trees that exited (the subreaper adopted them): at most
+        once a second, and only those known to be of a job process's tree (by its session
+        or as a member seen), never a child someone else waits for."""
         now = time.monotonic()
         if now - self._reaped_at < _REAP_EVERY_S:
             return
@@ -120,12 +123,17 @@ class Keeper:
 
         me = os.getpid()
         with self._lock:
-            roots = set(self._past_roots)
-            live = {t.root for t, _ in self._trees.values()}
+            trees = [t for t, _ in self._trees.values()]
+            sessions = set(self._past_roots) | {t.root for t in trees}
+            known = set(self._past_known).union(*(t.known for t in trees))
+            roots = {t.root for t in trees}  # multiprocessing reaps those itself
         zombies = [
             i.pid
             for i in proc_table().values()
-            if i.ppid == me and i.state == "Z" and i.pid not in live and i.sid in roots
+            if i.ppid == me
+            and i.state == "Z"
+            and i.pid not in roots
+            and (i.sid in sessions or i.pid in known)
         ]
         reap(zombies)
 

@@ -183,7 +183,6 @@ class Supervisor:
         with self._lock:
             for child in self.children:
                 child.kill_now()
-                child.end_tree()
 
     def close(self) -> None:
         self._stopped.set()
@@ -532,6 +531,7 @@ class Supervisor:
         failed_start = failed_start and child.replace_reason is None
         if child.retiring or self._shutting_down or failed_start:
             log.info("child exited", child=child.name, exit_code=code, failed_start=failed_start)
+            child.settle_tree()  # its devices go back only once nothing of it is left
             if (child.borrowed or child.elastic) and not self._shutting_down:
                 self.children.remove(child)  # its place is free for the next one
             if child.elastic and self._on_gone is not None:

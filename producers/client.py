@@ -228,15 +228,12 @@ def set_default_client(client: Client | None) -> None:
 
 
 def _unavailable(exc: redis.RedisError) -> Exception:
-    """A submit Redis did not take, as jobcord's own error (a bug's error as it is)."""
+    """A submit Redis refused, as jobcord's own error. An unreachable Redis stays redis-py's
+    ConnectionError / TimeoutError, which callers already catch to retry (the submit may or
+    may not have been queued: retry with the same idempotency key)."""
     if refuses_writes(exc):
         return RedisUnavailable(
             f"Redis refused the submit, nothing was queued: {exc}. Try again later (with the "
             "same idempotency key, it can never run twice)."
-        )
-    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
-        return RedisUnavailable(
-            f"Redis could not be reached: {exc}. The submit may or may not have been queued: "
-            "try again with the same idempotency key (it can never run twice)."
         )
     return exc
