@@ -264,7 +264,8 @@ class ChildConsumer:
         output_dir = self._output_dir(record, spec)
         ctx = self._context(record, output_dir)
         self._running[id(ctx)] = ctx
-        self._oom_kills_at[id(ctx)] = self.memory.oom_kills()
+        if self.memory.current is not None:  # a file read: only where a limit is in force
+            self._oom_kills_at[id(ctx)] = self.memory.oom_kills()
         return Attempt(record, spec, slot, ctx, output_dir, time.monotonic())
 
     def memory_limit_of(self, spec: JobSpec | None) -> int | None:

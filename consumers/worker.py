@@ -270,6 +270,7 @@ class Consumer:
             "elastic": self.config.elastic,
             "gpus_per_child": self.plan.gpus_per_child,
             "devices": [d.uuid for d in self.config.devices],
+            "containment": supervisor.keeper.containment.describe(),
         }
         ttl = 3 * self.settings.lease_ttl_s
         gpus = GpuReader(self.config.devices)

@@ -76,6 +76,15 @@ def test_cancel_ends_every_helper(client, rds, start_worker, mode):
     assert jobs.echo.async_run_remote(8).result(timeout=10) == 8
 
 
+def test_worker_shutdown_ends_every_helper(client, rds, start_worker, mode):
+    worker = start_worker(APP, env=mode)
+    jobs.helpers_then_wait.async_run_remote("s", ALL_KINDS, 120)
+    pids = _helpers(rds, "s", len(ALL_KINDS))
+    worker.stop()  # SIGTERM: drains for --drain (2 s), then hands the request back
+    assert worker.proc.returncode is not None
+    assert not any(_alive(p) for p in pids), "helpers outlived their worker's shutdown"
+
+
 def _watchdog_of(worker) -> int:
     for pid in descendants(worker.proc.pid):
         try:
