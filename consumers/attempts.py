@@ -48,7 +48,7 @@ from .endings import Endings, oom_failure
 from .fetcher import Fetcher
 from .flow import FLOW, Attempt, AttemptLost, Flow
 from .lanes import SharedRun
-from .limits import MemoryLimit, out_of_memory_message
+from .limits import MemoryLimit, memory_limit_for, out_of_memory_message
 from .metrics import JobCounts
 from .protocol import ChildMessage, Fence, LoopFailed, Waiting
 from .recycling import Recycling
@@ -264,14 +264,17 @@ class ChildConsumer:
         output_dir = self._output_dir(record, spec)
         ctx = self._context(record, output_dir)
         self._running[id(ctx)] = ctx
-        if self.memory.current is not None:  # a file read: only where a limit is in force
-            self._oom_kills_at[id(ctx)] = self.memory.oom_kills()
+        self.watch_memory(ctx)
         return Attempt(record, spec, slot, ctx, output_dir, time.monotonic())
 
     def memory_limit_of(self, spec: JobSpec | None) -> int | None:
-        """The memory limit for an attempt of ``spec``: its own, else the worker's."""
-        own = spec.memory_limit if spec is not None else None
-        return own or self.config.memory_default
+        return memory_limit_for(spec, self.config.memory_default)
+
+    def watch_memory(self, ctx: JobContext) -> None:
+        """Note the cgroup's OOM kills as an attempt (or a batch) starts: more when it
+        ends means it met its limit. A file read: only where a limit is in force."""
+        if self.memory.current is not None:
+            self._oom_kills_at[id(ctx)] = self.memory.oom_kills()
 
     def show(
         self, slot: int, claim: Claim, timeout_s: float | None, phase: Phase = Phase.RUNNING
@@ -317,8 +320,9 @@ class ChildConsumer:
                     if spec is not None
                     else _unknown_job(self.app, record.job)
                 )
+                limit = self.memory.current
                 if self._out_of_memory(attempt, result):
-                    message = out_of_memory_message(self.memory.current)
+                    message = out_of_memory_message(limit)
                     failure = oom_failure(self.app, record.job, message, failure.traceback)
                     log.warning("attempt out of memory", error=message)
                 poisoned = poisons_cuda_context(result)
@@ -346,7 +350,10 @@ class ChildConsumer:
             return False
         killed = self.memory.oom_kills() > self._oom_kills_at.get(id(attempt.ctx), 0)
         if isinstance(exc, MemoryError) and not killed:
+            # Leave after this job, and lift the limit now: writing the outcome must not
+            # meet it (the failed job's memory may still be held through its traceback).
             self._recycled = self._leaving = True
+            self.memory.apply(None)
             return True
         return killed
 

@@ -99,6 +99,7 @@ class BatchRun:
         for slot, m in enumerate(members):  # each member's own timeout, from the call on
             self.c.show(slot, m, m.timeout_under(spec), Phase.BATCH)
         ctx = self._context(spec, members)
+        self.c.watch_memory(ctx)
         code = 0
         valid: list[tuple[Attempt, dict[str, Any]]] = []
         for slot, m in enumerate(members):

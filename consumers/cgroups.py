@@ -28,7 +28,7 @@ from pathlib import Path
 
 __all__ = ["Containment", "ChildCgroup", "MemoryControl", "detect", "cgroup_dirs_of_dead"]
 
-#: Directory names of job-process cgroups: ``jobcord-<owner pid>.<owner start>-<place>-<n>``.
+#: Directory names of job-process cgroups: ``jobcord-<owner pid>.<owner start>-<n>``.
 PREFIX = "jobcord-"
 
 
@@ -137,7 +137,15 @@ def _enable(base: Path, wanted: list[str]) -> set[str]:
 
 def detect(cgroup_root: str | None = None) -> Containment:
     """What this host lets a consumer do. ``cgroup_root``: a delegated v2 directory to use
-    (``off``: no cgroups at all); None: this process's own v2 cgroup."""
+    (``off``: no cgroups at all); None: this process's own v2 cgroup. Never raises: a
+    cgroupfs that answers oddly means the next mode down."""
+    try:
+        return _detect(cgroup_root)
+    except OSError as exc:
+        return Containment(None, "rlimit", None, False, f"cgroups unusable: {exc}")
+
+
+def _detect(cgroup_root: str | None) -> Containment:
     if cgroup_root == "off":
         return Containment(None, "rlimit", None, False, "cgroups turned off")
     mounts = _mounts()
@@ -217,12 +225,9 @@ class ChildCgroup:
         return MemoryControl(mode, str(self.memory_dir) if self.memory_dir else "")
 
     def procs(self) -> set[int]:
-        out: set[int] = set()
-        for directory in self._dirs():
-            for here, _dirs, _files in os.walk(directory):
-                with contextlib.suppress(OSError, ValueError):
-                    out |= {int(p) for p in Path(here, "cgroup.procs").read_text().split()}
-        return out
+        from .trees import cgroup_procs
+
+        return set().union(*(cgroup_procs(d) for d in self._dirs()))
 
     def kill(self) -> bool:
         """``cgroup.kill`` (v2, Linux >= 5.14): every member SIGKILLed by the kernel, none
@@ -260,7 +265,7 @@ def cgroup_dirs_of_dead(containment: Containment) -> list[Path]:
         with contextlib.suppress(OSError):
             for entry in root.iterdir():
                 name = entry.name
-                if name.startswith(PREFIX) and entry.is_dir() and name.count("-") >= 3:
+                if name.startswith(PREFIX) and entry.is_dir() and name.count("-") >= 2:
                     owner = name[len(PREFIX) :].split("-", 1)[0]
                     if not owner_alive(owner):
                         out.append(entry)

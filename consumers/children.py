@@ -115,6 +115,9 @@ class ChildProcess:
         #: Why a new process is due here, once the last one's tree is gone (None: none due).
         self.pending_start: str | None = None
         self.clearing_since: float | None = None
+        self.clear_next_at = 0.0  # the next look at a tree that is slow to go
+        #: Every pid seen in the last tree, kept after it is gone (the GPU check reads it).
+        self.last_known: set[int] = set()
 
     @property
     def devices(self) -> str:
@@ -146,8 +149,11 @@ class ChildProcess:
         outputs = Path(self.config.outputs)
         shutil.rmtree(outputs, ignore_errors=True)  # what a killed child left
         self.board.reset()
-        if self.tree is not None and self.keeper is not None:
-            self.keeper.ended(self.tree)  # a restart after a failed start: the old is done
+        if self.tree is not None:  # not cleared (a restart gave up waiting): let it go
+            if self.cgroup is not None:
+                self.cgroup.remove()
+            if self.keeper is not None:
+                self.keeper.ended(self.tree)
         marker, cgroup = self.keeper.new_tree() if self.keeper else (f"{os.getpid()}/0", None)
         launch = replace(
             self.config,
@@ -163,7 +169,7 @@ class ChildProcess:
             name=f"jobcord-{self.name}",
         )
         try:
-            _spawner.submit(process.start).result()
+            _spawner.submit(_start_marked, process, marker).result()
         except BaseException:
             parent_conn.close()  # no descriptor left behind by a spawn that failed
             child_conn.close()
@@ -175,6 +181,7 @@ class ChildProcess:
         assert pid is not None  # started
         self.process, self.conn, self.pid = process, parent_conn, pid
         self.tree = ProcessTree(pid, marker)
+        self.last_known = self.tree.known
         self.cgroup = cgroup
         self.oom_kills_at_start = self.oom_kills()
         self.exit_fd = _pidfd(pid)
@@ -249,9 +256,11 @@ class ChildProcess:
             self.cgroup.remove()
         if self.keeper is not None:
             self.keeper.ended(self.tree)
+        # Forgotten once gone: its pids may name other processes from now on.
+        self.tree = self.cgroup = None
         return True
 
-    def settle_tree(self, wait_s: float = 1.0) -> bool:
+    def settle_tree(self, wait_s: float = 0.5) -> bool:
         """Kill what is left of the tree and wait (briefly) until it is gone: for a place
         that is not started again here (retired, shut down)."""
         deadline = time.monotonic() + wait_s
@@ -286,6 +295,17 @@ class ChildProcess:
         self.kill_at = None
         self.end_tree()
         return code
+
+
+def _start_marked(process: Any, marker: str) -> None:
+    """Start ``process`` with the marker in the environment it is exec'd with (the one
+    /proc shows, and the one a helper forked without exec keeps): set just around the
+    start, on the one spawner thread."""
+    os.environ[MARKER_ENV] = marker
+    try:
+        process.start()
+    finally:
+        os.environ.pop(MARKER_ENV, None)
 
 
 def _pidfd(pid: int) -> int | None:

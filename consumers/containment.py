@@ -82,7 +82,7 @@ class Keeper:
         c = self.containment
         if c.tree_root is None and c.memory_mode == "rlimit":
             return marker, None
-        cgroup = ChildCgroup(c, f"jobcord-{self.owner}-{n}-{os.getpid()}", self.pids_max)
+        cgroup = ChildCgroup(c, f"jobcord-{self.owner}-{n}", self.pids_max)
         try:
             cgroup.create()
         except OSError as exc:
@@ -175,7 +175,9 @@ class Keeper:
             try:
                 self._watchdog.stdin.write(line + "\n")
                 self._watchdog.stdin.flush()
-            except (OSError, ValueError):
+            except (OSError, ValueError) as exc:
+                log.error("watchdog gone: a SIGKILL of this worker would leave helpers",
+                          error=str(exc))  # fmt: skip
                 return
             sent = line
 

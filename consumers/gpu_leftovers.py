@@ -42,6 +42,7 @@ class LeftoverCheck:
         self.keeper = keeper
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="jobcord-gpu-leftovers")
         self._checks: dict[int, Future[bool]] = {}  # id(child) -> a check under way
+        self._since: dict[int, float] = {}  # id(child) -> when its checks began
 
     def clear(self, child: ChildProcess, now: float) -> bool:
         """Whether the child's GPUs hold nothing of its last tree (asks NVML on the side;
@@ -49,30 +50,35 @@ class LeftoverCheck:
         devices = list(child.config.devices)
         if not devices:
             return True
-        since = child.clearing_since or now
+        key = id(child)
+        since = self._since.setdefault(key, now)
         if now - since > _GIVE_UP_S:
             log.error("gpu memory of an ended job still held; starting anyway", child=child.name)
-            self._checks.pop(id(child), None)
+            self._checks.pop(key, None)
+            self._since.pop(key, None)
             return True
-        check = self._checks.get(id(child))
+        check = self._checks.get(key)
         if check is None:
-            self._checks[id(child)] = self._pool.submit(self._check, child)
+            self._checks[key] = self._pool.submit(self._check, child)
             return False
         if not check.done():
             return False
-        del self._checks[id(child)]
+        del self._checks[key]
         try:
-            return check.result()
+            clear = check.result()
         except Exception:  # noqa: BLE001 - a failed look is no reason to hold the GPU
             log.exception("gpu leftover check failed")
-            return True
+            clear = True
+        if clear:
+            self._since.pop(key, None)
+        return clear
 
     def _check(self, child: ChildProcess) -> bool:
         holders = gpu_processes(list(child.config.devices))
         if not holders:
             return True
         siblings = self.keeper.live_pids()
-        known = child.tree.known if child.tree is not None else set()
+        known = child.last_known  # every pid seen in the ended tree (itself forgotten)
         clear = True
         for pid, used, uuid in holders:
             if pid in siblings:

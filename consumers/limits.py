@@ -16,10 +16,21 @@ from __future__ import annotations
 import contextlib
 import resource
 from pathlib import Path
+from typing import Any
+
+import structlog
 
 from .cgroups import MemoryControl
 
-__all__ = ["MemoryLimit", "format_bytes", "out_of_memory_message"]
+__all__ = ["MemoryLimit", "format_bytes", "out_of_memory_message", "memory_limit_for"]
+
+log = structlog.get_logger("jobcord.limits")
+
+
+def memory_limit_for(spec: Any, default: int | None) -> int | None:
+    """The limit an attempt of ``spec`` runs under: its job's own, else the worker's."""
+    own = spec.memory_limit if spec is not None else None
+    return own or default
 
 
 def format_bytes(n: int) -> str:
@@ -47,6 +58,14 @@ class MemoryLimit:
         """Make ``limit`` (bytes; None: none) the one in force, if it is not already."""
         if limit == self.current:
             return
+        try:
+            self._set(limit)
+        except OSError as exc:  # e.g. v1 refuses a limit below what the process holds now
+            log.warning("memory limit not set", limit=limit, error=str(exc))
+            return
+        self.current = limit
+
+    def _set(self, limit: int | None) -> None:
         mode = self.control.mode
         if mode == "cgroup2" and self._dir is not None:
             self._write("memory.max", str(limit) if limit else "max")
@@ -66,7 +85,6 @@ class MemoryLimit:
             if self._rlimit_hard != resource.RLIM_INFINITY and soft > self._rlimit_hard:
                 soft = self._rlimit_hard
             resource.setrlimit(resource.RLIMIT_DATA, (soft, self._rlimit_hard))
-        self.current = limit
 
     def _write(self, name: str, value: str) -> None:
         assert self._dir is not None

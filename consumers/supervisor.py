@@ -46,7 +46,7 @@ from .children import ChildProcess, Life, StopReason
 from .containment import Keeper
 from .endings import AttemptRef, Endings
 from .gpu_leftovers import LeftoverCheck
-from .limits import out_of_memory_message
+from .limits import memory_limit_for, out_of_memory_message
 from .metrics import CHILD_RESTARTS, SELF_FENCED, JobCounts
 from .protocol import Fence, LoopFailed, Ready, StartupFailed, Stats, Waiting
 
@@ -383,7 +383,8 @@ class Supervisor:
                 return
             when = self._restart_at.get(place)
             if when is not None and now >= when[0] and not self._shutting_down:
-                self._start(child, "startup failed")
+                child.pending_start, child.clearing_since = "startup failed", now
+                self._start_when_clear(child, now)
             return
         if child.life is Life.STARTING and now > child.startup_deadline:
             log.error("child startup timed out", child=child.name)
@@ -565,10 +566,17 @@ class Supervisor:
         if self._shutting_down:
             child.pending_start = None
             return
+        if now < child.clear_next_at:
+            return
         if not child.tree_gone():
             child.end_tree()
+            # Look again in a moment: a process in D state (stuck in a driver) may take
+            # long, and each look reads /proc; said once in a while, never given up on
+            # silently.
+            child.clear_next_at = now + 0.2
             since = child.clearing_since or now
-            if now - since > 10 and int(now - since) % 10 == 0:
+            if now - since > 10 and now - getattr(child, "_clear_said", 0.0) > 10:
+                child._clear_said = now  # type: ignore[attr-defined]
                 log.error("a process of the last job tree will not die (D state?)",
                           child=child.name, waiting_s=round(now - since))  # fmt: skip
             return
@@ -686,8 +694,7 @@ class Supervisor:
         return now - max(entry.started, renewed or 0.0)
 
     def _memory_limit(self, job: str) -> int | None:
-        spec = self.app.jobs.get(job)
-        return (spec.memory_limit if spec is not None else None) or self.memory_default
+        return memory_limit_for(self.app.jobs.get(job), self.memory_default)
 
     def _job_name(self, index: int) -> str:
         return self._job_names[index] if 0 <= index < len(self._job_names) else "?"

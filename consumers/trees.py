@@ -41,6 +41,8 @@ __all__ = [
     "freeze_and_kill",
     "reap",
     "start_time",
+    "proc_info",
+    "cgroup_procs",
 ]
 
 MARKER_ENV = "JOBCORD_TREE"
@@ -58,6 +60,11 @@ class ProcInfo:
     sid: int
     state: str  # R, S, D, Z, T ...
     start: int  # clock ticks after boot: with the pid, names one process for good
+
+
+def proc_info(pid: int) -> ProcInfo | None:
+    """One process's line of :func:`proc_table` (None: no such process)."""
+    return _stat(pid)
 
 
 def _stat(pid: int) -> ProcInfo | None:
@@ -108,11 +115,20 @@ def marker_of(pid: int) -> str | None:
 
 def set_child_subreaper() -> bool:
     """Adopt orphaned descendants (Linux >= 3.4); False where the call is not there."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    except OSError:
+    try:  # the C library already loaded in this process (glibc or musl)
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
         return False
-    return libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    return bool(prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+
+
+def cgroup_procs(directory: str | Path) -> set[int]:
+    """The pids in a cgroup directory and those below it."""
+    out: set[int] = set()
+    for here, _dirs, _files in os.walk(directory):
+        with contextlib.suppress(OSError, ValueError):
+            out |= {int(p) for p in Path(here, "cgroup.procs").read_text().split()}
+    return out
 
 
 def _signal(pids: Iterable[int], sig: int) -> None:
@@ -164,13 +180,16 @@ class ProcessTree:
         root = table.get(self.root)
         if root is not None and root.start == self.root_start and root.state != "Z":
             out.add(self.root)
+        # The root's pid now names another process (it exited and the number came back):
+        # a session led by that number is someone else's; only marker and descent count.
+        reused = root is not None and root.start != self.root_start
         children: dict[int, list[int]] = {}
         for info in table.values():
             children.setdefault(info.ppid, []).append(info.pid)
         for info in table.values():
             if info.state == "Z" or info.pid == self.adopter:
                 continue
-            if info.sid == self.root and info.pid != self.root:
+            if info.sid == self.root and info.pid != self.root and not reused:
                 out.add(info.pid)
             elif (
                 info.ppid == self.adopter
@@ -187,10 +206,6 @@ class ProcessTree:
                     stack.append(kid)
         self.known |= out
         return out
-
-    def helpers(self) -> set[int]:
-        """The members other than the job process itself."""
-        return self.members() - {self.root}
 
     def terminate(self) -> None:
         """SIGTERM to every member (they may clean up; SIGKILL follows after a grace)."""

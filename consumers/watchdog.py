@@ -25,10 +25,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 try:
-    from .trees import MARKER_ENV, freeze_and_kill, marker_of, proc_table, reap
+    from .trees import MARKER_ENV, cgroup_procs, freeze_and_kill, marker_of, proc_table, reap
 except ImportError:  # run as a script: this directory is on sys.path, nothing else needed
     from trees import (  # type: ignore[no-redef]
         MARKER_ENV,
+        cgroup_procs,
         freeze_and_kill,
         marker_of,
         proc_table,
@@ -36,14 +37,6 @@ except ImportError:  # run as a script: this directory is on sys.path, nothing e
     )
 
 __all__ = ["end_trees", "sweep_leftovers", "main"]
-
-
-def _cgroup_procs(directory: str) -> set[int]:
-    out: set[int] = set()
-    for here, _dirs, _files in os.walk(directory):
-        with contextlib.suppress(OSError, ValueError):
-            out |= {int(p) for p in Path(here, "cgroup.procs").read_text().split()}
-    return out
 
 
 def end_trees(
@@ -67,15 +60,16 @@ def end_trees(
         table = proc_table()
         found: set[int] = set()
         for directory in cgroups:
-            found |= _cgroup_procs(directory)
+            found |= cgroup_procs(directory)
+        # A root whose pid now names another process: that number's session is not ours.
+        sessions = {
+            root for root, start in roots if root not in table or table[root].start == start
+        }
         for info in table.values():
             if info.pid == me or info.state == "Z":
                 continue
-            for root, start in roots:
-                # Its session (sid = the root's pid), started no earlier than the root:
-                # a later process reusing the pid number leads another session.
-                if info.sid == root and info.start >= start:
-                    found.add(info.pid)
+            if info.sid in sessions:
+                found.add(info.pid)
             if ours(marker_of(info.pid)):
                 found.add(info.pid)
         found.discard(me)

@@ -24,6 +24,8 @@ __all__ = [
 #: noeviction), a replica (read-only, e.g. mid-failover), a disk that cannot persist, too few
 #: replicas (min-replicas-to-write).
 _REFUSALS = ("OOM ", "READONLY ", "MISCONF ", "NOREPLICAS ")
+#: The same refusals met inside a script on Redis 6, wrapped in "ERR Error running script".
+_IN_SCRIPT = ("OOM command not allowed", "-READONLY ", "-MISCONF ", "-NOREPLICAS ")
 
 
 def refuses_writes(exc: BaseException) -> bool:
@@ -31,8 +33,10 @@ def refuses_writes(exc: BaseException) -> bool:
     if not isinstance(exc, redis.ResponseError):
         return False
     text = str(exc)
-    return text.startswith(_REFUSALS) or isinstance(
-        exc, (redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError)
+    return (
+        text.startswith(_REFUSALS)
+        or any(r in text for r in _IN_SCRIPT)
+        or isinstance(exc, (redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError))
     )
 
 

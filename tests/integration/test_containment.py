@@ -119,7 +119,11 @@ def test_next_worker_start_ends_what_a_dead_worker_left(client, rds, start_worke
     try:
         second = start_worker(APP)
         _all_gone(alive, 5, "the next worker on this host to end the leftovers")
-        assert "ended what a dead worker left on this host" in "".join(second.lines)
+        wait_for(
+            lambda: "ended what a dead worker left on this host" in "".join(second.lines),
+            5,
+            "the next worker to say it ended a dead worker's leftovers",
+        )
     finally:
         for p in alive:
             if _alive(p):
