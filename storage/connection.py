@@ -1,4 +1,7 @@
-"""One Redis client per process, from the settings (starting the embedded server if unset)."""
+"""One Redis client per process, from the settings (starting the embedded server if unset).
+
+``JOBCORD_REDIS_URL`` names one server (``redis://``, ``rediss://``, ``unix://``) or a
+Sentinel-watched primary (``redis+sentinel://``: ``storage.topology``)."""
 
 from __future__ import annotations
 
@@ -6,12 +9,22 @@ import threading
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
+import redis.asyncio as aioredis
 import structlog
 
 from .embedded_redis import ensure_embedded_redis
 from .settings import Settings
+from .topology import async_sentinel_client, parse_sentinel_url, sentinel_client
 
-__all__ = ["redis_url", "redacted", "connect", "BLOCKING_READ_TIMEOUT_S"]
+__all__ = [
+    "redis_url",
+    "redacted",
+    "connect",
+    "connect_async",
+    "connect_url",
+    "raw_twin",
+    "BLOCKING_READ_TIMEOUT_S",
+]
 
 #: Socket timeout of jobcord's clients: redis-py's default (5 s) equals our longest block.
 BLOCKING_READ_TIMEOUT_S = 30.0
@@ -47,11 +60,46 @@ def redacted(url: str) -> str:
 def connect(settings: Settings) -> redis.Redis:
     # health_check_interval keeps long-idle pooled connections honest across Redis restarts;
     # the socket timeout must exceed our longest blocking read (XREAD/BLPOP block <= 5 s).
-    return redis.Redis.from_url(
+    return connect_url(
         redis_url(settings),
         decode_responses=True,
         health_check_interval=30,
         socket_timeout=BLOCKING_READ_TIMEOUT_S,
         socket_connect_timeout=5,
         max_connections=settings.redis_max_connections,
+    )
+
+
+def connect_url(url: str, **kwargs: object) -> redis.Redis:
+    """A client of the Redis ``url`` names (one server, or a sentinel-watched primary)."""
+    target = parse_sentinel_url(url)
+    if target is not None:
+        return sentinel_client(target, **kwargs)
+    return redis.Redis.from_url(url, **kwargs)  # type: ignore[arg-type]
+
+
+def connect_async(settings: Settings, **kwargs: object) -> aioredis.Redis:
+    """The asyncio client of the same Redis (the gateway's event loop)."""
+    url = redis_url(settings)
+    target = parse_sentinel_url(url)
+    if target is not None:
+        return async_sentinel_client(target, **kwargs)
+    return aioredis.Redis.from_url(url, **kwargs)  # type: ignore[arg-type]
+
+
+def raw_twin(client: redis.Redis) -> redis.Redis:
+    """A client of the same Redis whose replies are bytes (binary values)."""
+    pool = client.connection_pool
+    manager = getattr(pool, "sentinel_manager", None)
+    if manager is not None:  # a sentinel pool: ask the same sentinels for the same primary
+        kwargs = {k: v for k, v in pool.connection_kwargs.items() if k != "connection_pool"}
+        kwargs["decode_responses"] = False
+        service = pool.service_name  # type: ignore[attr-defined]
+        return manager.master_for(service, connection_pool_class=type(pool), **kwargs)
+    return redis.Redis(
+        connection_pool=redis.ConnectionPool(
+            connection_class=pool.connection_class,
+            max_connections=pool.max_connections,
+            **{**pool.connection_kwargs, "decode_responses": False},
+        )
     )

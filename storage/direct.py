@@ -66,9 +66,10 @@ class DirectCalls:
         """Send one command and read its reply (raw: no response callbacks)."""
         return self.pipeline(args)[0]
 
-    def pipeline(self, *commands: tuple[Any, ...]) -> list[Any]:
+    def pipeline(self, *commands: tuple[Any, ...], raise_on_error: bool = True) -> list[Any]:
         """Send several commands in one write, then read their replies in order. A reply that
-        is an error is raised once every reply is read (the connection stays in step)."""
+        is an error is raised once every reply is read (the connection stays in step), or,
+        with ``raise_on_error`` False, left in its place in the list."""
         held: _Held | None = getattr(self._local, "held", None)
         if held is None:
             held = _Held(self._pool)
@@ -79,11 +80,15 @@ class DirectCalls:
         except TypeError as exc:
             raise redis.DataError(f"{commands[0][0]}: {exc}") from None
         try:
+            # connect() first: a Sentinel-managed connection asks the sentinels where the
+            # primary is there; send_packed_command alone would reconnect to the old address.
+            conn.connect()
             conn.send_packed_command(packed)
         except (redis.ConnectionError, redis.TimeoutError):
             # Not sent (a connection that died while idle, a restarted server): once more on
             # a new one. A command that was sent is never sent twice.
             conn.disconnect()
+            conn.connect()
             conn.send_packed_command(packed)
         replies: list[Any] = []
         error: redis.ResponseError | None = None
@@ -97,6 +102,6 @@ class DirectCalls:
         except (redis.ConnectionError, redis.TimeoutError):
             conn.disconnect()  # the next call connects again
             raise
-        if error is not None:
+        if error is not None and raise_on_error:
             raise error
         return replies

@@ -17,6 +17,7 @@ __all__ = [
     "NotRetryable",
     "TooManyRequests",
     "RedisUnavailable",
+    "NotAcknowledged",
     "refuses_writes",
 ]
 
@@ -97,3 +98,9 @@ class RedisUnavailable(JobcordError):
     written; the same call (with the same idempotency key) may be tried again."""
 
     http_status = 503
+
+
+class NotAcknowledged(RedisUnavailable):
+    """A submit the primary took but too few replicas (or no AOF) confirmed in time: a
+    failover now could erase it, so no request id is given. Retry with the same idempotency
+    key: if the first one survives it is the one returned, never a second request."""

@@ -17,7 +17,8 @@ from typing import Any
 
 import redis
 
-from . import keys
+from . import durability, keys
+from .connection import raw_twin
 from .direct import as_dict, stream_entries
 from .errors import IdempotencyConflict, NotRetryable, RequestNotFound, TooManyRequests
 from .records import RequestRecord
@@ -118,7 +119,14 @@ class RequestStore:
 
     # -- producers -----------------------------------------------------------------------
     def submit(self, req: NewRequest) -> Submission:
-        return self.submitted(req, self._run("submit", *self._submit_args(req, self._fields(req))))
+        args = self._submit_args(req, self._fields(req))
+        wait = durability.wait_command(self.settings)
+        if wait is None:
+            return self.submitted(req, self._run("submit", *args))
+        reply, acked = self.scripts.call_then("submit", wait, *args)
+        submission = self.submitted(req, reply)  # a conflict or a full app: said as such
+        durability.check(self.settings, acked)
+        return submission
 
     def submit_command(self, req: NewRequest) -> tuple[Any, ...]:
         """The submit script's call as one command, for a caller with a connection of its own
@@ -181,14 +189,7 @@ class RequestStore:
     def input_bytes(self, request_id: str) -> bytes:
         """A binary input (msgpack), read without decoding."""
         if self._raw is None:
-            pool = self.client.connection_pool
-            self._raw = redis.Redis(
-                connection_pool=redis.ConnectionPool(
-                    connection_class=pool.connection_class,
-                    max_connections=pool.max_connections,
-                    **{**pool.connection_kwargs, "decode_responses": False},
-                )
-            )
+            self._raw = raw_twin(self.client)
         data: Any = self._raw.get(keys.input_key(request_id))
         if data is None:
             raise RequestNotFound(request_id)

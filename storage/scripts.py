@@ -117,24 +117,37 @@ class Scripts:
         return ("EVALSHA", self._shas.get(name) or self._sha(name), 0, *full)
 
     def __call__(self, name: str, *args: Any) -> Any:
+        return self.call_then(name, None, *args)[0]
+
+    def call_then(self, name: str, then: tuple[Any, ...] | None, *args: Any) -> tuple[Any, Any]:
+        """Run script ``name`` and, in the same write on the same connection, the command
+        ``then`` (a WAIT must follow the very writes it confirms); both replies."""
         full = (keys.NAMESPACE, keys.BROKER_NAMESPACE, *args)
         if self._functions:
             try:
-                return self.direct("FCALL", self._prefix + name, 0, *full)
+                return self._send(("FCALL", self._prefix + name, 0, *full), then)
             except redis.ResponseError as exc:
                 if _missing_function(exc):  # a new server, or one restarted without its data
                     if self._load():
-                        return self.direct("FCALL", self._prefix + name, 0, *full)
+                        return self._send(("FCALL", self._prefix + name, 0, *full), then)
                 elif _no_functions(exc):
                     self._functions = False
                 else:
                     raise
         sha = self._shas.get(name) or self._sha(name)
         try:
-            return self.direct("EVALSHA", sha, 0, *full)
+            return self._send(("EVALSHA", sha, 0, *full), then)
         except redis.exceptions.NoScriptError:  # a server restarted without its script cache
             self.direct("SCRIPT", "LOAD", lua_script(name))
-            return self.direct("EVALSHA", sha, 0, *full)
+            return self._send(("EVALSHA", sha, 0, *full), then)
+
+    def _send(self, command: tuple[Any, ...], then: tuple[Any, ...] | None) -> tuple[Any, Any]:
+        if then is None:
+            return self.direct(*command), None
+        first, second = self.direct.pipeline(command, then, raise_on_error=False)
+        if isinstance(first, Exception):
+            raise first
+        return first, second  # an error of ``then`` is the caller's to read
 
     def _load(self) -> bool:
         """Load the library; False (and EVALSHA from now on) where functions are refused."""

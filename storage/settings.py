@@ -34,6 +34,25 @@ class Settings(BaseSettings):
         description="Redis connections one process may open (each thread that waits on a "
         "result holds one; redis-py 8 caps a pool at 100 by default).",
     )
+    redis_min_replicas_ack: int = Field(
+        default=0,
+        ge=0,
+        le=100,
+        description="A submit returns its request id only once this many replicas hold it "
+        "(WAIT); short of that within redis_ack_timeout_ms it fails, retryable. 0: the primary's "
+        "reply is the acknowledgement (a failover may lose the newest submits).",
+    )
+    redis_ack_aof: bool = Field(
+        default=False,
+        description="Also wait until the primary (and those replicas) wrote the submit to their "
+        "append-only file (WAITAOF; Redis 7.2+, appendonly yes).",
+    )
+    redis_ack_timeout_ms: int = Field(
+        default=2000,
+        ge=1,
+        le=60_000,
+        description="How long a submit waits for its acknowledgement before it fails.",
+    )
     redis_functions: bool = Field(
         default=True,
         description="Load jobcord's scripts as a Redis function library where the server has "

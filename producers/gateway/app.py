@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import redis
-import redis.asyncio as aioredis
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -17,8 +16,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from scheduler.jobspec import AppRegistry
 from storage.apikeys import ApiKeyStore
-from storage.connection import redis_url
-from storage.errors import JobcordError, TooManyRequests
+from storage.connection import connect_async, redis_url
+from storage.errors import JobcordError, RedisUnavailable, TooManyRequests
 from storage.ratelimit import RateLimiter
 from storage.registry import ConsumerRegistry
 from storage.settings import Settings
@@ -53,8 +52,8 @@ def create_app(app: AppRegistry, settings: Settings, *, require_auth: bool = Tru
         auth=Authenticator(ApiKeyStore(client.redis), required=require_auth),
         rates=RateLimiter(client.redis, functions=settings.redis_functions),
         waits=WaitLimits(total=settings.api_max_waits, per_key=settings.api_max_waits_per_key),
-        submitter=aioredis.Redis.from_url(
-            redis_url(settings),
+        submitter=connect_async(
+            settings,
             decode_responses=True,
             socket_timeout=30,
             socket_connect_timeout=5,
@@ -84,6 +83,8 @@ def create_app(app: AppRegistry, settings: Settings, *, require_auth: bool = Tru
         headers = {}
         if isinstance(exc, TooManyRequests):
             headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+        elif isinstance(exc, RedisUnavailable):  # refused or unconfirmed: retry shortly
+            headers["Retry-After"] = "1"
         body = {"detail": str(exc), "type": type(exc).__name__}
         return JSONResponse(body, status, headers=headers)
 

@@ -12,6 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from scheduler.jobspec import AppRegistry, JobSpec
 from scheduler.payloads import is_binary
+from storage import durability
 from storage.apikeys import ApiKey
 from storage.errors import RequestNotFound
 from storage.ids import is_request_id
@@ -51,8 +52,10 @@ class Gateway:
         """Submit on the event loop when nothing else must be asked first (no webhook to
         check, no binary input for the result store, no rate to spend): one command on the
         gateway's own async connection. None: take the thread path (it also loads the
-        scripts where a Redis lost them)."""
+        scripts where a Redis lost them, and waits for replicas when submits need them)."""
         if opts.webhook_endpoint is not None or is_binary(input_json):
+            return None
+        if durability.wait_command(self.settings) is not None:
             return None
         request = self.client.request(spec, input_json, opts)
         if not self.client.store.scripts.uses_functions:

@@ -17,6 +17,7 @@ from storage.connection import BLOCKING_READ_TIMEOUT_S
 from storage.keys import chunks_key, events_key, record_key
 from storage.requests import FIRST_EVENT_ID, first_queued_event, is_legacy_first_event
 from storage.statuses import Status
+from storage.topology import async_sentinel_client, parse_sentinel_url
 
 __all__ = ["Follower"]
 
@@ -31,6 +32,13 @@ def _text(data: dict[bytes, bytes]) -> dict[str, str]:
 
 class Follower:
     def __init__(self, url: str, *, max_connections: int) -> None:
+        target = parse_sentinel_url(url)
+        self.pool: aioredis.BlockingConnectionPool | None = None
+        if target is not None:  # the sentinels' pool (admission still bounds the waits)
+            self.redis = async_sentinel_client(
+                target, max_connections=max_connections, socket_timeout=BLOCKING_READ_TIMEOUT_S
+            )
+            return
         self.pool = aioredis.BlockingConnectionPool.from_url(
             url,
             max_connections=max_connections,
@@ -41,7 +49,8 @@ class Follower:
 
     async def close(self) -> None:
         await self.redis.aclose()
-        await self.pool.disconnect()
+        if self.pool is not None:
+            await self.pool.disconnect()
 
     async def events(
         self, request_id: str, timeout_s: float | None = None, *, final_check: bool = True

@@ -4,9 +4,6 @@ reaches Redis gets the request and runs it to its one outcome."""
 
 from __future__ import annotations
 
-import os
-import random
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -20,64 +17,23 @@ from storage.settings import load_settings
 from storage.statuses import Status
 from tests.apps import containment as jobs
 from tests.conftest import free_port, ping_redis, wait_for
+from tests.topology import NetHost
 
 APP = "tests.apps.containment:app"
 
 
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True)
-
-
-class Host:
-    """A network namespace joined to this machine by a veth pair (10.231.N.0/30)."""
-
-    def __init__(self) -> None:
-        n = random.randrange(1, 250)
-        tag = f"{os.getpid() % 10000}{n}"
-        self.ns, self.outer, inner = f"jc{tag}", f"jch{tag}", f"jcn{tag}"
-        self.here, self.there = f"10.231.{n}.1", f"10.231.{n}.2"
-        _ip("netns", "add", self.ns)
-        try:
-            _ip("link", "add", self.outer, "type", "veth", "peer", "name", inner)
-            _ip("link", "set", inner, "netns", self.ns)
-            _ip("addr", "add", f"{self.here}/30", "dev", self.outer)
-            _ip("link", "set", self.outer, "up")
-            _ip("-n", self.ns, "addr", "add", f"{self.there}/30", "dev", inner)
-            _ip("-n", self.ns, "link", "set", inner, "up")
-            _ip("-n", self.ns, "link", "set", "lo", "up")
-        except subprocess.CalledProcessError:
-            self.close()
-            raise
-
-    @property
-    def prefix(self) -> list[str]:
-        return ["ip", "netns", "exec", self.ns]
-
-    def cut(self) -> None:
-        _ip("link", "set", self.outer, "down")
-
-    def heal(self) -> None:
-        _ip("link", "set", self.outer, "up")
-
-    def close(self) -> None:
-        subprocess.run(["ip", "link", "del", self.outer], capture_output=True)
-        subprocess.run(["ip", "netns", "del", self.ns], capture_output=True)
-
-
 @pytest.fixture
-def cut_off_host() -> Iterator[Host]:
-    if shutil.which("ip") is None:
-        pytest.skip("needs iproute2's ip to make a network namespace (not on this machine)")
-    try:
-        host = Host()
-    except subprocess.CalledProcessError as exc:
-        pytest.skip(f"cannot make a network namespace here: {exc.stderr.decode().strip()}")
+def cut_off_host() -> Iterator[NetHost]:
+    why = NetHost.available()
+    if why is not None:
+        pytest.skip(why)
+    host = NetHost()
     yield host
     host.close()
 
 
 @pytest.fixture
-def shared_redis(cut_off_host: Host, tmp_path: Path, monkeypatch, jobcord_env):
+def shared_redis(cut_off_host: NetHost, tmp_path: Path, monkeypatch, jobcord_env):
     """A redis-server both hosts reach: on loopback and on the veth's near end."""
     from storage.embedded_redis import redis_server_binary
 

