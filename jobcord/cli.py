@@ -199,6 +199,7 @@ def api(
     import uvicorn
 
     from producers.gateway import create_app
+    from producers.gateway.connections import guarded_protocol, raise_open_files_limit
     from scheduler.loader import load_app
 
     settings = _settings()
@@ -215,7 +216,21 @@ def api(
         f"jobcord api: app {registry.name!r} ({len(registry.jobs)} jobs and cords) on "
         f"http://{shown}:{port}  docs: /docs  health: /healthz  API keys: {auth}"
     )
-    uvicorn.run(gateway, host=host, port=port, log_level="warning", access_log=False)
+    # Redis connections (the wait pool and the rest), the listener, logs: beside the callers.
+    needed = settings.api_max_connections + settings.api_max_waits + 256
+    open_files = raise_open_files_limit(needed)
+    if open_files < needed:
+        err_console.print(
+            f"[yellow]open-files limit {open_files} is below the {needed} that "
+            f"JOBCORD_API_MAX_CONNECTIONS={settings.api_max_connections} needs: raise it "
+            "(ulimit -n) or lower that setting, or new connections stall at the limit[/yellow]"
+        )
+    protocol = guarded_protocol(
+        keep_alive_s=settings.api_keep_alive_s,
+        header_timeout_s=settings.api_header_timeout_s,
+        max_connections=settings.api_max_connections,
+    )
+    uvicorn.run(gateway, host=host, port=port, http=protocol, log_level="warning", access_log=False)
 
 
 keys_app = typer.Typer(no_args_is_help=True, help="API keys: create (shown once), list, revoke.")

@@ -182,6 +182,26 @@ class Settings(BaseSettings):
     api_max_waits_per_key: int = Field(
         default=32, ge=1, description="The same, per API key; past it 429."
     )
+    api_keep_alive_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        description="An API connection silent this long after a response is closed.",
+    )
+    api_header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="A request line and headers must arrive within this of the connection "
+        "opening (or of a later request's first byte); past it the connection is closed.",
+    )
+    api_max_connections: int = Field(
+        default=1024,
+        ge=1,
+        le=1_000_000,
+        description="Open connections of one API process; a new one past it closes the one "
+        "idle longest, or is closed at once when every one is being answered.",
+    )
     max_input_bytes: int = Field(
         default=2**20,
         gt=0,
