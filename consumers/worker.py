@@ -257,7 +257,7 @@ class Consumer:
             memory_default=self.memory_default(),
         )
         self.supervisor = supervisor
-        registry = ConsumerRegistry(store.client)
+        registry = ConsumerRegistry(store.client, scripts=store.scripts)
         info = {
             "worker": self.worker_id,
             "host": socket.gethostname(),
@@ -280,7 +280,7 @@ class Consumer:
             # What the dashboard shows of this consumer: refreshed every lease_ttl/3.
             children = supervisor.processes()
             live = {
-                "heartbeat_at": time.time(),
+                "heartbeat_at": time.time(),  # this host's clock; ages use Redis's seen_at
                 "heartbeat_every_s": self.settings.lease_ttl_s / 3,
                 "children": children,
                 "gpus": [r.as_dict() for r in gpus.latest()],

@@ -7,7 +7,6 @@ Exit status: 0 healthy, 1 degraded (a stale loop or a silent process), 2 Redis u
 from __future__ import annotations
 
 import sys
-import time
 from typing import Any
 
 import typer
@@ -24,17 +23,22 @@ def _age(now: float, ts: float | None) -> str:
 
 
 def _rows(report: Any, now: float) -> list[tuple[str, ...]]:
+    """``now`` is Redis's clock; each process's own times are moved onto it by how far its
+    clock was from Redis's when it published (``seen_at`` - ``published_at``)."""
+    from storage.clock import seen_at
+
     trouble = {(p.process, p.loop): p.reason for p in report.problems}
     rows: list[tuple[str, ...]] = []
     for proc in report.processes:
         pid = proc["process"]
         where = f"{proc.get('role', '?')} {pid}"
+        seen = seen_at(proc, "published_at")
         silent = trouble.get((pid, None))
         if silent is not None:
-            rows.append(
-                (where, "-", _age(now, proc.get("published_at")), "-", "[red]SILENT[/]", silent)
-            )
+            rows.append((where, "-", _age(now, seen), "-", "[red]SILENT[/]", silent))
             continue
+        own = proc.get("published_at")
+        shift = seen - float(own) if seen is not None and own is not None else 0.0
         for loop in proc.get("loops", []):
             why = trouble.get((pid, loop["name"]))
             state = "[red]STALE[/]" if why else "[green]ok[/]"
@@ -43,7 +47,7 @@ def _rows(report: Any, now: float) -> list[tuple[str, ...]]:
                 (
                     where,
                     loop["name"],
-                    _age(now, loop.get("last_pass_at")),
+                    _age(now - shift, loop.get("last_pass_at")),
                     errors,
                     state,
                     why or (loop.get("last_error") or ""),
@@ -63,8 +67,9 @@ def health(settings_hook: Any) -> None:
     client = connect(settings)
     client.ping()
     store = ProcessHealthStore(client)
-    reports, webhooks = store.reports(), store.webhook_backlog()
-    now = time.time()
+    reports = store.reports()
+    now = store.now()  # Redis's clock, read once: hosts' clocks may disagree with it
+    webhooks = store.webhook_backlog(now)
     report = assess(reports, stale_after_s=settings.loop_stale_after_s, now=now, webhooks=webhooks)
     table = Table("process", "loop", "last pass", "errors", "state", "detail")
     for row in _rows(report, now):

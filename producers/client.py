@@ -106,7 +106,8 @@ class RedisClient:
             timeout_s=timeout_s,
             max_retries=spec.retry.retries if opts.retries is None else opts.retries,
             max_queue_s=opts.max_time_in_queue_seconds,
-            delay_s=opts.start_delay_s(),
+            delay_s=opts.delay_seconds,
+            start_at=opts.start_at(),  # an eta: on Redis's clock, not this host's
             idempotency_key=opts.idempotency_key,
             webhook_endpoint=opts.webhook_endpoint,
             metadata=opts.metadata,

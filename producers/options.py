@@ -96,10 +96,17 @@ class RequestOptions(BaseModel):
         return self
 
     def start_delay_s(self) -> float | None:
-        """Seconds to hold the request back: ``delay_seconds``, or until ``eta`` (0 if past)."""
+        """Seconds to hold the request back: ``delay_seconds``, or until ``eta`` (0 if past)
+        by this host's clock (a submission holds an ``eta`` back by Redis's: ``start_at``)."""
         if self.eta is None:
             return self.delay_seconds
         return delay_until(self.eta)
+
+    def start_at(self) -> float | None:
+        """``eta`` in epoch seconds, None without one: the submit script holds the request
+        back until then on Redis's clock, so a client whose clock is off still starts it on
+        time."""
+        return None if self.eta is None else _epoch(self.eta)
 
 
 def _epoch(eta: datetime | float) -> float:
@@ -121,7 +128,9 @@ class SubmitOptions(RequestOptions):
 
 
 def delay_until(eta: datetime | float, delay_seconds: float | None = None) -> float:
-    """The delay before ``eta`` (an aware datetime or epoch seconds); 0 when it has passed."""
+    """The delay before ``eta`` (an aware datetime or epoch seconds) by this host's clock; 0
+    when it has passed. (``async_run_remote(eta=...)`` does not use it: Redis's clock decides
+    when an ``eta`` has come.)"""
     if delay_seconds is not None:
         raise ValueError("give either eta or delay_seconds, not both")
     if isinstance(eta, datetime):

@@ -5,18 +5,18 @@ For each queue: requests waiting (runnable now) and delayed (a retry's backoff, 
 consumers and their slots, and ``desired_consumers``: ceil((waiting + in progress) /
 concurrency target), the figure hosted autoscalers compute from a per-replica concurrency
 target (Baseten, Knative). The target is ``JOBCORD_AUTOSCALE_CONCURRENCY_TARGET`` requests per
-consumer.
+consumer. Ages are on Redis's clock, as the messages' enqueue times are.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import redis
 
+from storage.clock import redis_now
 from storage.keys import DELAYED_KEY, RUNNING_KEY, enqueued_at, queue_key, record_key
 
 from .jobspec import JobSpec
@@ -51,10 +51,12 @@ def queue_capacity(
     consumers: list[dict[str, Any]],
     *,
     concurrency_target: float,
+    now: float | None = None,
 ) -> list[QueueCapacity]:
+    """Each queue's figures; ``now``: Redis's clock (read here when not given)."""
     queues = {s.queue: s for s in specs}
     owners = _owner_queues(client)
-    now = time.time()
+    now = redis_now(client) if now is None else now
     out = []
     for queue, spec in sorted(queues.items()):
         waiting, oldest = _waiting(client, queue, now)

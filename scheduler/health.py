@@ -7,6 +7,10 @@ when its latest pass raised (consecutive errors). A process is **silent** when i
 report is older than ``max(3 x health_interval_s, loop_stale_after_s)``: it is stuck, or died
 without removing its report (which then expires after twice that). Either makes the whole
 deployment ``degraded``.
+
+Hosts' clocks may disagree: a report's age is judged on Redis's clock (the ``seen_at`` Redis
+stamps it with, against Redis's ``TIME``), its loops against their own process's clock (its
+``published_at``); neither compares one host's clock with another's.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 
 import redis
 
+from storage.clock import seen_at
 from storage.health import ProcessHealthStore, WebhookBacklog
 from storage.settings import Settings
 
@@ -58,7 +63,7 @@ class HealthPublisher(EveryInterval):
         info: dict[str, Any] | None = None,
     ) -> None:
         super().__init__("health", settings.health_interval_s)
-        self.store = ProcessHealthStore(client)
+        self.store = ProcessHealthStore(client, functions=settings.redis_functions)
         self.process_id = process_id or new_process_id(role)
         self.role = role
         self.info = info or {}
@@ -74,6 +79,7 @@ class HealthPublisher(EveryInterval):
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "started_at": self.started_at,
+            # This host's clock, as are the loops' times; Redis adds seen_at on its own.
             "published_at": time.time(),
             "publish_interval_s": self.interval_s,
             "loops": [h.as_dict() for h in LOOPS.snapshot()],
@@ -164,12 +170,15 @@ def assess(
     now: float | None = None,
     webhooks: WebhookBacklog | None = None,
 ) -> HealthReport:
+    """The deployment's health at ``now``: Redis's clock (``ProcessHealthStore.now``), which
+    the reports' ``seen_at`` are on (this host's clock when not given)."""
     now = time.time() if now is None else now
     report = HealthReport(sorted(processes, key=lambda p: (p.get("role", ""), p["process"])))
     _missing_scheduler(report, webhooks, stale_after_s, now)
     for proc in report.processes:
         pid, role = proc["process"], proc.get("role", "?")
-        silence = now - float(proc["published_at"])
+        seen = seen_at(proc, "published_at")
+        silence = now - (now if seen is None else seen)
         limit = silent_after_s(float(proc.get("publish_interval_s", 0)), stale_after_s)
         if silence > limit:
             reason = f"no health report for {silence:.1f} s (limit {limit:.1f} s)"

@@ -2,18 +2,21 @@
 
 Each scheduler and consumer process writes its report (``scheduler.health``) every
 ``health_interval_s``; a process that stops cleanly removes it, one that dies leaves it to
-expire. ``/healthz`` and ``jobcord health`` read them all.
+expire. ``/healthz`` and ``jobcord health`` read them all. Redis stamps each report with
+``seen_at`` on its own clock (``storage/lua/beat.lua``): how long a process has been silent is
+judged on Redis's clock, whatever its host's says.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from typing import Any, NamedTuple
 
 import redis
 
+from .clock import redis_now
 from .keys import HEALTH_KEY, WEBHOOKS_DUE_KEY, health_key
+from .scripts import Scripts
 
 __all__ = ["ProcessHealthStore", "WebhookBacklog"]
 
@@ -26,14 +29,16 @@ class WebhookBacklog(NamedTuple):
 
 
 class ProcessHealthStore:
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, *, functions: bool = True) -> None:
         self.client = client
+        self._functions = functions
+        self._scripts: Scripts | None = None  # only a publisher runs the script
 
     def publish(self, process_id: str, report: dict[str, Any], ttl_s: float) -> None:
-        pipe = self.client.pipeline(transaction=True)
-        pipe.set(health_key(process_id), json.dumps(report), px=max(1, int(ttl_s * 1000)))
-        pipe.sadd(HEALTH_KEY, process_id)
-        pipe.execute()
+        """Write ``report`` (stamped ``seen_at`` by Redis) to expire ``ttl_s`` later."""
+        if self._scripts is None:
+            self._scripts = Scripts(self.client, functions=self._functions)
+        self._scripts("beat", "health", process_id, ttl_s, json.dumps(report))
 
     def remove(self, process_id: str) -> None:
         pipe = self.client.pipeline(transaction=True)
@@ -52,10 +57,16 @@ class ProcessHealthStore:
             self.client.srem(HEALTH_KEY, *gone)
         return [json.loads(v) for v in values if v is not None]
 
-    def webhook_backlog(self) -> WebhookBacklog:
-        """Webhooks whose delivery is due: a backlog with no scheduler alive never drains."""
+    def now(self) -> float:
+        """Now on Redis's clock: what the reports' ``seen_at`` compare with."""
+        return redis_now(self.client)
+
+    def webhook_backlog(self, now: float | None = None) -> WebhookBacklog:
+        """Webhooks whose delivery is due at ``now`` (Redis's clock, read when not given): a
+        backlog with no scheduler alive never drains."""
+        now = self.now() if now is None else now
         pipe = self.client.pipeline(transaction=False)
-        pipe.zcount(WEBHOOKS_DUE_KEY, "-inf", time.time())
+        pipe.zcount(WEBHOOKS_DUE_KEY, "-inf", now)
         pipe.zrange(WEBHOOKS_DUE_KEY, 0, 0, withscores=True)
         due, oldest = pipe.execute()
         return WebhookBacklog(int(due), float(oldest[0][1]) if due and oldest else None)

@@ -1,4 +1,8 @@
-"""Live consumers, registered in Redis with a heartbeat so that a vanished one is noticed."""
+"""Live consumers, registered in Redis with a heartbeat so that a vanished one is noticed.
+
+Redis stamps each registration with ``seen_at`` on its own clock (``storage/lua/beat.lua``);
+a heartbeat's age is Redis's ``TIME`` minus that, whatever the consumer's host clock says.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,21 @@ from typing import Any
 
 import redis
 
+from .clock import seen_at
 from .keys import CONSUMERS_KEY, consumer_key
 from .records import RequestRecord
+from .scripts import Scripts
 
-__all__ = ["ConsumerRegistry", "unserved_reason", "queue_unserved_reason"]
+__all__ = [
+    "ConsumerRegistry",
+    "unserved_reason",
+    "queue_unserved_reason",
+    "with_heartbeat_ages",
+]
+
+#: A consumer that missed this many heartbeats is stale (its registration outlives it by
+#: three lease TTLs, so a stopped one shows before it goes).
+STALE_AFTER_BEATS = 2.5
 
 _SET = CONSUMERS_KEY
 
@@ -21,16 +36,17 @@ def _key(worker_id: str) -> str:
 
 
 class ConsumerRegistry:
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, *, scripts: Scripts | None = None) -> None:
         self.client = client
+        self._scripts = scripts  # made on the first heartbeat (readers never need it)
         self._cached: tuple[float, list[dict[str, Any]]] | None = None
 
     def heartbeat(self, worker_id: str, info: dict[str, Any], ttl_s: float) -> None:
-        """(Re)register; the entry vanishes ``ttl_s`` after the last heartbeat."""
-        pipe = self.client.pipeline(transaction=True)
-        pipe.set(_key(worker_id), json.dumps(info), px=int(ttl_s * 1000))
-        pipe.sadd(_SET, worker_id)
-        pipe.execute()
+        """(Re)register, stamped ``seen_at`` by Redis; the entry vanishes ``ttl_s`` after the
+        last heartbeat."""
+        if self._scripts is None:
+            self._scripts = Scripts(self.client)
+        self._scripts("beat", "consumer", worker_id, ttl_s, json.dumps(info))
 
     def remove(self, worker_id: str) -> None:
         self.client.delete(_key(worker_id))
@@ -52,6 +68,23 @@ class ConsumerRegistry:
         if gone:
             self.client.srem(_SET, *gone)
         return [json.loads(v) for v in values if v is not None]
+
+
+def with_heartbeat_ages(
+    consumers: list[dict[str, Any]], now: float, every_s: float
+) -> list[dict[str, Any]]:
+    """Each registration with ``heartbeat_age_s`` at ``now`` (Redis's clock; None when it
+    says no time) and ``stale``: missed :data:`STALE_AFTER_BEATS` heartbeats (``every_s``
+    apart unless it says its own ``heartbeat_every_s``). A registration written by an
+    older jobcord has no ``seen_at``: its host's ``heartbeat_at`` stands in."""
+    out = []
+    for c in consumers:
+        beat = seen_at(c, "heartbeat_at")
+        every = float(c.get("heartbeat_every_s") or every_s)
+        age = None if beat is None else max(0.0, now - beat)
+        stale = age is None or age > STALE_AFTER_BEATS * every
+        out.append({**c, "heartbeat_age_s": age, "stale": stale})
+    return out
 
 
 def unserved_reason(record: RequestRecord, consumers: list[dict[str, Any]]) -> str | None:

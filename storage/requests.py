@@ -58,6 +58,8 @@ class NewRequest:
     max_retries: int = 0
     max_queue_s: float | None = None
     delay_s: float | None = None
+    #: Or hold it back until then (epoch s, on Redis's clock: the submit script compares).
+    start_at: float | None = None
     idempotency_key: str | None = None
     webhook_endpoint: str | None = None
     metadata: dict[str, Any] | None = None
@@ -170,6 +172,7 @@ class RequestStore:
             req.input_bin or b"",
             self.settings.recent_requests_per_app,
             req.priority,
+            "" if req.start_at is None else repr(float(req.start_at)),
             *flat,
         ]
 

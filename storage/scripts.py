@@ -42,6 +42,7 @@ SCRIPT_NAMES = (
     "attempt",
     "rate",
     "replicas",
+    "beat",
 )
 
 

@@ -19,7 +19,9 @@ from prometheus_client.metrics_core import Metric
 from scheduler.capacity import QueueCapacity, app_replicas, queue_capacity
 from scheduler.health import assess
 from storage.apikeys import ApiKey
+from storage.clock import redis_now
 from storage.health import ProcessHealthStore
+from storage.registry import with_heartbeat_ages
 
 from .context import Gateway
 
@@ -49,13 +51,17 @@ _REPLICAS = Gauge(
 )
 
 
-def queue_stats(gw: Gateway, consumers: list[dict[str, Any]]) -> list[QueueCapacity]:
-    """The app's queues (``consumers``: the live registrations, read once by the caller)."""
+def queue_stats(
+    gw: Gateway, consumers: list[dict[str, Any]], now: float | None = None
+) -> list[QueueCapacity]:
+    """The app's queues (``consumers``: the live registrations, read once by the caller;
+    ``now``: Redis's clock, read here when not given)."""
     return queue_capacity(
         gw.client.redis,
         list(gw.app.jobs.values()),
         consumers,
         concurrency_target=gw.settings.autoscale_concurrency_target,
+        now=now,
     )
 
 
@@ -92,17 +98,19 @@ def ops_router(gw: Gateway) -> APIRouter:
     @router.get("/healthz")
     def healthz() -> JSONResponse:
         """200 while Redis answers: ``ok``, or ``degraded`` with the stale loops of live
-        scheduler and consumer processes (``scheduler.health``); 503 without Redis."""
+        scheduler and consumer processes (``scheduler.health``, on Redis's clock); 503
+        without Redis."""
         try:
             gw.client.redis.ping()
             store = ProcessHealthStore(gw.client.redis)
-            reports, webhooks = store.reports(), store.webhook_backlog()
+            reports = store.reports()
+            now = store.now()
+            webhooks = store.webhook_backlog(now)
         except redis.RedisError as exc:
             return JSONResponse({"status": "unavailable", "redis": str(exc)}, 503)
         stale_after_s = gw.settings.loop_stale_after_s
-        return JSONResponse(
-            assess(reports, stale_after_s=stale_after_s, webhooks=webhooks).as_dict()
-        )
+        report = assess(reports, stale_after_s=stale_after_s, now=now, webhooks=webhooks)
+        return JSONResponse(report.as_dict())
 
     @router.get("/metrics")
     def metrics(request: Request) -> Response:
@@ -126,13 +134,15 @@ def ops_router(gw: Gateway) -> APIRouter:
 
     @router.get("/v1/queues")
     def queues(key: Key) -> dict[str, Any]:
-        """Per GPU-class queue: waiting, delayed, oldest wait, running, consumers and slots,
-        and the desired consumer count for an autoscaler; with autoscaling workers, the
-        app's replicas (desired, running, starting) and the last scaling decision."""
+        """Per GPU-class queue: waiting, delayed, oldest wait, running, consumers (each
+        with its heartbeat's age on Redis's clock, and whether it is stale) and slots, and
+        the desired consumer count for an autoscaler; with autoscaling workers, the app's
+        replicas (desired, running, starting) and the last scaling decision."""
         gw.check_app(gw.app.name, key)
-        consumers = gw.consumers.live()
+        now = redis_now(gw.client.redis)
+        consumers = with_heartbeat_ages(gw.consumers.live(), now, gw.settings.lease_ttl_s / 3)
         return {
-            "queues": [q.as_dict() for q in queue_stats(gw, consumers)],
+            "queues": [q.as_dict() for q in queue_stats(gw, consumers, now)],
             "replicas": app_replicas(gw.app.name, consumers),
         }
 

@@ -1,7 +1,8 @@
 -- submit(ns, dq, rid, idem_key, idem_value_hash, idem_ttl, queue, max_queue_s, delay_s,
---        max_in_flight, input_bin, recent_cap, priority, field, value, ...)
+--        max_in_flight, input_bin, recent_cap, priority, start_at, field, value, ...)
 -- Creates the record, claims the idempotency key and enqueues attempt 1, all at once; refuses
--- when the app already has max_in_flight requests queued or running (0: no cap).
+-- when the app already has max_in_flight requests queued or running (0: no cap). start_at
+-- (epoch s, '' for none; an eta) holds it back until then on Redis's clock, not the client's.
 -- Returns {'created', rid} | {'existing', rid} | {'conflict', rid} | {'busy', in_flight}.
 local rid, idem, idem_hash, idem_ttl, queue = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local max_queue_s, delay_s, cap = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
@@ -15,8 +16,9 @@ if idem ~= '' then
   end
 end
 local input_bin, recent_cap, priority = ARGV[11], tonumber(ARGV[12]), ARGV[13]
+local start_at = tonumber(ARGV[14])
 local fields = {}
-for i = 14, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 15, #ARGV do fields[#fields + 1] = ARGV[i] end
 local app = fields[2]  -- 'app' is always the first field
 local in_flight = redis.call('HINCRBY', key_inflight(), app, 1)
 if cap > 0 and in_flight > cap then
@@ -28,6 +30,7 @@ local rk = rec_key(rid)
 -- A delayed request waits in the delayed set (promoted by maintenance) and its queue deadline
 -- counts from when it becomes runnable.
 local runnable_at = now + math.max(delay_s or 0, 0)
+if start_at then runnable_at = math.max(start_at, now) end
 if max_queue_s and max_queue_s > 0 then
   fields[#fields + 1] = 'queue_deadline'
   fields[#fields + 1] = string.format('%.6f', runnable_at + max_queue_s)

@@ -7,12 +7,13 @@ so that a dashboard left open on a big deployment costs Redis a few commands a s
 from __future__ import annotations
 
 import json
-import time
 from collections import defaultdict
 from typing import Any
 
 from scheduler.capacity import app_replicas
+from storage.clock import redis_now
 from storage.records import RequestRecord
+from storage.registry import with_heartbeat_ages
 
 from ..context import Gateway
 from ..ops import queue_stats
@@ -49,15 +50,10 @@ def queues_view(gw: Gateway, consumers: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def consumers_view(gw: Gateway, consumers: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Live consumers, newest heartbeat first; one that missed two heartbeats is stale (its
-    registration outlives it by three lease TTLs, so a stopped one shows before it goes)."""
-    now = time.time()
-    out = []
-    for c in consumers:
-        beat = c.get("heartbeat_at")
-        every = float(c.get("heartbeat_every_s") or gw.settings.lease_ttl_s / 3)
-        age = None if beat is None else max(0.0, now - float(beat))
-        out.append({**c, "heartbeat_age_s": age, "stale": age is None or age > 2.5 * every})
+    """Live consumers by app and host; each heartbeat's age is on Redis's clock, and one that
+    missed two and a half heartbeats is stale (``storage.registry.with_heartbeat_ages``)."""
+    now = redis_now(gw.client.redis)
+    out = with_heartbeat_ages(consumers, now, gw.settings.lease_ttl_s / 3)
     return sorted(out, key=lambda c: (c.get("app", ""), c.get("host", ""), c.get("worker", "")))
 
 
