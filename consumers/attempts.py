@@ -33,6 +33,7 @@ from scheduler.jobspec import AppRegistry, JobSpec
 from scheduler.outputs import JSON_TYPE, EncodedOutput, encode_output
 from scheduler.payloads import unpack
 from storage.connection import connect
+from storage.errors import NotAcknowledged
 from storage.requests import RequestStore
 from storage.results import ResultStore, open_result_store
 from storage.settings import Settings
@@ -208,6 +209,8 @@ class ChildConsumer:
         backoff = min(_BACKOFF_MAX_S, 0.1 * 2 ** (errors - 1))
         if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
             log.warning("fetch failed: redis unreachable", error=str(exc), retry_in_s=backoff)
+        elif isinstance(exc, NotAcknowledged):  # replicas behind: nothing starts meanwhile
+            log.warning("fetch not replicated", error=str(exc), retry_in_s=backoff)
         else:
             log.exception("fetch failed", retry_in_s=backoff)
         with contextlib.suppress(OSError):  # the parent is gone: we die with it

@@ -9,6 +9,11 @@ script, on the same connection, so the reply counts the replicas that hold this 
 append-only file too. Short of that the caller gets :class:`NotAcknowledged` (retryable) and
 no request id. WAIT only reports: the write stays on the primary, and if that primary lives
 on, the request runs; a retry with the same idempotency key returns the same request.
+
+Consumers wait the same way after each fetch, before a job starts: replication is one ordered
+stream, so a fetch that N replicas hold means the submit before it is held too. A request is
+thus never run while a failover could still erase it (and a replayed key then make a second
+one); claims that are not confirmed in time are handed back to their queue, unstarted.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any
 from .errors import ConfigurationError, NotAcknowledged
 from .settings import Settings
 
-__all__ = ["wait_command", "check"]
+__all__ = ["wait_command", "check", "shortfall"]
 
 
 def wait_command(settings: Settings) -> tuple[Any, ...] | None:
@@ -31,9 +36,10 @@ def wait_command(settings: Settings) -> tuple[Any, ...] | None:
     return None
 
 
-def check(settings: Settings, reply: Any) -> None:
-    """Raise unless ``reply`` (to :func:`wait_command`'s command) confirms the submit."""
-    n, timeout = settings.redis_min_replicas_ack, settings.redis_ack_timeout_ms
+def shortfall(settings: Settings, reply: Any) -> str | None:
+    """None if ``reply`` (to :func:`wait_command`'s command) confirms the writes before it,
+    else what is missing."""
+    n = settings.redis_min_replicas_ack
     if isinstance(reply, Exception):
         if "unknown command" in str(reply).lower():
             raise ConfigurationError(
@@ -44,15 +50,21 @@ def check(settings: Settings, reply: Any) -> None:
     if settings.redis_ack_aof:
         local, replicas = int(reply[0]), int(reply[1])
         if local >= 1 and replicas >= n:
-            return
-        held = f"the primary's AOF {'has' if local else 'lacks'} it, {replicas} of {n} replicas"
-    else:
-        replicas = int(reply)
-        if replicas >= n:
-            return
-        held = f"{replicas} of {n} replicas hold it"
+            return None
+        return f"the primary's AOF {'has' if local else 'lacks'} it, {replicas} of {n} replicas"
+    replicas = int(reply)
+    if replicas >= n:
+        return None
+    return f"{replicas} of {n} replicas hold it"
+
+
+def check(settings: Settings, reply: Any) -> None:
+    """Raise unless ``reply`` confirms the submit."""
+    held = shortfall(settings, reply)
+    if held is None:
+        return
     raise NotAcknowledged(
-        f"the submit was not acknowledged within {timeout} ms ({held}): a failover could "
-        "erase it, so no request id is returned. Retry with the same idempotency key (the "
-        "same request is returned if it survived, never a second one)."
+        f"the submit was not acknowledged within {settings.redis_ack_timeout_ms} ms ({held}): a "
+        "failover could erase it, so no request id is returned. Retry with the same "
+        "idempotency key (the same request is returned if it survived, never a second one)."
     )

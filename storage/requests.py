@@ -20,7 +20,13 @@ import redis
 from . import durability, keys
 from .connection import raw_twin
 from .direct import as_dict, stream_entries
-from .errors import IdempotencyConflict, NotRetryable, RequestNotFound, TooManyRequests
+from .errors import (
+    IdempotencyConflict,
+    NotAcknowledged,
+    NotRetryable,
+    RequestNotFound,
+    TooManyRequests,
+)
 from .records import RequestRecord
 from .scripts import Scripts
 from .settings import Settings
@@ -372,8 +378,35 @@ class RequestStore:
         their attempts, in one script, on ``worker`` and its ``device`` (GPU UUIDs, "" for
         CPU). Returns (lease token, record fields) per attempt."""
         args = self._fetch_args(queues, worker, device, n, lowest_first)
-        reply = self._run("fetch", self._retention, *args)
-        return [(flat[0], _claimed(flat[2:], worker, flat[0], device)) for flat in reply]
+        reply, acked = self._run_confirmed("fetch", self._retention, *args)
+        claims = [(flat[0], _claimed(flat[2:], worker, flat[0], device)) for flat in reply]
+        held = self._unconfirmed(claims, acked)
+        if held is not None:
+            raise NotAcknowledged(f"claims not replicated in time ({held}); handed back")
+        return claims
+
+    def _run_confirmed(self, name: str, *args: Any) -> tuple[Any, Any]:
+        """Run a script, followed (when acknowledgements are on) by its WAIT in one write."""
+        wait = durability.wait_command(self.settings)
+        if wait is None:
+            return self._run(name, *args), None
+        return self.scripts.call_then(name, wait, *args)
+
+    def _unconfirmed(self, claims: list[tuple[str, dict[str, str]]], acked: Any) -> str | None:
+        """None when ``claims`` may start; else what replication lacks, once each is handed
+        back to the front of its queue, unstarted and uncounted (see storage.durability)."""
+        if not claims or durability.wait_command(self.settings) is None:
+            return None
+        held = durability.shortfall(self.settings, acked)
+        if held is None:
+            return None
+        error = {"type": "NotReplicated", "message": f"fetch not replicated: {held}"}
+        for token, fields in claims:
+            self.retry(
+                fields["id"], token, delay_s=0, counter="preemptions", error=error,
+                reason="waiting for replicas",
+            )  # fmt: skip
+        return held
 
     def finish_many(self, endings: Sequence[tuple[str, str, Status, dict[str, Any]]]) -> list[bool]:
         """:meth:`finish` for several attempts (request id, token, status, fields) in one
@@ -400,7 +433,7 @@ class RequestStore:
         """:meth:`finish`, then :meth:`fetch`, in one round trip (a consumer's steady state).
         Returns (finished, claims)."""
         flat = [x for k, v in fields.items() if v is not None for x in (k, _encode(v))]
-        outcome, claims = self._run(
+        (outcome, claims), acked = self._run_confirmed(
             "finish_next",
             self._retention,
             request_id,
@@ -411,6 +444,8 @@ class RequestStore:
             *self._fetch_args(queues, worker, device, n, lowest_first),
         )
         got = [(c[0], _claimed(c[2:], worker, c[0], device)) for c in claims]
+        if self._unconfirmed(got, acked) is not None:
+            got = []  # handed back; the next plain fetch says why
         return outcome == "ok", got
 
     def _fetch_args(

@@ -120,6 +120,8 @@ class RedisNode:
             "--daemonize", "yes",
             "--pidfile", str(self.pidfile),
             "--logfile", str(self.dir / "redis.log"),
+            # Test hosts on private addresses without passwords: not loopback-only.
+            "--protected-mode", "no",
         ]  # fmt: skip
         if sentinel_conf is not None:
             conf = self.dir / "sentinel.conf"
@@ -178,7 +180,7 @@ def _pid_alive(pid: int) -> bool:
 
 class SentinelSetup:
     """A primary, ``replicas`` replicas and three Sentinels (quorum 2) watching them as
-    service ``jobcord``; a replica may live on a :class:`NetHost` of its own."""
+    service ``jobcord``; the replicas may live on a :class:`NetHost` of their own."""
 
     def __init__(
         self,
@@ -197,7 +199,7 @@ class SentinelSetup:
         try:
             upstream = replica_host.here if replica_host else "127.0.0.1"
             for i in range(replicas):
-                net = replica_host if (replica_host and i == 0) else None
+                net = replica_host  # all replicas on it: cutting it makes each one lag
                 self.replicas.append(
                     RedisNode(
                         directory / f"replica{i}",
@@ -213,8 +215,11 @@ class SentinelSetup:
                 conf = (
                     f"sentinel monitor {SERVICE} 127.0.0.1 {self.primary.port} 2\n"
                     f"sentinel down-after-milliseconds {SERVICE} {down_after_ms}\n"
-                    f"sentinel failover-timeout {SERVICE} 4000\n"
+                    f"sentinel failover-timeout {SERVICE} 2000\n"
                     f"sentinel parallel-syncs {SERVICE} 1\n"
+                    # Sentinels reach each other on loopback, never through a test host's
+                    # link (which a test cuts).
+                    "sentinel announce-ip 127.0.0.1\n"
                 )
                 self.sentinels.append(RedisNode(directory / f"sentinel{i}", sentinel_conf=conf))
             _wait(self._sentinels_agree, 20, "sentinels to know each other and the replicas")

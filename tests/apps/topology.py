@@ -7,28 +7,34 @@ import os
 import time
 from pathlib import Path
 
-from producers import App
+from producers import App, JobContext
 
 app = App("topology")
 
 
-def _note(key: str) -> None:
+def _note(key: str, ctx: JobContext) -> None:
     marks = os.environ.get("JOBCORD_TEST_MARKS")
     if marks:
         with open(Path(marks) / "runs.log", "a") as f:  # O_APPEND: one line a run
-            f.write(f"{key}\n")
+            f.write(f"{key} {ctx.request_id} {ctx.attempt}\n")
 
 
 @app.job()
-def mark(key: str, sleep_s: float = 0.0) -> str:
-    _note(key)
+def mark(key: str, ctx: JobContext, sleep_s: float = 0.0) -> str:
+    _note(key, ctx)
     time.sleep(sleep_s)
     return key
 
 
-def runs(marks: Path) -> list[str]:
-    """Every execution noted so far, in order."""
+def executions(marks: Path) -> list[tuple[str, str, int]]:
+    """Every execution noted so far, in order: (key, request id, attempt)."""
     try:
-        return (marks / "runs.log").read_text().split()
+        lines = (marks / "runs.log").read_text().splitlines()
     except FileNotFoundError:
         return []
+    return [(k, r, int(a)) for k, r, a in (line.split() for line in lines if line.strip())]
+
+
+def runs(marks: Path) -> list[str]:
+    """The key of every execution noted so far, in order."""
+    return [key for key, _, _ in executions(marks)]

@@ -100,7 +100,9 @@ def test_no_request_in_flight_is_lost(sentinels, start_worker):
     """Running and queued requests when the primary dies (the replica in sync) end once."""
     _client()
     start_worker(APP, "--concurrency", "2")
-    handles = [jobs.mark.async_run_remote(f"k{i}", 1.0, idempotency_key=f"k{i}") for i in range(6)]
+    handles = [
+        jobs.mark.async_run_remote(f"k{i}", sleep_s=1.0, idempotency_key=f"k{i}") for i in range(6)
+    ]
     wait_for(lambda: len(jobs.runs(Path(os.environ["JOBCORD_TEST_MARKS"]))) >= 2, 20, "jobs")
     time.sleep(0.3)  # WAIT-free submits: give the replica its (sub-ms) lag
     sentinels.primary.kill()
@@ -134,6 +136,29 @@ def test_acknowledged_submit_needs_a_replica(sentinels, start_worker):
     assert again.result(timeout=30) == "unconfirmed"
     assert c.get(again.request_id).status is Status.SUCCEEDED
     assert jobs.runs(Path(os.environ["JOBCORD_TEST_MARKS"])).count("unconfirmed") == 1
+
+
+def test_a_request_starts_only_once_replicas_hold_it(sentinels, start_worker):
+    """A consumer with acknowledgements on starts nothing a failover could still erase: its
+    fetch waits for the replicas; unconfirmed claims go back to the queue, unstarted."""
+    _client()  # this caller does not wait: the primary alone takes the submit
+    start_worker(
+        APP, env={"JOBCORD_REDIS_MIN_REPLICAS_ACK": "1", "JOBCORD_REDIS_ACK_TIMEOUT_MS": "200"}
+    )
+    assert jobs.mark.run_remote("warm") == "warm"
+    pid = sentinels.replicas[0].pid()
+    assert pid is not None
+    marks = Path(os.environ["JOBCORD_TEST_MARKS"])
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        handle = jobs.mark.async_run_remote("held")
+        time.sleep(2.0)
+        assert "held" not in jobs.runs(marks), "ran while no replica held the request"
+        assert handle.status().status is Status.QUEUED
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert handle.result(timeout=30) == "held"
+    assert jobs.runs(marks).count("held") == 1
 
 
 def test_acknowledged_submit_over_http_is_503(sentinels, jobcord_env):
