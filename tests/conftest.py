@@ -234,6 +234,18 @@ def client(jobcord_env: dict[str, str]) -> Iterator[object]:
     set_default_client(None)
 
 
+def health_cli(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``jobcord health`` as an operator runs it, with ``env`` on top of this one's."""
+    return subprocess.run(
+        [sys.executable, "-m", "jobcord.cli", "health"],
+        cwd=ROOT,
+        env={**os.environ, **env, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
 class WorkerProcess:
     def __init__(
         self, app_ref: str, env: dict[str, str], args: list[str], prefix: list[str] | None = None

@@ -25,7 +25,7 @@ from storage.health import ProcessHealthStore
 from storage.registry import ConsumerRegistry, with_heartbeat_ages
 from storage.statuses import Status
 from tests.apps import lifecycle as jobs
-from tests.conftest import ROOT, ApiServer, wait_for
+from tests.conftest import ApiServer, health_cli, wait_for
 
 JOB = "/v1/apps/lifecycle/jobs"
 #: Reports every 0.5 s; a process is SILENT 3 s after its last one, gone 6 s after it.
@@ -48,17 +48,6 @@ def skewed_env(tmp_path: Path, skew_s: float) -> dict[str, str]:
     (shim / "sitecustomize.py").write_text(_SHIM)
     path = os.pathsep.join(p for p in (str(shim), os.environ.get("PYTHONPATH", "")) if p)
     return {"PYTHONPATH": path, "SKEW_S": str(skew_s)}
-
-
-def _health_cli(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "jobcord.cli", "health"],
-        cwd=ROOT,
-        env={**os.environ, **env, "COLUMNS": "200"},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
 
 
 def test_the_shim_skews_the_clock_of_its_process(tmp_path):
@@ -88,7 +77,7 @@ def test_a_worker_with_a_skewed_clock_is_healthy_then_silent_when_stopped(
         time.sleep(3.5)  # longer than the silent limit: a report of now is not a stale one
         body = healthz()
         assert body["status"] == "ok", body
-        cli = _health_cli(env)
+        cli = health_cli(env)
         assert cli.returncode == 0 and "SILENT" not in cli.stdout, cli.stdout + cli.stderr
         assert "ok" in cli.stdout
         # Its loops' last passes, moved onto Redis's clock: seconds ago, not skew_s.

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -22,7 +20,7 @@ from scheduler.maintenance import MaintenanceLoop
 from storage.keys import CANCELS_CHANNEL, CRON_KEY, idempotency_key
 from storage.settings import load_settings
 from tests.apps import lifecycle as jobs
-from tests.conftest import ROOT, ApiServer, terminate, wait_for
+from tests.conftest import ApiServer, health_cli, terminate, wait_for
 
 JOB = "every_two_seconds"
 FAST_HEALTH = {"JOBCORD_HEALTH_INTERVAL_S": "0.2", "JOBCORD_LOOP_STALE_AFTER_S": "1.5"}
@@ -192,17 +190,6 @@ class Stuck(EveryInterval):
             self.release.wait(30)
 
 
-def _health_cli(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "jobcord.cli", "health"],
-        cwd=ROOT,
-        env={**os.environ, **env, "COLUMNS": "200"},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-
-
 def test_health_reports_live_processes_and_turns_degraded_for_stuck_ones(
     jobcord_env, start_scheduler, start_worker, monkeypatch
 ):
@@ -220,7 +207,7 @@ def test_health_reports_live_processes_and_turns_degraded_for_stuck_ones(
         wait_for(lambda: healthz()["processes"] == {"consumer": 1, "scheduler": 1}, 20, "both")
         now = healthz()
         assert now["status"] == "ok", now
-        ok = _health_cli(env)
+        ok = health_cli(env)
         assert ok.returncode == 0, ok.stdout + ok.stderr
         for loop in ("maintenance", "webhooks", "health", "leases", "cancels"):
             assert loop in ok.stdout
@@ -232,7 +219,7 @@ def test_health_reports_live_processes_and_turns_degraded_for_stuck_ones(
             [problem] = body["stale_loops"]
             assert problem["role"] == "scheduler" and problem["loop"] is None
             assert "no health report" in problem["reason"]
-            bad = _health_cli(env)
+            bad = health_cli(env)
             assert bad.returncode == 1 and "SILENT" in bad.stdout, bad.stdout + bad.stderr
         finally:
             os.kill(sched.pid, signal.SIGCONT)
@@ -255,7 +242,7 @@ def test_health_reports_live_processes_and_turns_degraded_for_stuck_ones(
             assert "last pass completed" in problem["reason"]
             assert healthz()["processes"] == {"consumer": 1, "scheduler": 2}
             # The CLI too (a new process: on a loaded machine, ask until its view is as fresh).
-            wait_for(lambda: _health_cli(env).returncode == 1, 20, "the CLI to say degraded")
+            wait_for(lambda: health_cli(env).returncode == 1, 20, "the CLI to say degraded")
         finally:
             stuck.release.set()
             stuck.stop()
@@ -266,7 +253,7 @@ def test_health_reports_live_processes_and_turns_degraded_for_stuck_ones(
 
 
 def test_health_without_redis_is_one_line_and_exit_2(jobcord_env):
-    down = _health_cli({**jobcord_env, "JOBCORD_REDIS_URL": "redis://127.0.0.1:1/0"})
+    down = health_cli({**jobcord_env, "JOBCORD_REDIS_URL": "redis://127.0.0.1:1/0"})
     assert down.returncode == 2
     assert "cannot reach Redis" in down.stderr and "Traceback" not in down.stderr
     assert len(down.stderr.strip().splitlines()) == 1
@@ -299,9 +286,9 @@ def test_a_webhook_backlog_with_no_scheduler_turns_health_degraded(
     handle.result(timeout=20)
     env = {**jobcord_env, "JOBCORD_LOOP_STALE_AFTER_S": "0.5"}
     time.sleep(0.6)
-    done = _health_cli(env)
+    done = health_cli(env)
     assert done.returncode == 1, done.stdout
     assert "no scheduler is running: 1 webhook(s) due" in done.stdout
     # A scheduler takes the backlog over (its delivery fails here and is retried later).
     start_scheduler()
-    wait_for(lambda: "no scheduler is running" not in _health_cli(env).stdout, 20, "the scheduler")
+    wait_for(lambda: "no scheduler is running" not in health_cli(env).stdout, 20, "the scheduler")
