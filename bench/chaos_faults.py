@@ -20,7 +20,7 @@ from collections.abc import Callable
 import psutil
 import redis
 
-from storage.keys import RUNNING_KEY, record_key
+from storage.keys import record_key, running_key
 
 from .chaos_cluster import Cluster, Proc
 from .chaos_model import Fault
@@ -64,7 +64,7 @@ class Faults:
     def running(self) -> dict[str, list[str]]:
         """Worker id -> its running request ids, from the records."""
         out: dict[str, list[str]] = {}
-        running: list[str] = self.r.zrange(RUNNING_KEY, 0, -1)  # type: ignore[assignment]
+        running: list[str] = self.r.zrange(running_key(), 0, -1)  # type: ignore[assignment]
         for rid in running:
             worker = self.r.hget(record_key(rid), "worker")
             if worker:

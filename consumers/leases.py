@@ -25,7 +25,7 @@ import redis
 import structlog
 
 from scheduler.supervision import LOOPS, LoopState, run_supervised
-from storage.keys import CANCELS_CHANNEL
+from storage.keys import cancels_channel
 from storage.requests import RequestStore
 
 __all__ = ["LeaseKeeper"]
@@ -107,7 +107,7 @@ class LeaseKeeper:
         try:
             if self._pubsub is None:
                 pubsub = self.store.client.pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(CANCELS_CHANNEL)
+                pubsub.subscribe(cancels_channel())
                 self._pubsub = pubsub
             message = self._pubsub.get_message(timeout=_CANCEL_POLL_S)
         except Exception:

@@ -17,7 +17,7 @@ from typing import Any
 import redis
 
 from storage.clock import redis_now
-from storage.keys import DELAYED_KEY, RUNNING_KEY, enqueued_at, queue_key, record_key
+from storage.keys import delayed_key, enqueued_at, queue_key, record_key, running_key
 
 from .jobspec import JobSpec
 
@@ -82,8 +82,8 @@ def queue_capacity(
 
 def _owner_queues(client: redis.Redis) -> dict[str, list[str]]:
     """The queue of every running and every delayed request."""
-    running: Any = client.zrange(RUNNING_KEY, 0, -1)
-    delayed: Any = client.zrange(DELAYED_KEY, 0, -1)
+    running: Any = client.zrange(running_key(), 0, -1)
+    delayed: Any = client.zrange(delayed_key(), 0, -1)
     pipe = client.pipeline(transaction=False)
     for rid in [*running, *delayed]:
         pipe.hget(record_key(rid), "queue")

@@ -27,7 +27,7 @@ import redis
 import structlog
 from croniter import croniter
 
-from storage.keys import CRON_KEY
+from storage.keys import cron_key
 from storage.requests import NewRequest, RequestStore
 
 from .jobspec import AppRegistry, JobSpec
@@ -86,9 +86,9 @@ class CronTicker(EveryInterval):
         assert spec.schedule is not None
         field = f"{spec.app}:{spec.name}"
         latest = previous_tick(spec.schedule, now)
-        raw: Any = self.store.client.hget(CRON_KEY, field)
+        raw: Any = self.store.client.hget(cron_key(), field)
         if raw is None:  # a new schedule starts from now
-            self.store.client.hsetnx(CRON_KEY, field, repr(latest))
+            self.store.client.hsetnx(cron_key(), field, repr(latest))
             return None
         if latest <= float(raw):
             return None
@@ -119,12 +119,12 @@ class CronTicker(EveryInterval):
         """Move the job's mark forward, never back (another scheduler may be ahead)."""
 
         def move(pipe: Any) -> None:
-            current = pipe.hget(CRON_KEY, field)
+            current = pipe.hget(cron_key(), field)
             if current is None or float(current) < tick:
                 pipe.multi()
-                pipe.hset(CRON_KEY, field, repr(tick))
+                pipe.hset(cron_key(), field, repr(tick))
 
-        self.store.client.transaction(move, CRON_KEY)
+        self.store.client.transaction(move, cron_key())
 
 
 def _tick_request(spec: JobSpec, tick: float) -> NewRequest:

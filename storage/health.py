@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import redis
 
 from .clock import redis_now
-from .keys import HEALTH_KEY, WEBHOOKS_DUE_KEY, health_key
+from .keys import health_index_key, health_key, webhooks_due_key
 from .scripts import Scripts
 
 __all__ = ["ProcessHealthStore", "WebhookBacklog"]
@@ -43,18 +43,18 @@ class ProcessHealthStore:
     def remove(self, process_id: str) -> None:
         pipe = self.client.pipeline(transaction=True)
         pipe.delete(health_key(process_id))
-        pipe.srem(HEALTH_KEY, process_id)
+        pipe.srem(health_index_key(), process_id)
         pipe.execute()
 
     def reports(self) -> list[dict[str, Any]]:
         """Every unexpired report; ids whose key expired are dropped from the index."""
-        ids: Any = sorted(self.client.smembers(HEALTH_KEY))
+        ids: Any = sorted(self.client.smembers(health_index_key()))
         if not ids:
             return []
         values: Any = self.client.mget([health_key(i) for i in ids])
         gone = [i for i, v in zip(ids, values, strict=True) if v is None]
         if gone:
-            self.client.srem(HEALTH_KEY, *gone)
+            self.client.srem(health_index_key(), *gone)
         return [json.loads(v) for v in values if v is not None]
 
     def now(self) -> float:
@@ -66,7 +66,7 @@ class ProcessHealthStore:
         backlog with no scheduler alive never drains."""
         now = self.now() if now is None else now
         pipe = self.client.pipeline(transaction=False)
-        pipe.zcount(WEBHOOKS_DUE_KEY, "-inf", now)
-        pipe.zrange(WEBHOOKS_DUE_KEY, 0, 0, withscores=True)
+        pipe.zcount(webhooks_due_key(), "-inf", now)
+        pipe.zrange(webhooks_due_key(), 0, 0, withscores=True)
         due, oldest = pipe.execute()
         return WebhookBacklog(int(due), float(oldest[0][1]) if due and oldest else None)

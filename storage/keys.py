@@ -1,7 +1,9 @@
 """The Redis key schema: every key jobcord writes, documented in this one place.
 
 ``{ns}`` is the namespace (``jobcord``); ``{dq}`` is the queues' namespace (``jobcord.dq``,
-named when jobcord's queues were dramatiq's; the lists keep that layout).
+named when jobcord's queues were dramatiq's; the lists keep that layout). On a Redis Cluster
+(``redis+cluster://``) they are ``{jobcord}`` and ``{jobcord}.dq``: the hash tag puts every
+key jobcord writes in one slot, so each script stays single-slot (storage/cluster.py).
 
 | key                              | type   | what                                              |
 |----------------------------------|--------|---------------------------------------------------|
@@ -49,10 +51,20 @@ through the ``key_*`` functions generated from :data:`TEMPLATES` (``lua_key_func
 from __future__ import annotations
 
 __all__ = [
-    "NAMESPACE",
-    "BROKER_NAMESPACE",
-    "CRON_KEY",
-    "INFLIGHT_KEY",
+    "PLAIN_NAMESPACES",
+    "CLUSTER_NAMESPACES",
+    "HASH_TAG",
+    "use_cluster_layout",
+    "namespaces",
+    "cluster_layout",
+    "running_key",
+    "delayed_key",
+    "cancels_channel",
+    "cron_key",
+    "inflight_key",
+    "consumers_key",
+    "health_index_key",
+    "webhooks_due_key",
     "record_key",
     "events_key",
     "chunks_key",
@@ -69,22 +81,57 @@ __all__ = [
     "webhook_secrets_since_key",
     "apikey_key",
     "consumer_key",
-    "CONSUMERS_KEY",
     "health_key",
-    "HEALTH_KEY",
-    "WEBHOOKS_DUE_KEY",
     "queue_key",
     "enqueued_at",
-    "RUNNING_KEY",
-    "DELAYED_KEY",
-    "CANCELS_CHANNEL",
     "TEMPLATES",
     "lua_key_functions",
 ]
 
-NAMESPACE = "jobcord"
-#: The queues' namespace (named when they were dramatiq's; the lists keep that layout).
-BROKER_NAMESPACE = "jobcord.dq"
+import os
+import re
+
+#: The two layouts: one server or Sentinel, and a Redis Cluster (one hash tag for all keys).
+PLAIN_NAMESPACES = ("jobcord", "jobcord.dq")
+CLUSTER_NAMESPACES = ("{jobcord}", "{jobcord}.dq")
+#: The hash tag of the cluster layout: the slot of ``HASH_TAG`` holds every key.
+HASH_TAG = "jobcord"
+
+
+def _from_environment() -> tuple[str, str]:
+    # The process's URL decides before anything connects: a key computed early (at import,
+    # before the client exists) must already be in the layout the URL implies.
+    url = os.environ.get("JOBCORD_REDIS_URL", "")
+    return CLUSTER_NAMESPACES if url.split("://", 1)[0].endswith("+cluster") else PLAIN_NAMESPACES
+
+
+_namespaces = _from_environment()
+
+
+def use_cluster_layout(on: bool = True) -> None:
+    """Name every key in the cluster layout (``on``) or the plain one, for this process:
+    connecting to a ``redis+cluster://`` URL turns it on (storage.connection)."""
+    global _namespaces
+    _namespaces = CLUSTER_NAMESPACES if on else PLAIN_NAMESPACES
+
+
+def namespaces() -> tuple[str, str]:
+    """(the namespace, the queues' namespace) of this process's layout."""
+    return _namespaces
+
+
+def cluster_layout() -> bool:
+    return _namespaces == CLUSTER_NAMESPACES
+
+
+def __getattr__(name: str) -> str:
+    # NAMESPACE / BROKER_NAMESPACE read the current layout (an import-time copy would not).
+    if name == "NAMESPACE":
+        return _namespaces[0]
+    if name == "BROKER_NAMESPACE":
+        return _namespaces[1]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: Every key name, as a template: ``{ns}`` / ``{dq}`` are the namespaces above and ``{}`` a
 #: part known only at run time (a request id, an app, a queue). The Python helpers below and
@@ -127,7 +174,8 @@ TEMPLATES: dict[str, str] = {
 
 
 def _fill(name: str, *parts: str) -> str:
-    template = TEMPLATES[name].replace("{ns}", NAMESPACE).replace("{dq}", BROKER_NAMESPACE)
+    ns, dq = _namespaces
+    template = TEMPLATES[name].replace("{ns}", ns).replace("{dq}", dq)
     pieces = template.split("{}")
     if len(parts) != len(pieces) - 1:
         raise ValueError(f"key {name!r} takes {len(pieces) - 1} part(s), got {len(parts)}")
@@ -138,27 +186,61 @@ def _fill(name: str, *parts: str) -> str:
 
 
 def lua_key_functions() -> str:
-    """Lua for the scripts' prelude: ``key_NAME(part, ...)`` for every template, its literal
-    text rendered from :data:`TEMPLATES` (the scripts never write a key name themselves)."""
-    lines = ["-- Generated from storage/keys.py TEMPLATES: the only source of key names."]
+    """Lua for the scripts' prelude: ``key_NAME(part, ...)`` for every template, rendered from
+    :data:`TEMPLATES` (the scripts never write a key name themselves). The namespaces are the
+    upvalues ``ns`` and ``dq``, set from ARGV[1] and ARGV[2] on every call, so one library
+    serves both layouts."""
+    lines = [
+        "-- Generated from storage/keys.py TEMPLATES: the only source of key names.",
+        "local ns, dq",
+    ]
     for name in TEMPLATES:
-        template = TEMPLATES[name].replace("{ns}", NAMESPACE).replace("{dq}", BROKER_NAMESPACE)
-        pieces = template.split("{}")
-        params = [f"p{i}" for i in range(len(pieces) - 1)]
-        expr = repr(pieces[0]) if pieces[0] else ""
-        for param, piece in zip(params, pieces[1:], strict=True):
-            expr = f"{expr} .. {param}" if expr else param
-            if piece:
-                expr += f" .. {piece!r}"
-        lines.append(f"local function key_{name}({', '.join(params)}) return {expr} end")
+        # "{ns}:req:{}:events" -> ns .. ':req:' .. p0 .. ':events'
+        params = [f"p{i}" for i in range(TEMPLATES[name].count("{}"))]
+        slots = iter(params)
+        terms = []
+        for part in re.split(r"(\{ns\}|\{dq\}|\{\})", TEMPLATES[name]):
+            if part in ("{ns}", "{dq}"):
+                terms.append(part[1:-1])
+            elif part == "{}":
+                terms.append(next(slots))
+            elif part:
+                terms.append(repr(part))
+        body = " .. ".join(terms)
+        lines.append(f"local function key_{name}({', '.join(params)}) return {body} end")
     return "\n".join(lines) + "\n"
 
 
-RUNNING_KEY = _fill("running")
-DELAYED_KEY = _fill("delayed")
-CANCELS_CHANNEL = _fill("cancels")
-CRON_KEY = _fill("cron")
-INFLIGHT_KEY = _fill("inflight")
+def running_key() -> str:
+    return _fill("running")
+
+
+def delayed_key() -> str:
+    return _fill("delayed")
+
+
+def cancels_channel() -> str:
+    return _fill("cancels")
+
+
+def cron_key() -> str:
+    return _fill("cron")
+
+
+def inflight_key() -> str:
+    return _fill("inflight")
+
+
+def consumers_key() -> str:
+    return _fill("consumers")
+
+
+def health_index_key() -> str:
+    return _fill("health_index")
+
+
+def webhooks_due_key() -> str:
+    return _fill("webhooks_due")
 
 
 def record_key(request_id: str) -> str:
@@ -223,11 +305,6 @@ def apikey_key(key_id: str) -> str:
 
 def consumer_key(worker_id: str) -> str:
     return _fill("consumer", worker_id)
-
-
-CONSUMERS_KEY = _fill("consumers")
-HEALTH_KEY = _fill("health_index")
-WEBHOOKS_DUE_KEY = _fill("webhooks_due")
 
 
 def health_key(process_id: str) -> str:

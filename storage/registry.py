@@ -13,7 +13,7 @@ from typing import Any
 import redis
 
 from .clock import seen_at
-from .keys import CONSUMERS_KEY, consumer_key
+from .keys import consumer_key, consumers_key
 from .records import RequestRecord
 from .scripts import Scripts
 
@@ -27,8 +27,6 @@ __all__ = [
 #: A consumer that missed this many heartbeats is stale (its registration outlives it by
 #: three lease TTLs, so a stopped one shows before it goes).
 STALE_AFTER_BEATS = 2.5
-
-_SET = CONSUMERS_KEY
 
 
 def _key(worker_id: str) -> str:
@@ -50,7 +48,7 @@ class ConsumerRegistry:
 
     def remove(self, worker_id: str) -> None:
         self.client.delete(_key(worker_id))
-        self.client.srem(_SET, worker_id)
+        self.client.srem(consumers_key(), worker_id)
 
     def live_recent(self, max_age_s: float = 1.0) -> list[dict[str, Any]]:
         """``live()``, read at most once per ``max_age_s`` (for hot paths such as cords)."""
@@ -60,13 +58,13 @@ class ConsumerRegistry:
         return self._cached[1]
 
     def live(self) -> list[dict[str, Any]]:
-        ids: Any = sorted(self.client.smembers(_SET))
+        ids: Any = sorted(self.client.smembers(consumers_key()))
         if not ids:
             return []
         values: Any = self.client.mget([_key(i) for i in ids])
         gone = [i for i, v in zip(ids, values, strict=True) if v is None]
         if gone:
-            self.client.srem(_SET, *gone)
+            self.client.srem(consumers_key(), *gone)
         return [json.loads(v) for v in values if v is not None]
 
 

@@ -555,7 +555,7 @@ class RequestStore:
 
     def apps(self) -> list[str]:
         """Apps that have submitted requests (from the in-flight counters)."""
-        return sorted(self.client.hkeys(keys.INFLIGHT_KEY))  # type: ignore[arg-type]
+        return sorted(self.client.hkeys(keys.inflight_key()))  # type: ignore[arg-type]
 
     # -- dead letters ----------------------------------------------------------------------
     def failed(self, app: str, *, limit: int = 50) -> list[RequestRecord]:

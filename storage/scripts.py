@@ -112,7 +112,7 @@ class Scripts:
         """The command that runs script ``name`` (FCALL, or EVALSHA before Redis 7): for a
         caller that sends it on a connection of its own, once this client has run a script
         (so the library is known to be there)."""
-        full = (keys.NAMESPACE, keys.BROKER_NAMESPACE, *args)
+        full = (*keys.namespaces(), *args)
         if self._functions:
             return ("FCALL", self._prefix + name, 0, *full)
         return ("EVALSHA", self._shas.get(name) or self._sha(name), 0, *full)
@@ -123,7 +123,7 @@ class Scripts:
     def call_then(self, name: str, then: tuple[Any, ...] | None, *args: Any) -> tuple[Any, Any]:
         """Run script ``name`` and, in the same write on the same connection, the command
         ``then`` (a WAIT must follow the very writes it confirms); both replies."""
-        full = (keys.NAMESPACE, keys.BROKER_NAMESPACE, *args)
+        full = (*keys.namespaces(), *args)
         if self._functions:
             try:
                 return self._send(("FCALL", self._prefix + name, 0, *full), then)

@@ -1,9 +1,10 @@
 -- Shared helpers, in front of every jobcord script (after the key_* functions generated from
 -- storage/keys.py, the only place key names are spelled). On Redis 7+ they are defined once,
 -- when the function library loads; `begin` runs at the start of every call and sets the
--- per-call state below. ARGV[1] and ARGV[2] carry the namespaces. The time comes from Redis
--- so that leases written by one host and read by another agree.
-local ns, dq, now, now_s
+-- per-call state below. ARGV[1] and ARGV[2] carry the namespaces (ns and dq, declared with
+-- the key functions: 'jobcord' or, on a Redis Cluster, the hash-tagged '{jobcord}'). The time
+-- comes from Redis so that leases written by one host and read by another agree.
+local now, now_s
 
 local function begin(argv)
   ns, dq = argv[1], argv[2]

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from scheduler.cron import CronTicker, previous_tick
-from storage.keys import CRON_KEY
+from storage.keys import cron_key
 from storage.statuses import Status
 from tests.apps import lifecycle as jobs
 
@@ -65,13 +65,13 @@ def test_ticks_fire_once_and_missed_ticks_coalesce(client, rds):
     ticker = CronTicker([jobs.app], client.store, interval_s=1, grace_s=5)
     now = 1_900_000_001.0  # an odd second: the last tick was 1_900_000_000
     assert ticker.run_once(now) == []  # a new schedule starts from now
-    assert float(rds.hget(CRON_KEY, f"lifecycle:{JOB}")) == 1_900_000_000.0
+    assert float(rds.hget(cron_key(), f"lifecycle:{JOB}")) == 1_900_000_000.0
     # Three ticks pass unseen: only the latest fires, once, even when asked again.
     fired = ticker.run_once(now + 6)
     assert [(f.tick, f.outcome) for f in fired] == [(1_900_000_006.0, "submitted")]
     assert ticker.run_once(now + 6) == []
     # Another scheduler that read an older mark submits the same tick: same request.
-    rds.hset(CRON_KEY, f"lifecycle:{JOB}", "1900000000.0")
+    rds.hset(cron_key(), f"lifecycle:{JOB}", "1900000000.0")
     again = CronTicker([jobs.app], client.store, interval_s=1, grace_s=5).run_once(now + 6)
     assert again[0].outcome == "existing" and again[0].request_id == fired[0].request_id
     # The latest missed tick is older than the grace: skipped, nothing is submitted.

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from storage import NewRequest, RequestStore, Status, load_settings
-from storage.keys import DELAYED_KEY, RUNNING_KEY
+from storage.keys import delayed_key, running_key
 
 
 @pytest.fixture
@@ -62,7 +62,7 @@ def test_expired_lease_is_requeued_then_failed_after_max_losses(store, rds):
     rec = store.get(rid)
     assert rec.status is Status.FAILED and rec.error.type == "WorkerLost"
     assert store.renew({rid: "tok2"}) == {rid: "lost"}
-    assert rds.zscore(RUNNING_KEY, rid) is None
+    assert rds.zscore(running_key(), rid) is None
 
 
 def test_delayed_retry_is_promoted_when_due(store, rds):
@@ -76,7 +76,7 @@ def test_delayed_retry_is_promoted_when_due(store, rds):
         error={"type": "E", "message": "m"},
         reason="retry",
     )
-    assert nxt == 2 and rds.zscore(DELAYED_KEY, rid) is not None
+    assert nxt == 2 and rds.zscore(delayed_key(), rid) is not None
     assert store.recover() == []
     time.sleep(0.25)
     assert store.recover() == [(rid, "promoted")]
@@ -195,7 +195,7 @@ def test_fetch_claims_as_it_takes_and_drops_stale_messages_in_redis(store, rds):
     assert record["lease"] == token and record["device"] == "GPU-x"
     rec = store.get(live)
     assert rec.status is Status.IN_PROGRESS and rec.worker == "w" and rec.device == "GPU-x"
-    assert rds.zscore(RUNNING_KEY, live) is not None  # leased from the claim on
+    assert rds.zscore(running_key(), live) is not None  # leased from the claim on
     assert store.get(stale).status is Status.QUEUED  # untouched; its message is gone
     assert rds.llen("jobcord.dq:jobcord.t.cpu") == 0
 

@@ -17,7 +17,7 @@ from scheduler.cron import CronTicker, previous_tick
 from scheduler.health import HealthPublisher
 from scheduler.loops import EveryInterval
 from scheduler.maintenance import MaintenanceLoop
-from storage.keys import CANCELS_CHANNEL, CRON_KEY, idempotency_key
+from storage.keys import cancels_channel, cron_key, idempotency_key
 from storage.settings import load_settings
 from tests.apps import lifecycle as jobs
 from tests.conftest import ApiServer, health_cli, terminate, wait_for
@@ -44,7 +44,7 @@ def test_cron_survives_a_tick_whose_key_was_taken_with_another_input(client, rds
         wait_for(lambda: rds.exists(after), 10, "the tick after the poisoned one")
         # The ticker submits a tick, then moves its cursor: wait for the second step too.
         cursor = f"lifecycle:{JOB}"
-        wait_for(lambda: float(rds.hget(CRON_KEY, cursor)) >= nxt + 2, 5, "the cursor to move on")
+        wait_for(lambda: float(rds.hget(cron_key(), cursor)) >= nxt + 2, 5, "the cursor to move on")
         health = ticker.state.snapshot()
         assert ticker.is_alive() and health.errors_total == 1
         assert "IdempotencyConflict" in health.last_error and health.consecutive_errors == 0
@@ -132,12 +132,12 @@ def test_cancel_listener_survives_a_failing_subscribe_and_a_failing_stop(client,
         assert keeper.cancel_state.snapshot().errors_total == 1  # the failed subscribe
 
         def heard_bad() -> bool:
-            rds.publish(CANCELS_CHANNEL, "bad")
+            rds.publish(cancels_channel(), "bad")
             time.sleep(0.05)
             return keeper.cancel_state.snapshot().errors_total >= 2
 
         wait_for(heard_bad, 10, "the error")
-        rds.publish(CANCELS_CHANNEL, "good")
+        rds.publish(cancels_channel(), "good")
         wait_for(lambda: stopped == ["cancel"], 10, "the next cancel")
         health = keeper.cancel_state.snapshot()
         assert "cannot stop (cancel)" in health.last_error and health.consecutive_errors == 0

@@ -34,4 +34,25 @@ def test_python_helpers_and_lua_functions_share_the_templates():
     generated = keys.lua_key_functions()
     for name in keys.TEMPLATES:
         assert f"local function key_{name}(" in generated
-    assert "return 'jobcord:req:' .. p0 .. ':events' end" in generated
+    assert "return ns .. ':req:' .. p0 .. ':events' end" in generated
+    assert "return dq .. ':' .. p0 .. '.p0' end" in generated
+
+
+def test_the_cluster_layout_puts_every_key_in_one_slot():
+    from redis.crc import key_slot
+
+    keys.use_cluster_layout()
+    try:
+        names = [
+            keys.record_key("r1"),
+            keys.idempotency_key("app", "{other}"),
+            keys.queue_key("jobcord.a.cpu", 2),
+            keys.running_key(),
+            keys.cancels_channel(),
+            keys.consumer_key("w1"),
+        ]
+        assert names[0] == "{jobcord}:req:r1" and names[2] == "{jobcord}.dq:jobcord.a.cpu.p2"
+        assert {key_slot(n.encode()) for n in names} == {key_slot(keys.HASH_TAG.encode())}
+    finally:
+        keys.use_cluster_layout(False)
+    assert keys.record_key("r1") == "jobcord:req:r1"
