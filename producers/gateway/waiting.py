@@ -11,13 +11,10 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import redis.asyncio as aioredis
-
-from storage.connection import BLOCKING_READ_TIMEOUT_S
+from storage.connection import BLOCKING_READ_TIMEOUT_S, connect_async_url
 from storage.keys import chunks_key, events_key, record_key
 from storage.requests import FIRST_EVENT_ID, first_queued_event, is_legacy_first_event
 from storage.statuses import Status
-from storage.topology import async_sentinel_client, parse_sentinel_url
 
 __all__ = ["Follower"]
 
@@ -32,25 +29,18 @@ def _text(data: dict[bytes, bytes]) -> dict[str, str]:
 
 class Follower:
     def __init__(self, url: str, *, max_connections: int) -> None:
-        target = parse_sentinel_url(url)
-        self.pool: aioredis.BlockingConnectionPool | None = None
-        if target is not None:  # the sentinels' pool (admission still bounds the waits)
-            self.redis = async_sentinel_client(
-                target, max_connections=max_connections, socket_timeout=BLOCKING_READ_TIMEOUT_S
-            )
-            return
-        self.pool = aioredis.BlockingConnectionPool.from_url(
+        # A Sentinel pool does not wait for a free connection (admission still bounds the
+        # waits); the others wait up to _POOL_WAIT_S.
+        self.redis = connect_async_url(
             url,
+            pool_wait_s=_POOL_WAIT_S,
             max_connections=max_connections,
-            timeout=_POOL_WAIT_S,
             socket_timeout=BLOCKING_READ_TIMEOUT_S,
         )
-        self.redis = aioredis.Redis(connection_pool=self.pool)
 
     async def close(self) -> None:
         await self.redis.aclose()
-        if self.pool is not None:
-            await self.pool.disconnect()
+        await self.redis.connection_pool.disconnect()
 
     async def events(
         self, request_id: str, timeout_s: float | None = None, *, final_check: bool = True

@@ -26,6 +26,15 @@ def mark(key: str, ctx: JobContext, sleep_s: float = 0.0) -> str:
     return key
 
 
+@app.job(retries=1, retry_initial_delay_s=0.2, retry_max_delay_s=0.2)
+def flaky(key: str, ctx: JobContext) -> str:
+    """Fails its first attempt: the retry path (delayed set, promotion) on each topology."""
+    _note(key, ctx)
+    if ctx.attempt == 1:
+        raise RuntimeError("the first attempt fails on purpose")
+    return key
+
+
 def executions(marks: Path) -> list[tuple[str, str, int]]:
     """Every execution noted so far, in order: (key, request id, attempt)."""
     try:
