@@ -55,6 +55,13 @@ JOBCORD_SLOT = key_slot(HASH_TAG.encode())
 #: Node replies that mean "not here (any more)": reconnect to the slot's current owner.
 _ELSEWHERE = (AskError, TryAgainError, ClusterDownError)  # MovedError is an AskError
 _UNBLOCKED = "UNBLOCKED"  # a blocked read on a primary that was demoted
+#: A node that cannot say where the slot is: ask the next one.
+_UNANSWERED = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    ResponseError,
+    OSError,
+)  # a blocked read on a primary that was demoted
 log = structlog.get_logger("jobcord.redis")
 
 
@@ -157,49 +164,55 @@ class SlotLocator:
             )
         return owner
 
-    def _nobody(self, tried: list[str]) -> redis.ConnectionError:
+    def _cached(self) -> tuple[str, int] | None:
+        with self._lock:
+            return self._owner
+
+    def _answered(self, address: tuple[str, int], reply: Any) -> tuple[str, int] | None:
+        owner, seen = _owner(reply, address)
+        return None if owner is None else self._found(owner, seen)
+
+    def _nobody(self, tried: list[tuple[str, int]]) -> redis.ConnectionError:
         return redis.ConnectionError(
             f"no node of the redis cluster said who serves slot {JOBCORD_SLOT} "
-            f"(tried {', '.join(tried)})"
+            f"(tried {', '.join(map(_text, tried))})"
         )
 
     def primary(self) -> tuple[str, int]:
         """The slot's primary (asks the nodes when it is not known)."""
-        with self._lock:
-            if self._owner is not None:
-                return self._owner
-        tried = []
-        for address in self._candidates():
-            tried.append(_text(address))
+        owner = self._cached()
+        candidates = [] if owner else self._candidates()
+        for address in candidates:
             node = redis.Redis(host=address[0], port=address[1], **self._node_kwargs())
             try:
-                owner, seen = _owner(node.execute_command("CLUSTER SLOTS"), address)
-            except (redis.ConnectionError, redis.TimeoutError, ResponseError, OSError):
+                reply = node.execute_command("CLUSTER SLOTS")
+            except _UNANSWERED:
                 continue
             finally:
                 node.close()
-            if owner is not None:
-                return self._found(owner, seen)
-        raise self._nobody(tried)
+            if owner := self._answered(address, reply):
+                break
+        if owner is None:
+            raise self._nobody(candidates)
+        return owner
 
     async def primary_async(self) -> tuple[str, int]:
         """The same, without blocking an event loop."""
-        with self._lock:
-            if self._owner is not None:
-                return self._owner
-        tried = []
-        for address in self._candidates():
-            tried.append(_text(address))
+        owner = self._cached()
+        candidates = [] if owner else self._candidates()
+        for address in candidates:
             node = aioredis.Redis(host=address[0], port=address[1], **self._node_kwargs())
             try:
-                owner, seen = _owner(await node.execute_command("CLUSTER SLOTS"), address)
-            except (redis.ConnectionError, redis.TimeoutError, ResponseError, OSError):
+                reply = await node.execute_command("CLUSTER SLOTS")
+            except _UNANSWERED:
                 continue
             finally:
                 await node.aclose()
-            if owner is not None:
-                return self._found(owner, seen)
-        raise self._nobody(tried)
+            if owner := self._answered(address, reply):
+                break
+        if owner is None:
+            raise self._nobody(candidates)
+        return owner
 
     def forget(self, address: tuple[str, int]) -> bool:
         """That node no longer serves the slot (or cannot be reached): ask again next time.

@@ -124,12 +124,26 @@ def cluster_layout() -> bool:
     return _namespaces == CLUSTER_NAMESPACES
 
 
+#: Names from before the cluster layout (module constants then), read in the current layout:
+#: ``keys.RUNNING_KEY`` still works; an import-time copy (``from keys import ...``) would not
+#: follow a layout change, hence functions.
+_FORMER_CONSTANTS = {
+    "NAMESPACE": lambda: _namespaces[0],
+    "BROKER_NAMESPACE": lambda: _namespaces[1],
+    "RUNNING_KEY": lambda: _fill("running"),
+    "DELAYED_KEY": lambda: _fill("delayed"),
+    "CANCELS_CHANNEL": lambda: _fill("cancels"),
+    "CRON_KEY": lambda: _fill("cron"),
+    "INFLIGHT_KEY": lambda: _fill("inflight"),
+    "CONSUMERS_KEY": lambda: _fill("consumers"),
+    "HEALTH_KEY": lambda: _fill("health_index"),
+    "WEBHOOKS_DUE_KEY": lambda: _fill("webhooks_due"),
+}
+
+
 def __getattr__(name: str) -> str:
-    # NAMESPACE / BROKER_NAMESPACE read the current layout (an import-time copy would not).
-    if name == "NAMESPACE":
-        return _namespaces[0]
-    if name == "BROKER_NAMESPACE":
-        return _namespaces[1]
+    if name in _FORMER_CONSTANTS:
+        return _FORMER_CONSTANTS[name]()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -169,6 +169,16 @@ class RedisNode:
     close = kill
 
 
+def _replicas_online(primary: RedisNode, count: int) -> bool:
+    """``count`` replicas are connected to ``primary`` and in sync."""
+    try:
+        info = primary.client().info("replication")
+    except redis.RedisError:
+        return False
+    online = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)]
+    return len(online) == count and all(r.get("state") == "online" for r in online)
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -235,12 +245,7 @@ class SentinelSetup:
         return f"redis+sentinel://{hosts}/{SERVICE}/0"
 
     def _replicas_in_sync(self) -> bool:
-        try:
-            info = self.primary.client().info("replication")
-        except redis.RedisError:
-            return False
-        online = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)]
-        return len(online) == len(self.replicas) and all(r.get("state") == "online" for r in online)
+        return _replicas_online(self.primary, len(self.replicas))
 
     def _sentinels_agree(self) -> bool:
         try:
@@ -389,12 +394,7 @@ class ClusterSetup:
         return node_id in str(text)
 
     def _replicas_in_sync(self) -> bool:
-        try:
-            info = self.owner.client().info("replication")
-        except redis.RedisError:
-            return False
-        online = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)]
-        return len(online) == len(self.replicas) and all(r.get("state") == "online" for r in online)
+        return _replicas_online(self.owner, len(self.replicas))
 
     def _promoted(self) -> RedisNode | None:
         for node in self.replicas:

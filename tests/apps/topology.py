@@ -47,3 +47,31 @@ def executions(marks: Path) -> list[tuple[str, str, int]]:
 def runs(marks: Path) -> list[str]:
     """The key of every execution noted so far, in order."""
     return [key for key, _, _ in executions(marks)]
+
+
+# -- for the tests (not the jobs): a caller of this app during a failover -------------------
+def client(**settings: object):  # type: ignore[no-untyped-def]
+    """A RedisClient with these settings, as the default for this process's jobs."""
+    from producers import RedisClient, set_default_client
+    from storage.settings import load_settings
+
+    c = RedisClient(load_settings(**settings))
+    set_default_client(c)
+    return c
+
+
+def submit_retrying(key: str, timeout: float = 20.0):  # type: ignore[no-untyped-def]
+    """What a caller does during a failover: retry the same idempotency key until Redis takes
+    it (and acknowledges it, where asked): the key makes retrying safe."""
+    import redis
+
+    from storage.errors import NotAcknowledged
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return mark.async_run_remote(key, idempotency_key=key)
+        except (redis.ConnectionError, redis.TimeoutError, NotAcknowledged):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)

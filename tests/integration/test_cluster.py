@@ -12,16 +12,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
-from producers import RedisClient, set_default_client, verify_webhook
+from producers import set_default_client, verify_webhook
 from scheduler.cron import CronTicker
 from storage import keys
 from storage.apikeys import ApiKeyStore
 from storage.connection import connect_url
 from storage.errors import NotAcknowledged
 from storage.replicas import ReplicaLeases
-from storage.settings import load_settings
 from storage.statuses import Status, WebhookStatus
 from tests.apps import lifecycle
 from tests.apps import topology as jobs
@@ -69,12 +67,6 @@ def own_cluster(tmp_path, monkeypatch, jobcord_env) -> Iterator[ClusterSetup]:
     setup.close()
 
 
-def _client(**settings: object) -> RedisClient:
-    c = RedisClient(load_settings(**settings))
-    set_default_client(c)
-    return c
-
-
 def _marks() -> Path:
     return Path(os.environ["JOBCORD_TEST_MARKS"])
 
@@ -99,7 +91,7 @@ def test_a_cluster_url_is_refused_when_malformed():
 
 
 def test_requests_run_retry_cancel_and_deduplicate_on_a_cluster(cluster, start_worker):
-    c = _client()
+    c = jobs.client()
     worker = start_worker(APP, "--concurrency", "2")
     assert jobs.mark.run_remote("plain") == "plain"
 
@@ -135,7 +127,7 @@ def test_webhooks_cron_and_replica_claims_on_a_cluster(
         "JOBCORD_WEBHOOK_RETRY_SCHEDULE_S": "0.3,0.3",
     }
     setenv_all(monkeypatch, env)
-    c = _client()
+    c = jobs.client()
     receiver = Receiver(fail_times=1)
     try:
         start_worker(APP, env=env)
@@ -172,7 +164,7 @@ def test_webhooks_cron_and_replica_claims_on_a_cluster(
 
 
 def test_acknowledged_submit_needs_the_slots_replica(cluster, start_worker):
-    _client(redis_min_replicas_ack=1, redis_ack_timeout_ms=300)
+    jobs.client(redis_min_replicas_ack=1, redis_ack_timeout_ms=300)
     start_worker(APP)
     assert jobs.mark.async_run_remote("acked", idempotency_key="acked").result(30) == "acked"
     pid = cluster.replicas[0].pid()
@@ -186,22 +178,11 @@ def test_acknowledged_submit_needs_the_slots_replica(cluster, start_worker):
     wait_for(lambda: cluster._ok(), 20, "the cluster to be ok again")
 
 
-def _submit_until_acknowledged(key: str, timeout: float = 30.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return jobs.mark.async_run_remote(key, idempotency_key=key)
-        except (redis.ConnectionError, redis.TimeoutError, NotAcknowledged):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
 def test_every_process_follows_a_cluster_failover_and_no_acknowledged_submit_is_lost(
     own_cluster, start_worker, jobcord_env
 ):
     ack = {"JOBCORD_REDIS_MIN_REPLICAS_ACK": "1", "JOBCORD_REDIS_ACK_TIMEOUT_MS": "500"}
-    c = _client(redis_min_replicas_ack=1, redis_ack_timeout_ms=500)
+    c = jobs.client(redis_min_replicas_ack=1, redis_ack_timeout_ms=500)
     worker = start_worker(APP, "--concurrency", "2", env=ack)
     api = ApiServer({**jobcord_env, **ack}, [], app_ref=APP)
     try:
@@ -213,7 +194,7 @@ def test_every_process_follows_a_cluster_failover_and_no_acknowledged_submit_is_
 
         def submit_all() -> None:
             for i in range(40):
-                handle = _submit_until_acknowledged(f"k{i}")
+                handle = jobs.submit_retrying(f"k{i}", timeout=30)
                 acknowledged[f"k{i}"] = handle.request_id
                 time.sleep(0.05)
 

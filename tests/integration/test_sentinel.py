@@ -13,13 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
-from producers import RedisClient, set_default_client
 from storage.apikeys import ApiKeyStore
 from storage.connection import connect_url
 from storage.errors import ConfigurationError, NotAcknowledged
-from storage.settings import load_settings
 from storage.statuses import Status
 from tests.apps import topology as jobs
 from tests.conftest import ApiServer, wait_for
@@ -40,27 +37,8 @@ def sentinels(tmp_path: Path, monkeypatch, jobcord_env) -> Iterator[SentinelSetu
     setup.close()
 
 
-def _client(**settings: object) -> RedisClient:
-    c = RedisClient(load_settings(**settings))
-    set_default_client(c)
-    return c
-
-
-def _submit_retrying(key: str, timeout: float = 20.0) -> object:
-    """What a caller does during a failover: retry the same idempotency key until Redis takes
-    it (the submit may or may not have been queued: the key makes that safe)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return jobs.mark.async_run_remote(key, idempotency_key=key)
-        except (redis.ConnectionError, redis.TimeoutError, NotAcknowledged):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-
-
 def test_every_process_follows_a_failover(sentinels, start_worker, jobcord_env, tmp_path):
-    _client()
+    jobs.client()
     worker = start_worker(APP)
     api = ApiServer(jobcord_env, [], app_ref=APP)
     try:
@@ -73,7 +51,7 @@ def test_every_process_follows_a_failover(sentinels, start_worker, jobcord_env, 
         new = sentinels.wait_failover()
         assert (new.host, new.port) != old
 
-        handle = _submit_retrying("after")
+        handle = jobs.submit_retrying("after")
         assert handle.result(timeout=30) == "after"  # the same worker, no restart
         recovered_s = time.monotonic() - killed_at
         assert worker.proc.poll() is None
@@ -98,7 +76,7 @@ def test_every_process_follows_a_failover(sentinels, start_worker, jobcord_env, 
 
 def test_no_request_in_flight_is_lost(sentinels, start_worker):
     """Running and queued requests when the primary dies (the replica in sync) end once."""
-    _client()
+    jobs.client()
     start_worker(APP, "--concurrency", "2")
     handles = [
         jobs.mark.async_run_remote(f"k{i}", sleep_s=1.0, idempotency_key=f"k{i}") for i in range(6)
@@ -114,7 +92,7 @@ def test_no_request_in_flight_is_lost(sentinels, start_worker):
 
 
 def test_acknowledged_submit_needs_a_replica(sentinels, start_worker):
-    c = _client(redis_min_replicas_ack=1, redis_ack_timeout_ms=300)
+    c = jobs.client(redis_min_replicas_ack=1, redis_ack_timeout_ms=300)
     start_worker(APP)
     handle = jobs.mark.async_run_remote("acked", idempotency_key="acked")
     assert handle.result(timeout=30) == "acked"
@@ -131,7 +109,7 @@ def test_acknowledged_submit_needs_a_replica(sentinels, start_worker):
     finally:
         os.kill(pid, signal.SIGCONT)
     # The same key once the replica is back: the very request the primary kept, not a second.
-    again = _submit_retrying("unconfirmed")
+    again = jobs.submit_retrying("unconfirmed")
     assert not again.created
     assert again.result(timeout=30) == "unconfirmed"
     assert c.get(again.request_id).status is Status.SUCCEEDED
@@ -141,7 +119,7 @@ def test_acknowledged_submit_needs_a_replica(sentinels, start_worker):
 def test_a_request_starts_only_once_replicas_hold_it(sentinels, start_worker):
     """A consumer with acknowledgements on starts nothing a failover could still erase: its
     fetch waits for the replicas; unconfirmed claims go back to the queue, unstarted."""
-    _client()  # this caller does not wait: the primary alone takes the submit
+    jobs.client()  # this caller does not wait: the primary alone takes the submit
     start_worker(
         APP, env={"JOBCORD_REDIS_MIN_REPLICAS_ACK": "1", "JOBCORD_REDIS_ACK_TIMEOUT_MS": "200"}
     )
@@ -185,7 +163,7 @@ def test_acknowledged_submit_over_http_is_503(sentinels, jobcord_env):
 def test_aof_acknowledgement_needs_waitaof(sentinels, start_worker):
     """WAITAOF (Redis 7.2+): where the server lacks it, the option is a clear error."""
     version = sentinels.primary.client().info("server")["redis_version"]
-    _client(redis_ack_aof=True, redis_min_replicas_ack=1)
+    jobs.client(redis_ack_aof=True, redis_min_replicas_ack=1)
     if tuple(int(p) for p in version.split(".")[:2]) >= (7, 2):
         start_worker(APP)
         assert jobs.mark.async_run_remote("aof").result(timeout=30) == "aof"
