@@ -110,6 +110,7 @@ class RedisClient:
             start_at=opts.start_at(),  # an eta: on Redis's clock, not this host's
             idempotency_key=opts.idempotency_key,
             webhook_endpoint=opts.webhook_endpoint,
+            on_complete=opts.on_complete.model_dump(mode="json") if opts.on_complete else None,
             metadata=opts.metadata,
             max_in_flight=self.settings.in_flight_cap(spec.app),
             parent_id=opts.parent_id,

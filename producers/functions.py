@@ -8,11 +8,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from scheduler.bounds import check_idempotency_key
-from scheduler.context import current_job
+from scheduler.context import JobContext, current_job
 from scheduler.jobspec import JobSpec
 
 from .client import Client, default_client
 from .handle import RequestHandle
+from .message_calls import MessageKey, current_message, message_call_key
 from .options import SubmitOptions
 
 if TYPE_CHECKING:
@@ -47,22 +48,27 @@ class RemoteFunction:
         delay_seconds: float | None = None,
         eta: datetime | float | None = None,
         retries: int | None = None,
+        on_complete: Any = None,
         **kwargs: Any,
     ) -> RequestHandle:
         """Validate the input, queue the request and return its handle at once.
 
         ``delay_seconds`` or ``eta`` (an aware datetime or epoch seconds) hold it back until
         then; its ``max_time_in_queue_seconds`` counts from that moment. ``retries``
-        overrides the job's own for this call.
+        overrides the job's own for this call. ``on_complete``: a dramatiq actor (or
+        ``actor.message(...)``) that gets the finished request on the team's broker, instead
+        of a webhook (``jobcord.dramatiq``).
 
         Called inside a running job, the request becomes that job's child: it is linked to
         the parent, canceled with it, and gets a deterministic idempotency key (the parent's
         id and the call's position), so a retried parent gets its finished children back
-        instead of running them again (a child that failed is run again)."""
+        instead of running them again (a child that failed is run again). Called inside a
+        dramatiq actor (with jobcord's middleware), the key comes from the message id and the
+        call's position the same way."""
         parent = current_job()
         check_idempotency_key(idempotency_key)  # "jobcord-..." is refused unless ours
-        if parent is not None and idempotency_key is None:
-            idempotency_key = parent.child_call_key()
+        if idempotency_key is None:
+            idempotency_key = _derived_key(parent)
         opts = SubmitOptions(
             idempotency_key=idempotency_key,
             webhook_endpoint=webhook_endpoint,
@@ -72,12 +78,15 @@ class RemoteFunction:
             delay_seconds=delay_seconds,
             eta=eta,
             retries=retries,
+            on_complete=on_complete,
             parent_id=parent.request_id if parent is not None else None,
         )
         input_json = self.spec.signature.bind(args, kwargs)
         client = self._client()
         submission = client.submit(self.spec, input_json, opts)
-        if parent is not None and not submission.created:
+        if not submission.created and (
+            parent is not None or isinstance(idempotency_key, MessageKey)
+        ):
             client.rerun_unless_succeeded(submission.request_id)
         return RequestHandle(
             submission.request_id, client, self.spec.signature, created=submission.created
@@ -92,13 +101,24 @@ class RemoteFunction:
         (``asyncio.gather``), each on its own thread, leaving the event loop free."""
         parent = current_job()
         check_idempotency_key(kwargs.get("idempotency_key"))
-        if parent is not None and kwargs.get("idempotency_key") is None:
+        if kwargs.get("idempotency_key") is None and (parent is not None or _in_message()):
             # Drawn before the first await: calls started together (asyncio.gather) get
             # their keys in the order they appear in the code, on every attempt.
-            kwargs["idempotency_key"] = parent.child_call_key()
+            kwargs["idempotency_key"] = _derived_key(parent)
         handle = await asyncio.to_thread(self.async_run_remote, *args, **kwargs)
         return await handle.aresult()
 
     def handle(self, request_id: str) -> RequestHandle:
         """A handle for an earlier request of this job (its output is decoded as typed)."""
         return RequestHandle(request_id, self._client(), self.spec.signature)
+
+
+def _in_message() -> bool:
+    return current_message().get() is not None
+
+
+def _derived_key(parent: JobContext | None) -> str | None:
+    """A running job's next child key, a dramatiq actor's next message key, or None."""
+    if parent is not None:
+        return parent.child_call_key()
+    return message_call_key()

@@ -9,6 +9,7 @@ the field's name (a 422 over HTTP, a ``ValueError`` in Python).
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from datetime import UTC, datetime
@@ -34,7 +35,7 @@ from scheduler.bounds import (
     TimeoutSeconds,
 )
 
-__all__ = ["RequestOptions", "SubmitOptions", "delay_until"]
+__all__ = ["CompletionTarget", "RequestOptions", "SubmitOptions", "delay_until"]
 
 _AWARE = TypeAdapter(AwareDatetime)
 
@@ -64,6 +65,60 @@ def _check_ahead(at: float) -> None:
         )
 
 
+#: What a completion message may carry besides the request (args, kwargs, options), as JSON.
+MAX_TARGET_BYTES = 16 * 1024
+_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$"
+
+
+def _from_dramatiq(value: Any) -> Any:
+    """A dramatiq ``Actor`` or ``Message`` as the target it names (read by attribute, so
+    this module never imports dramatiq)."""
+    if isinstance(value, dict | CompletionTarget) or value is None:
+        return value
+    actor, queue = getattr(value, "actor_name", None), getattr(value, "queue_name", None)
+    if not isinstance(actor, str) or not isinstance(queue, str):
+        raise ValueError("on_complete must be a dramatiq actor, actor.message(...), or a dict")
+    return {
+        "actor": actor,
+        "queue": queue,
+        "args": list(getattr(value, "args", ())),
+        "kwargs": dict(getattr(value, "kwargs", {})),
+        "options": dict(getattr(value, "options", {})),
+    }
+
+
+class CompletionTarget(BaseModel):
+    """A dramatiq actor that gets the finished request as a message on the team's broker:
+    ``actor(*args, request, **kwargs)``, like the next step of a dramatiq pipeline."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    actor: str = Field(pattern=_NAME, description="The actor's name on the broker.")
+    queue: str = Field(default="default", pattern=_NAME, description="Its queue.")
+    args: list[Any] = Field(default_factory=list, description="Before the request.")
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="dramatiq message options (e.g. max_retries)."
+    )
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Self:
+        if any(name.startswith("jobcord_") for name in self.options):
+            raise ValueError("on_complete.options: names beginning jobcord_ are jobcord's own")
+        try:
+            size = len(json.dumps([self.args, self.kwargs, self.options]).encode())
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"on_complete: its args, kwargs and options must be JSON: {exc}"
+            ) from None
+        if size > MAX_TARGET_BYTES:
+            raise ValueError(
+                f"on_complete: args, kwargs and options are {size} bytes of JSON; at most "
+                f"{MAX_TARGET_BYTES} allowed"
+            )
+        return self
+
+
 class RequestOptions(BaseModel):
     """How a request runs, apart from its input."""
 
@@ -86,9 +141,15 @@ class RequestOptions(BaseModel):
         default=None, description="Kept on the request (JOBCORD_MAX_METADATA_BYTES at most)."
     )
     retries: Retries | None = Field(default=None, description="Overrides the job's retries")
+    on_complete: Annotated[CompletionTarget | None, BeforeValidator(_from_dramatiq)] = Field(
+        default=None,
+        description="A dramatiq actor to send the finished request to (instead of a webhook).",
+    )
 
     @model_validator(mode="after")
-    def _one_start_time(self) -> Self:
+    def _coherent(self) -> Self:
+        if self.on_complete is not None and self.webhook_endpoint is not None:
+            raise ValueError("give either webhook_endpoint or on_complete, not both")
         if self.eta is not None:
             if self.delay_seconds is not None:
                 raise ValueError("give either eta or delay_seconds, not both")

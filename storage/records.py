@@ -13,7 +13,16 @@ __all__ = ["RequestRecord", "ResultFile", "RequestError", "AttemptRecord"]
 
 
 #: Record fields stored as JSON text in the Redis hash.
-JSON_FIELDS = ("input", "output", "result", "files", "error", "metadata", "attempts")
+JSON_FIELDS = (
+    "input",
+    "output",
+    "result",
+    "files",
+    "error",
+    "metadata",
+    "attempts",
+    "on_complete",
+)
 
 
 class RequestError(BaseModel):
@@ -97,6 +106,14 @@ class RequestRecord(BaseModel):
     webhook_last_ms: float | None = None
     webhook_last_error: str | None = None
     webhook_delivered_at: float | None = None
+    on_complete: dict[str, Any] | None = Field(
+        default=None,
+        description="The dramatiq actor the finished request is sent to; webhook_status "
+        "tells that delivery (DELIVERED: on the team's broker).",
+    )
+    on_complete_processed_at: float | None = Field(
+        default=None, description="When that actor's run, bridged by jobcord, succeeded."
+    )
     metadata: dict[str, Any] | None = None
     progress: float | None = None
     progress_message: str | None = None

@@ -68,6 +68,8 @@ class NewRequest:
     start_at: float | None = None
     idempotency_key: str | None = None
     webhook_endpoint: str | None = None
+    #: Or a dramatiq actor to send the finished request to (a ``CompletionTarget`` as JSON).
+    on_complete: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
     #: Refuse (TooManyRequests) when the app has this many requests queued or running; 0: no cap.
     max_in_flight: int = 0
@@ -155,7 +157,8 @@ class RequestStore:
             "timeout_s": req.timeout_s,
             "idempotency_key": req.idempotency_key,
             "webhook_endpoint": req.webhook_endpoint,
-            "webhook_status": "PENDING" if req.webhook_endpoint else None,
+            "on_complete": json.dumps(req.on_complete) if req.on_complete is not None else None,
+            "webhook_status": "PENDING" if req.webhook_endpoint or req.on_complete else None,
             "metadata": json.dumps(req.metadata) if req.metadata is not None else None,
             "parent_id": req.parent_id,
             "input_ref": req.input_ref,
@@ -597,8 +600,10 @@ class RequestStore:
         """Claim up to ``batch`` due deliveries, each leased (a crashed deliverer's come back)."""
         return list(self._run("webhook", "claim", lease_s, batch))
 
-    def webhook_delivered(self, request_id: str, status_code: int, ms: float) -> None:
-        self._run("webhook", "delivered", request_id, status_code, round(ms, 1))
+    def webhook_delivered(self, request_id: str, status_code: int | None, ms: float) -> None:
+        """Delivered: the receiver's 2xx code (None for a dramatiq broker, which has none)."""
+        code = "" if status_code is None else status_code
+        self._run("webhook", "delivered", request_id, code, round(ms, 1))
 
     def webhook_failed(
         self,

@@ -38,6 +38,7 @@ SCRIPT_NAMES = (
     "cancel",
     "recover",
     "webhook",
+    "completion",
     "rerun",
     "attempt",
     "rate",

@@ -263,6 +263,16 @@ class Settings(BaseSettings):
         "(JOBCORD_WEBHOOK_SECRET) keeps signing its webhooks this long beside it.",
     )
 
+    dramatiq_broker_url: str | None = Field(
+        default=None,
+        description="The team's dramatiq broker (redis:// or amqp://) that on_complete "
+        "messages go to; read by jobcord scheduler.",
+    )
+    dramatiq_actors: str = Field(
+        default="",
+        description="Actors callers may name in on_complete (comma-separated); empty: any.",
+    )
+
     def in_flight_cap(self, app: str) -> int:
         return self.app_max_in_flight.get(app, self.max_in_flight_per_app)
 

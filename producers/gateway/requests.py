@@ -118,10 +118,11 @@ def request_router(gw: Gateway) -> APIRouter:
 
     @router.post("/v1/requests/{request_id}/webhook", status_code=202)
     def redeliver_webhook(request_id: str, key: Key) -> dict[str, Any]:
-        """Deliver the completion webhook again (e.g. after the receiver was fixed)."""
+        """Deliver the completion webhook (or on_complete message) again, e.g. after the
+        receiver was fixed; an on_complete actor runs its logic again too."""
         record = gw.record_for(request_id, key)
-        if not record.webhook_endpoint:
-            raise HTTPException(409, f"request {request_id} has no webhook_endpoint")
+        if not record.webhook_endpoint and record.on_complete is None:
+            raise HTTPException(409, f"request {request_id} has no webhook_endpoint or on_complete")
         if not record.is_terminal:
             raise HTTPException(409, f"request {request_id} has not finished yet")
         gw.client.store.webhook_again(request_id)

@@ -1,6 +1,7 @@
 """The webhook deliverer: its own process (``jobcord scheduler``), never a GPU consumer.
 
-Terminal requests with a ``webhook_endpoint`` enter ``{ns}:webhooks:due`` atomically with
+Terminal requests with a ``webhook_endpoint`` (or an ``on_complete`` dramatiq actor, sent by
+``actors`` on the same schedule, leases and status) enter ``{ns}:webhooks:due`` atomically with
 their final status. Each delivery is claimed with a lease (a crashed deliverer's come back),
 signed with every active secret, sent to the address just checked (no DNS rebinding), without
 following redirects; a non-2xx answer, a timeout or a connection error is retried on the
@@ -37,7 +38,8 @@ from storage.settings import Settings
 from storage.webhook_secrets import WebhookSecrets
 
 from ..loops import EveryInterval
-from .attempt import post_once, webhook_http_client
+from .actors import ActorSender
+from .attempt import Attempt, post_once, webhook_http_client
 from .signing import signed_headers
 from .targets import WebhookTargetRefused, parse_networks, resolve_target
 
@@ -84,6 +86,9 @@ class WebhookDeliverer(EveryInterval):
             1, self.concurrency // 2
         )
         self.http = webhook_http_client(self.deadline_s)
+        self.actors = ActorSender(
+            settings.dramatiq_broker_url, settings.dramatiq_actors, self.deadline_s
+        )
         self._pool = ThreadPoolExecutor(self.concurrency, "jobcord-webhook")
         self._lock = threading.Lock()
         self._busy: dict[str, str | None] = {}  # request id -> its receiver, once known
@@ -94,6 +99,7 @@ class WebhookDeliverer(EveryInterval):
         finally:
             self._pool.shutdown(wait=True)
             self.http.close()
+            self.actors.close()
 
     def run_once(self) -> int:
         """Claim as many due deliveries as there are free workers and hand them out; a
@@ -155,24 +161,44 @@ class WebhookDeliverer(EveryInterval):
         except Exception as exc:  # a missing record or result store: nothing left to send
             self.store.webhook_failed(request_id, f"cannot build the payload: {exc}", None)
             return
+        send = self._to_actor if record.on_complete is not None else self._to_url
+        attempt = send(record)
+        if attempt is not None:
+            self._settle(record, attempt)
+
+    def _to_actor(self, record: RequestRecord) -> Attempt | None:
+        """Enqueue the completion on the team's dramatiq broker (``actors``)."""
+        assert record.on_complete is not None
+        refused = self.actors.refusal(record.on_complete)
+        if refused is not None:
+            self.store.webhook_failed(record.request_id, refused, None)  # never retried
+            return None
+        if not self._take_receiver(record.request_id, self.actors.receiver):
+            self._defer(record.request_id)
+            return None
+        return self.actors.send(record)
+
+    def _to_url(self, record: RequestRecord) -> Attempt | None:
+        """POST the signed webhook to the address just checked."""
+        request_id = record.request_id
         url = record.webhook_endpoint
         secrets = self.secrets.active(record.app)
         if not url or not secrets:
             self.store.webhook_failed(request_id, "no endpoint or no signing secret", None)
-            return
+            return None
         try:
             host, port, ip = resolve_target(url, self.allowed)
         except WebhookTargetRefused as exc:
             self.store.webhook_failed(request_id, str(exc), None)  # refused: never retried
-            return
+            return None
         if not self._take_receiver(request_id, f"{host}:{port}"):
-            self.store.webhook_defer(request_id, random.uniform(0.5, 1.0) * min(self.deadline_s, 5))
-            return
+            self._defer(request_id)
+            return None
         body = webhook_body(record)
         headers = signed_headers(f"msg_{request_id}", body, secrets)
         https = url.lower().startswith("https")
         headers["host"] = host if port == (443 if https else 80) else f"{host}:{port}"
-        attempt = post_once(
+        return post_once(
             self.http,
             _pinned(url, ip, port),
             content=body,
@@ -180,9 +206,16 @@ class WebhookDeliverer(EveryInterval):
             extensions={"sni_hostname": host} if https else {},
             deadline_s=self.deadline_s,
         )
+
+    def _defer(self, request_id: str) -> None:
+        """The receiver is busy: due again soon, not an attempt."""
+        self.store.webhook_defer(request_id, random.uniform(0.5, 1.0) * min(self.deadline_s, 5))
+
+    def _settle(self, record: RequestRecord, attempt: Attempt) -> None:
+        """Record one attempt: delivered, or failed and retried on the schedule (or FAILED)."""
+        request_id = record.request_id
         ms = attempt.elapsed_s * 1000
         if attempt.ok:
-            assert attempt.status_code is not None
             self.store.webhook_delivered(request_id, attempt.status_code, ms)
             log.info("webhook delivered", request_id=request_id, code=attempt.status_code)
             return

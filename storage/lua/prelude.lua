@@ -54,7 +54,7 @@ end
 
 -- The fields `terminate` needs, read in the caller's one HMGET (`head` names them in order).
 local TERMINATE_FIELDS = {'status', 'attempt', 'app', 'webhook_endpoint', 'child_count',
-  'input_format', 'streamed'}
+  'input_format', 'streamed', 'on_complete'}
 
 local function read_head(rk, ...)
   local names = {unpack(TERMINATE_FIELDS)}
@@ -106,8 +106,9 @@ local function terminate(rid, status, retention, fields, head)
   if head.input_format == 'msgpack' then redis.call('EXPIRE', key_input(rid), retention) end
   -- The dead-letter view: failed requests by app, newest last.
   if status == 'FAILED' then redis.call('ZADD', key_failed(app), now, rid) end
-  -- A finished request with a webhook is due for delivery now (one delivery per request).
-  if head.webhook_endpoint then
+  -- A finished request with a webhook (or a dramatiq actor to tell) is due for delivery now
+  -- (one delivery per request).
+  if head.webhook_endpoint or head.on_complete then
     redis.call('HSET', rk, 'webhook_status', 'PENDING')
     redis.call('ZADD', key_webhooks_due(), now, rid)
   end

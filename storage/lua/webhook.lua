@@ -5,7 +5,8 @@
 --                                    -> retry after delay_s, or FAILED when delay_s < 0;
 --                                       the answer's code and time when there was one
 --   defer(rid, delay_s)              -> due again in delay_s, not an attempt (receiver busy)
---   again(rid)                       -> re-deliver now (status PENDING, attempts from 0)
+--   again(rid)                       -> re-deliver now (status PENDING, attempts from 0); a
+--                                       dramatiq actor target runs its logic again too
 local op = ARGV[3]
 local due = key_webhooks_due()
 if op == 'claim' then
@@ -45,6 +46,7 @@ elseif op == 'defer' then
   redis.call('ZADD', due, 'XX', now + tonumber(ARGV[5]), rid)
 elseif op == 'again' then
   redis.call('HSET', rk, 'webhook_status', 'PENDING', 'webhook_attempts', 0)
+  redis.call('HDEL', rk, 'on_complete_done_attempt', 'on_complete_processed_at')
   redis.call('ZADD', due, now, rid)
 end
 return redis.call('HGET', rk, 'webhook_status')

@@ -371,3 +371,26 @@ def test_typos_get_a_did_you_mean(api_server, api_key):
     cord = http.post("/apps/lifecycle/doubel", json={"x": 1})
     assert cord.status_code == 404
     assert "did you mean POST /apps/lifecycle/double" in cord.json()["detail"], cord.text
+
+
+def test_on_complete_over_http_kept_and_bounded(http):
+    """A dramatiq actor as the completion target over HTTP; bad ones are 422 naming the field."""
+    target = {"actor": "done", "queue": "cpu", "args": ["t"]}
+    made = http.post(
+        f"{JOB}/echo/async_run_remote", json={"input": {"x": 1}, "on_complete": target}
+    )
+    assert made.status_code == 202, made.text
+    record = http.get(f"/v1/requests/{made.json()['request_id']}").json()
+    assert record["on_complete"] == {**target, "kwargs": {}, "options": {}}
+    assert record["webhook_status"] == "PENDING"
+    for bad, says in [
+        ({"actor": "no spaces"}, '"on_complete","actor"'),
+        ({"actor": "a", "options": {"jobcord_completion": {}}}, "jobcord's own"),
+    ]:
+        refused = http.post(
+            f"{JOB}/echo/async_run_remote", json={"input": {"x": 1}, "on_complete": bad}
+        )
+        assert refused.status_code == 422 and says in refused.text, refused.text
+    both = {"input": {"x": 1}, "on_complete": target, "webhook_endpoint": "https://example.com/h"}
+    refused = http.post(f"{JOB}/echo/async_run_remote", json=both)
+    assert refused.status_code == 422 and "not both" in refused.text
