@@ -1,5 +1,6 @@
 # One image for the api, scheduler and worker services of compose.yaml.
-# GPU workers: build with --build-arg EXTRAS=gpu to add torch (CUDA wheels are large).
+# GPU workers: build with --build-arg EXTRAS=gpu to add torch (CUDA wheels are large); the
+# scheduler, to send on_complete messages to a dramatiq broker: --build-arg EXTRAS=dramatiq.
 FROM python:3.11-slim
 ARG EXTRAS=""
 WORKDIR /app

@@ -19,6 +19,7 @@ key jobcord writes in one slot, so each script stays single-slot (storage/cluste
 | ``{ns}:failed:{app}``            | zset   | the dead-letter view: FAILED request ids by time  |
 | ``{ns}:recent:{app}``            | zset   | the app's newest request ids by creation (capped) |
 | ``{ns}:webhooks:due``           | zset   | request ids whose webhook is due, by time (s)     |
+| ``{ns}:webhooks:wake``          | list   | a token per newly due delivery: wakes a deliverer |
 | ``{ns}:webhook-secrets:{app}``   | list   | the app's active webhook secrets, newest first    |
 | ``{ns}:webhook-secrets-since:{app}``| string | when its first own secret came (s); the default |
 |                                  |        | secret signs beside it for an overlap period      |
@@ -65,6 +66,7 @@ __all__ = [
     "consumers_key",
     "health_index_key",
     "webhooks_due_key",
+    "webhooks_wake_key",
     "record_key",
     "events_key",
     "chunks_key",
@@ -164,6 +166,7 @@ TEMPLATES: dict[str, str] = {
     "failed": "{ns}:failed:{}",
     "recent": "{ns}:recent:{}",
     "webhooks_due": "{ns}:webhooks:due",
+    "webhooks_wake": "{ns}:webhooks:wake",
     "webhook_secrets": "{ns}:webhook-secrets:{}",
     "webhook_secrets_since": "{ns}:webhook-secrets-since:{}",
     "cron": "{ns}:cron",
@@ -255,6 +258,10 @@ def health_index_key() -> str:
 
 def webhooks_due_key() -> str:
     return _fill("webhooks_due")
+
+
+def webhooks_wake_key() -> str:
+    return _fill("webhooks_wake")
 
 
 def record_key(request_id: str) -> str:

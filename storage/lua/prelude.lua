@@ -52,6 +52,13 @@ local function enqueue(queue, rid, attempt, front, priority)
   if redis.call('LPUSH', wake, '1') > 64 then redis.call('LTRIM', wake, 0, 63) end
 end
 
+-- Tell a waiting webhook deliverer that a delivery is due (it also looks every tick).
+local function wake_deliverer()
+  if redis.call('LPUSH', key_webhooks_wake(), '1') > 16 then
+    redis.call('LTRIM', key_webhooks_wake(), 0, 15)
+  end
+end
+
 -- The fields `terminate` needs, read in the caller's one HMGET (`head` names them in order).
 local TERMINATE_FIELDS = {'status', 'attempt', 'app', 'webhook_endpoint', 'child_count',
   'input_format', 'streamed', 'on_complete'}
@@ -111,6 +118,7 @@ local function terminate(rid, status, retention, fields, head)
   if head.webhook_endpoint or head.on_complete then
     redis.call('HSET', rk, 'webhook_status', 'PENDING')
     redis.call('ZADD', key_webhooks_due(), now, rid)
+    wake_deliverer()
   end
   -- A parent that is canceled or timed out takes its unfinished children with it.
   if head.child_count and (status == 'CANCELED' or status == 'TIMED_OUT') then

@@ -48,5 +48,6 @@ elseif op == 'again' then
   redis.call('HSET', rk, 'webhook_status', 'PENDING', 'webhook_attempts', 0)
   redis.call('HDEL', rk, 'on_complete_done_attempt', 'on_complete_processed_at')
   redis.call('ZADD', due, now, rid)
+  wake_deliverer()
 end
 return redis.call('HGET', rk, 'webhook_status')

@@ -35,14 +35,14 @@ KEY = "jobcord:test:bridge"
 class DramatiqWorker:
     """``dramatiq tests.apps.bridge`` in a session of its own (so its whole tree can be killed)."""
 
-    def __init__(self, queue: str) -> None:
+    def __init__(self, queue: str, module: str = "tests.apps.bridge", out: Any = None) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dramatiq", "tests.apps.bridge", "--processes", "1"]
+            [sys.executable, "-m", "dramatiq", module, "--processes", "1"]
             + ["--threads", "2", "--queues", queue],
             cwd=ROOT,
             start_new_session=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=out or subprocess.DEVNULL,
+            stderr=out or subprocess.DEVNULL,
         )
 
     def kill(self) -> None:
@@ -247,3 +247,30 @@ def test_broker_down_delivery_retried_then_failed_with_reason(bridge, redis_brok
     )
     assert record.webhook_attempts == 3
     assert "broker refused: ConnectionError" in record.webhook_last_error
+
+
+def test_the_example_runs_end_to_end(
+    redis_broker, jobcord_env, monkeypatch, start_worker, start_scheduler, tmp_path
+):
+    """examples/dramatiq_team.py as its docstring runs it."""
+    from dramatiq.brokers.redis import RedisBroker
+
+    monkeypatch.setenv("DRAMATIQ_URL", redis_broker)
+    monkeypatch.setenv("PYTHONUNBUFFERED", "1")  # its print, as it happens
+    start_worker("examples.dramatiq_team:app")
+    start_scheduler(JOBCORD_DRAMATIQ_BROKER_URL=redis_broker)
+    out = (tmp_path / "out.txt").open("w")
+    worker = DramatiqWorker("default", "examples.dramatiq_team", out)
+    broker = RedisBroker(url=redis_broker)
+    try:
+        broker.enqueue(Message("default", "ingest", ("doc-1", "some text"), {}, {}))
+        printed = wait_for(
+            lambda: "doc-1:" in (text := (tmp_path / "out.txt").read_text()) and text,
+            30,
+            "the completion actor's line",
+        )
+        assert "doc-1: [0.9, " in printed
+    finally:
+        worker.kill()
+        broker.close()
+        out.close()
