@@ -13,7 +13,7 @@ from scheduler.jobspec import JobSpec
 
 from .client import Client, default_client
 from .handle import RequestHandle
-from .message_calls import MessageKey, current_message, message_call_key
+from .message_calls import MessageKey, message_call_key
 from .options import SubmitOptions
 
 if TYPE_CHECKING:
@@ -101,7 +101,7 @@ class RemoteFunction:
         (``asyncio.gather``), each on its own thread, leaving the event loop free."""
         parent = current_job()
         check_idempotency_key(kwargs.get("idempotency_key"))
-        if kwargs.get("idempotency_key") is None and (parent is not None or _in_message()):
+        if kwargs.get("idempotency_key") is None:
             # Drawn before the first await: calls started together (asyncio.gather) get
             # their keys in the order they appear in the code, on every attempt.
             kwargs["idempotency_key"] = _derived_key(parent)
@@ -111,10 +111,6 @@ class RemoteFunction:
     def handle(self, request_id: str) -> RequestHandle:
         """A handle for an earlier request of this job (its output is decoded as typed)."""
         return RequestHandle(request_id, self._client(), self.spec.signature)
-
-
-def _in_message() -> bool:
-    return current_message().get() is not None
 
 
 def _derived_key(parent: JobContext | None) -> str | None:

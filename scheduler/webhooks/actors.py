@@ -22,6 +22,7 @@ import uuid
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from storage.connection import redacted
 from storage.errors import ConfigurationError
 from storage.records import RequestRecord
 
@@ -38,12 +39,6 @@ _IDS = uuid.UUID("6f1c1b8e-32a4-4f59-9a37-6a0c1d3e5b21")  # uuid5 namespace of m
 def completion_message_id(request_id: str, attempt: int) -> str:
     """One id for every send of one finished attempt's completion."""
     return str(uuid.uuid5(_IDS, f"{request_id}:{attempt}"))
-
-
-def _redacted(url: str) -> str:
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    return f"{parts.scheme}://{host}:{parts.port}" if parts.port else f"{parts.scheme}://{host}"
 
 
 def open_broker(url: str, deadline_s: float) -> Any:
@@ -100,7 +95,7 @@ class ActorSender:
     @property
     def receiver(self) -> str:
         """Where messages go, as a name for logs and per-receiver counts (no credentials)."""
-        return _redacted(self.broker_url) if self.broker_url else "dramatiq"
+        return redacted(self.broker_url) if self.broker_url else "dramatiq"
 
     def refusal(self, target: dict[str, Any]) -> str | None:
         """Why a target can never be delivered (not retried), or None."""
