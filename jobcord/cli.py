@@ -209,6 +209,7 @@ def api(
             f"{host}:{port} can run and read every request. Development only.[/bold red]"
         )
     registry = load_app(app_ref)
+    _check_redis(settings)
     gateway = create_app(registry, settings, require_auth=not no_auth)
     shown = f"[{host}]" if ":" in host else host
     auth = "off (--no-auth)" if no_auth else "on (Authorization: Bearer <key>; jobcord keys create)"
@@ -308,8 +309,9 @@ def scheduler(
     from storage.results import open_result_store
 
     settings = _settings()
-    store = RequestStore(connect(settings), settings)
     registries = [load_app(target) for target in apps or []]
+    _check_redis(settings)
+    store = RequestStore(connect(settings), settings)
     loops: list[MaintenanceLoop | WebhookDeliverer | CronTicker] = [
         MaintenanceLoop(store, settings.maintenance_interval_s),
         WebhookDeliverer(store, open_result_store(settings), settings),
@@ -494,6 +496,18 @@ def dev(
 
 register_management(app, lambda: _settings(quiet=True))
 register_health(app, lambda: _settings(quiet=True))
+
+
+def _check_redis(settings: Any) -> None:
+    """An unreachable Redis at start-up is one clear line and exit 2 (main), not a server
+    that starts, fails its start-up hook and prints the traceback."""
+    from storage.connection import connect
+
+    client = connect(settings)
+    try:
+        client.ping()
+    finally:
+        client.close()
 
 
 def _redis_problem(exc: Exception) -> str:

@@ -4,6 +4,7 @@ from scheduler.autoscaling import Autoscaling
 from scheduler.context import JobContext
 from scheduler.errors import (
     InputValidationError,
+    OutputValidationError,
     PermanentError,
     ReservedIdempotencyKey,
     RetryableError,
@@ -35,6 +36,7 @@ __all__ = [
     "GatewayError",
     "HttpClient",
     "InputValidationError",
+    "OutputValidationError",
     "JobCanceled",
     "JobContext",
     "JobExpired",

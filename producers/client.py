@@ -47,6 +47,13 @@ __all__ = [
 ]
 
 
+#: How long a cancel waits for a running request's worker to stop it (its kill grace is 3 s
+#: by default), so that the caller hears the status the cancel led to.
+CANCEL_WAIT_S = 5.0
+#: The most an HTTP caller may ask a cancel to wait.
+MAX_CANCEL_WAIT_S = 60.0
+
+
 class Client(Protocol):
     """What handles and decorated functions need from a client: Redis or HTTP."""
 
@@ -56,7 +63,7 @@ class Client(Protocol):
 
     def get(self, request_id: str) -> RequestRecord: ...
 
-    def cancel(self, request_id: str) -> Status: ...
+    def cancel(self, request_id: str, wait_s: float = CANCEL_WAIT_S) -> Status: ...
 
     def wait(self, request_id: str, timeout_s: float | None) -> RequestRecord: ...
 
@@ -145,8 +152,17 @@ class RedisClient:
             return record  # no result store (nor boto3) needed
         return with_urls(record, self.results)
 
-    def cancel(self, request_id: str) -> Status:
-        return self.store.cancel(request_id)
+    def cancel(self, request_id: str, wait_s: float = CANCEL_WAIT_S) -> Status:
+        """Cancel, and return the status it led to: a queued request is CANCELED now; a
+        running one is stopped by its worker, waited for up to ``wait_s`` (still
+        IN_PROGRESS if it has not ended by then; SUCCEEDED etc. if it ended first)."""
+        status = self.store.cancel(request_id)
+        if status is not Status.IN_PROGRESS or wait_s <= 0:
+            return status
+        try:
+            return self._wait(request_id, wait_s, inline_output=False).status  # type: ignore[union-attr]
+        except ResultTimeout:
+            return Status.IN_PROGRESS
 
     def wait(self, request_id: str, timeout_s: float | None) -> RequestRecord:
         """Block on the request's event stream (no polling) until it is terminal; rides out

@@ -13,6 +13,7 @@ from scheduler.signatures import JobSignature
 from storage.records import RequestRecord
 from storage.statuses import Status
 
+from .client import CANCEL_WAIT_S
 from .errors import remote_error
 
 if TYPE_CHECKING:
@@ -86,6 +87,8 @@ class RequestHandle:
             "children": record.children,
         }
 
-    def cancel(self) -> Status:
-        """Cancel: a queued request never runs; a running one is stopped by its worker."""
-        return self._client.cancel(self.request_id)
+    def cancel(self, wait: float = CANCEL_WAIT_S) -> Status:
+        """Cancel, and return the status it led to: a queued request is CANCELED at once; a
+        running one is stopped by its worker, waited for up to ``wait`` seconds (IN_PROGRESS
+        if it is still stopping; 0: do not wait)."""
+        return self._client.cancel(self.request_id, wait)

@@ -25,7 +25,7 @@ from storage.records import RequestRecord
 from storage.requests import Submission
 from storage.statuses import Status
 
-from .client import SubmitOptions
+from .client import CANCEL_WAIT_S, SubmitOptions
 from .errors import ResultTimeout
 
 __all__ = ["HttpClient", "GatewayError"]
@@ -110,9 +110,11 @@ class HttpClient:
         if status.is_terminal and status is not Status.SUCCEEDED:
             self._call("POST", f"{_path(request_id)}/retry")
 
-    def cancel(self, request_id: str) -> Status:
+    def cancel(self, request_id: str, wait_s: float = CANCEL_WAIT_S) -> Status:
         try:
-            reply = self._call("DELETE", _path(request_id)).json()
+            reply = self._call(  # the server waits up to wait_s for a running request to stop
+                "DELETE", _path(request_id), params={"wait": wait_s}, timeout=wait_s + 30
+            ).json()
         except GatewayError as exc:
             if exc.http_status == 409:  # already ended: report how
                 return self.get(request_id).status

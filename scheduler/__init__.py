@@ -1,7 +1,7 @@
 """When and where work runs: GPU classes and queue placement, retries, recovery."""
 
 from .context import JobContext
-from .errors import InputValidationError, JobDefinitionError, UnknownJob
+from .errors import InputValidationError, JobDefinitionError, OutputValidationError, UnknownJob
 from .gpu_classes import CPU_CLASS, GPU_CLASSES, GpuClass, NodeSelector, classify_gpu_name
 from .jobspec import AppRegistry, Hook, JobSpec
 from .loader import load_app
@@ -16,6 +16,7 @@ __all__ = [
     "GpuClass",
     "Hook",
     "InputValidationError",
+    "OutputValidationError",
     "JobContext",
     "JobDefinitionError",
     "JobSignature",

@@ -10,6 +10,7 @@ from storage.errors import JobcordError
 __all__ = [
     "JobDefinitionError",
     "InputValidationError",
+    "OutputValidationError",
     "UnknownJob",
     "RetryableError",
     "PermanentError",
@@ -33,6 +34,20 @@ class InputValidationError(JobcordError, ValueError):
         self.problems = problems
         detail = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
         super().__init__(f"invalid input for job {job!r}: {detail}")
+
+
+class OutputValidationError(JobcordError, TypeError):
+    """The job returned a value that does not match its return annotation: the request
+    fails (never retried: the same code returns the same kind of value) instead of storing
+    an output its callers cannot read as the type they were promised."""
+
+    def __init__(self, job: str, problems: list[dict[str, str]]) -> None:
+        self.job = job
+        self.problems = problems
+        detail = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
+        super().__init__(
+            f"job {job!r} returned a value that does not match its return type: {detail}"
+        )
 
 
 class UnknownJob(JobcordError, LookupError):

@@ -38,7 +38,9 @@ class EncodedOutput:
 
 
 def encode_output(signature: JobSignature, value: Any) -> EncodedOutput:
-    """bytes stay raw; outputs holding bytes or arrays become msgpack; the rest JSON."""
+    """bytes stay raw; outputs holding bytes or arrays become msgpack; the rest JSON. A value
+    that is not of the job's return type raises OutputValidationError."""
+    value = signature.checked_output(value)
     if isinstance(value, bytes | bytearray | memoryview):
         return EncodedOutput(BYTES_TYPE, bytes(value))
     python = signature.output_adapter.dump_python(value)

@@ -7,7 +7,13 @@ import random
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .bounds import Retries, RetryDelaySeconds
-from .errors import InputValidationError, PermanentError, RetryableError, UnknownJob
+from .errors import (
+    InputValidationError,
+    OutputValidationError,
+    PermanentError,
+    RetryableError,
+    UnknownJob,
+)
 
 __all__ = ["RetryPolicy", "is_retryable"]
 
@@ -29,9 +35,15 @@ class RetryPolicy(BaseModel):
         return random.uniform(ceiling / 2, ceiling)
 
 
-#: Failures that a retry cannot fix: the input is wrong, the job does not exist here, or the
-#: job said so.
-_NEVER_RETRIED = (InputValidationError, UnknownJob, ValidationError, PermanentError)
+#: Failures that a retry cannot fix: the input (or the returned value) is wrong, the job
+#: does not exist here, or the job said so.
+_NEVER_RETRIED = (
+    InputValidationError,
+    OutputValidationError,
+    UnknownJob,
+    ValidationError,
+    PermanentError,
+)
 
 
 def is_retryable(exc: BaseException, retry_on: tuple[type[BaseException], ...]) -> bool:

@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from .context import JobContext
-from .errors import InputValidationError, JobDefinitionError
+from .errors import InputValidationError, JobDefinitionError, OutputValidationError
 from .payloads import is_binary, ndarray_type, pack
 
 __all__ = ["JobSignature", "analyse", "input_hash"]
@@ -122,11 +122,22 @@ class JobSignature:
         try:
             return self.input_model.model_validate(data)
         except ValidationError as exc:
-            problems = [
-                {"field": ".".join(str(p) for p in err["loc"]) or "input", "message": err["msg"]}
-                for err in exc.errors()
-            ]
-            raise InputValidationError(self.name, problems) from None
+            raise InputValidationError(self.name, _problems(exc, "input")) from None
+
+    def checked_output(self, value: Any) -> Any:
+        """The consumer side: a returned (or yielded) value as its annotated type, in
+        pydantic's lax mode like the input (``"3"`` for ``int`` is 3; ``None`` is not)."""
+        try:
+            return self.output_adapter.validate_python(value)
+        except ValidationError as exc:
+            raise OutputValidationError(self.name, _problems(exc, "output")) from None
+
+
+def _problems(exc: ValidationError, top: str) -> list[dict[str, str]]:
+    return [
+        {"field": ".".join(str(p) for p in err["loc"]) or top, "message": err["msg"]}
+        for err in exc.errors()
+    ]
 
 
 def input_hash(job: str, input_json: dict[str, Any]) -> str:

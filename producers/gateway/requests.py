@@ -13,7 +13,9 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 from storage.apikeys import ApiKey
 from storage.records import RequestRecord, ResultFile
 from storage.results import ResultStore
+from storage.statuses import Status
 
+from ..client import CANCEL_WAIT_S, MAX_CANCEL_WAIT_S
 from .context import Gateway
 from .holds import HeldStream
 
@@ -108,12 +110,27 @@ def request_router(gw: Gateway) -> APIRouter:
         return served_here(record, gw.client.results, base).public()
 
     @router.delete("/v1/requests/{request_id}")
-    def cancel_request(request_id: str, key: Key) -> dict[str, Any]:
-        """Cancel: a queued request never runs; a running one is stopped by its consumer."""
-        record = gw.record_for(request_id, key)
+    async def cancel_request(
+        request_id: str,
+        key: Key,
+        wait: Annotated[
+            float,
+            Query(
+                ge=0,
+                le=MAX_CANCEL_WAIT_S,
+                description="Seconds to wait for a running request's consumer to stop it",
+            ),
+        ] = CANCEL_WAIT_S,
+    ) -> dict[str, Any]:
+        """Cancel, and answer the status it led to: a queued request is CANCELED at once; a
+        running one is stopped by its consumer, waited for up to ``wait`` seconds
+        (``IN_PROGRESS`` while it is still stopping)."""
+        record = await run_in_threadpool(gw.record_for, request_id, key)
         if record.is_terminal:
             raise HTTPException(409, f"request {request_id} already ended {record.status.value}")
-        status = gw.client.cancel(request_id)
+        status = await run_in_threadpool(gw.client.cancel, request_id, 0)
+        if status is Status.IN_PROGRESS and wait > 0:  # waited on the event loop, no thread
+            status = await gw.follower.wait_terminal(request_id, wait) or Status.IN_PROGRESS
         return {"request_id": request_id, "status": status, "cancel_requested": True}
 
     @router.post("/v1/requests/{request_id}/webhook", status_code=202)

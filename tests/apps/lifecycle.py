@@ -120,6 +120,14 @@ def picky(key: str, error: str) -> int:
     return n
 
 
+@app.job(retries=3, retry_initial_delay_s=0.05)
+def mistyped(key: str, value: str) -> int:
+    """Promises an int and returns ``value`` as it is ("7" still reads as 7; "seven" does
+    not)."""
+    _count(key)
+    return value  # type: ignore[return-value]
+
+
 @app.job(schedule="* * * * * */2", schedule_input={"key": "every-2s"})
 def every_two_seconds(key: str, ctx: JobContext) -> int:
     """Fired by `jobcord scheduler tests.apps.lifecycle:app` (tests only start it on purpose)."""

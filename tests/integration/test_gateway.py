@@ -209,8 +209,17 @@ def test_cancel_queued_running_and_finished(http, start_worker):
     running = http.post(f"{JOB}/slow/async_run_remote", json={"input": {"seconds": 30}}).json()
     rid = running["request_id"]
     wait_for(lambda: http.get(f"/v1/requests/{rid}").json()["status"] == "IN_PROGRESS", 20, "start")
-    assert http.delete(f"/v1/requests/{rid}").json()["status"] == "IN_PROGRESS"
+    bad = http.delete(f"/v1/requests/{rid}", params={"wait": 61})
+    assert bad.status_code == 422 and "wait" in bad.text
+    # The answer is the status the cancel led to: the consumer stopped it (within its grace).
+    assert http.delete(f"/v1/requests/{rid}").json()["status"] == "CANCELED"
     assert _wait_done(http, rid, 10)["status"] == "CANCELED"
+    other = http.post(f"{JOB}/slow/async_run_remote", json={"input": {"seconds": 30}}).json()
+    oid = other["request_id"]
+    wait_for(lambda: http.get(f"/v1/requests/{oid}").json()["status"] == "IN_PROGRESS", 20, "start")
+    told = http.delete(f"/v1/requests/{oid}", params={"wait": 0}).json()  # no wait: still stopping
+    assert told == {"request_id": oid, "status": "IN_PROGRESS", "cancel_requested": True}
+    assert _wait_done(http, oid, 10)["status"] == "CANCELED"
     again = http.delete(f"/v1/requests/{rid}")
     assert again.status_code == 409 and "already ended CANCELED" in again.json()["detail"]
     assert http.delete("/v1/requests/nope").status_code == 404

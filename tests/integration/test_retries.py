@@ -62,3 +62,14 @@ def test_input_validation_errors_are_never_retried(client, rds, start_worker):
     rec = client.wait(sub.request_id, 20)
     assert rec.status is Status.FAILED and rec.error.type == "InputValidationError"
     assert rec.attempt == 1 and rec.failures == 0
+
+
+def test_a_value_of_the_wrong_type_fails_the_request_once(client, rds, start_worker):
+    start_worker()
+    rec = jobs.mistyped.async_run_remote("mistyped", "seven").wait(timeout=20)
+    assert rec.status is Status.FAILED and rec.error.type == "OutputValidationError", rec.error
+    assert "does not match its return type" in rec.error.message and "integer" in rec.error.message
+    assert rds.get("jobcord:test:count:mistyped") == "1"  # the same code returns the same
+    assert rec.output is None and rec.result is None  # nothing stored for callers to misread
+    # pydantic's lax mode, as for inputs: a value that reads as the type is that type.
+    assert jobs.mistyped.async_run_remote("mistyped-ok", "7").result(timeout=20) == 7

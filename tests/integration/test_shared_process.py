@@ -56,7 +56,7 @@ def test_a_cancel_stops_one_shared_request(client, rds, start_worker):
     start_worker(APP)
     victim = shared.nap.async_run_remote("cancel", 30)
     wait_for(lambda: rds.llen("jobcord:test:started:cancel") == 1, 20, "it to start")
-    assert victim.cancel() is Status.IN_PROGRESS
+    assert victim.cancel() is Status.CANCELED  # its process stopped within the wait
     assert victim.wait(10).status is Status.CANCELED
     assert shared.nap.run_remote("cancel-after", 0.01) == 1  # a new process serves on
 

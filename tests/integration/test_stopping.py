@@ -43,7 +43,7 @@ def test_cancel_running_request_stops_it(client, rds, start_worker):
     wait_for(lambda: rds.get("jobcord:test:pid:cancel-me:1"), 20, "job to start")
     pid = int(rds.get("jobcord:test:pid:cancel-me:1"))
     asked = time.monotonic()
-    assert handle.cancel() is Status.IN_PROGRESS  # running: its worker is told
+    assert handle.cancel(wait=0) is Status.IN_PROGRESS  # running: its worker is told
     rec = handle.wait(10)
     assert rec.status is Status.CANCELED
     assert time.monotonic() - asked < 2.0

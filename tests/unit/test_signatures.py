@@ -5,7 +5,14 @@ import json
 import pytest
 from pydantic import BaseModel
 
-from scheduler import InputValidationError, JobContext, JobDefinitionError, analyse, input_hash
+from scheduler import (
+    InputValidationError,
+    JobContext,
+    JobDefinitionError,
+    OutputValidationError,
+    analyse,
+    input_hash,
+)
 from scheduler.outputs import BYTES_TYPE, JSON_TYPE, decode_output, encode_output
 from storage.records import RequestRecord
 
@@ -77,10 +84,26 @@ def test_outputs_round_trip_inline_and_stored():
         result={"name": "output.json", "key": "k", "size": 3, "content_type": JSON_TYPE}
     )
     assert decode_output(sig, stored, lambda r: enc.data) == Box(w=1, h=2)
-    raw = encode_output(sig, b"\x00\x01")
+
+    def image() -> bytes:
+        return b""
+
+    raw = encode_output(analyse(image, "image"), b"\x00\x01")
     assert raw.content_type == BYTES_TYPE
     blob = _record(result={"name": "output", "key": "k", "size": 2, "content_type": BYTES_TYPE})
     assert decode_output(sig, blob, lambda r: b"\x00\x01") == b"\x00\x01"
+
+
+def test_a_value_of_another_type_is_refused_not_stored():
+    def make() -> Box:
+        return Box(w=1, h=2)
+
+    sig = analyse(make, "make")
+    with pytest.raises(OutputValidationError, match="'make' returned a value that does not"):
+        encode_output(sig, b"\x00\x01")
+    with pytest.raises(OutputValidationError, match="return type: h: Field required"):
+        encode_output(sig, {"w": 1})
+    assert json.loads(encode_output(sig, {"w": 1, "h": "2"}).data) == {"w": 1, "h": 2}
 
 
 def test_a_batched_job_is_called_with_one_item_and_validated_against_its_element_type():
