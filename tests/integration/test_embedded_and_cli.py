@@ -135,6 +135,8 @@ def test_devices_without_gpu_and_with_fake_nvml():
         ("keys", "list"),
         ("submit", "tests.apps.lifecycle:app", "count", "--input", '{"key": "x"}'),
         ("worker", "tests.apps.protocol:app"),
+        ("api", "tests.apps.protocol:app", "--port", "0"),
+        ("scheduler", "tests.apps.protocol:app"),
     ],
 )
 def test_unreachable_redis_is_one_line_and_exit_2(args):
