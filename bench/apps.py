@@ -8,7 +8,7 @@ from functools import cache
 
 import redis
 
-from producers import App
+from jobcord.producers import App
 
 app = App("bench")
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-from producers import App, JobContext, NodeSelector
+from jobcord.producers import App, JobContext, NodeSelector
 
 app = App("batchbench")
 

@@ -64,8 +64,8 @@ class Worker:
 
 
 def _children(app: str) -> list[dict]:
-    from producers import default_client
-    from storage.registry import ConsumerRegistry
+    from jobcord.producers import default_client
+    from jobcord.storage.registry import ConsumerRegistry
 
     client = default_client()
     live = ConsumerRegistry(client.redis).live()  # type: ignore[attr-defined]
@@ -117,14 +117,14 @@ def main() -> None:
     parser.add_argument("--job-ms", type=float, default=200.0)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    from storage.logs import configure_logging
+    from jobcord.storage.logs import configure_logging
 
     configure_logging("console", "WARNING")
     url = _redis_url()
     import redis
 
     _clean(redis.Redis.from_url(url))
-    from consumers.devices import discover_devices
+    from jobcord.consumers.devices import discover_devices
 
     real = discover_devices()
     if not real:

@@ -79,7 +79,7 @@ def main() -> None:
     args = parser.parse_args()
     url = _redis_url()
     os.environ["JOBCORD_REDIS_URL"] = url
-    from consumers.devices import discover_devices
+    from jobcord.consumers.devices import discover_devices
 
     gpus = discover_devices()
     if gpus:
@@ -87,8 +87,8 @@ def main() -> None:
     import redis
 
     from bench import batch_apps
-    from producers import RedisClient, set_default_client
-    from storage.settings import load_settings
+    from jobcord.producers import RedisClient, set_default_client
+    from jobcord.storage.settings import load_settings
 
     set_default_client(RedisClient(load_settings(redis_url=url)))
     r = redis.Redis.from_url(url)

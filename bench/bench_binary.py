@@ -50,8 +50,8 @@ def main() -> None:
     os.environ["JOBCORD_REDIS_URL"] = url
     os.environ["JOBCORD_DATA_DIR"] = tempfile.mkdtemp(prefix="jobcord-bench-binary-")
     from examples import arrays
-    from producers import RedisClient, set_default_client
-    from storage.settings import load_settings
+    from jobcord.producers import RedisClient, set_default_client
+    from jobcord.storage.settings import load_settings
 
     set_default_client(RedisClient(load_settings()))
     r = redis.Redis.from_url(url)

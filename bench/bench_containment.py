@@ -69,8 +69,8 @@ def one_round(engine: str, url: str, r: redis.Redis, tag: str) -> tuple[int, flo
     pids: list[int] = []
     try:
         import bench.containment_apps as apps
-        from producers import RedisClient, set_default_client
-        from storage.settings import load_settings
+        from jobcord.producers import RedisClient, set_default_client
+        from jobcord.storage.settings import load_settings
 
         if engine == "jobcord":
             set_default_client(RedisClient(load_settings(redis_url=url)))

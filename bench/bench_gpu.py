@@ -34,7 +34,7 @@ FAKE_H100 = json.dumps([{"name": "NVIDIA H100 80GB HBM3", "memory_gb": 80, "uuid
 
 
 def _devices() -> tuple[list, bool]:
-    from consumers.devices import discover_devices
+    from jobcord.consumers.devices import discover_devices
 
     real = discover_devices()
     if real:
@@ -75,8 +75,8 @@ def through_jobcord(url: str, jobs: int) -> list[float]:
 
     os.environ["JOBCORD_REDIS_URL"] = url
     from bench.gpu_apps import tiny
-    from producers import RedisClient, set_default_client
-    from storage.settings import load_settings
+    from jobcord.producers import RedisClient, set_default_client
+    from jobcord.storage.settings import load_settings
 
     set_default_client(RedisClient(load_settings(redis_url=url)))
     _clean(redis.Redis.from_url(url))
@@ -101,13 +101,13 @@ def child_replacement(url: str, devices: list, kills: int) -> list[float]:
     supervisor does when a child dies): spawn, import, on_startup with torch."""
     import tempfile
 
-    from consumers.board import Board
-    from consumers.child import ChildConfig
-    from consumers.children import ChildProcess
-    from consumers.devices import pinning_env
-    from consumers.fetcher import QueuePlan
-    from consumers.protocol import Ready
-    from storage.settings import load_settings
+    from jobcord.consumers.board import Board
+    from jobcord.consumers.child import ChildConfig
+    from jobcord.consumers.children import ChildProcess
+    from jobcord.consumers.devices import pinning_env
+    from jobcord.consumers.fetcher import QueuePlan
+    from jobcord.consumers.protocol import Ready
+    from jobcord.storage.settings import load_settings
 
     board = Board(1, 1)
     config = ChildConfig(
@@ -156,7 +156,7 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=5)
     args = parser.parse_args()
     os.environ.setdefault("JOBCORD_LOG_FORMAT", "json")
-    from storage.logs import configure_logging
+    from jobcord.storage.logs import configure_logging
 
     configure_logging("console", "WARNING")  # the table, not the slot's info lines
     devices, real = _devices()

@@ -106,7 +106,7 @@ def main() -> None:
         "PYTHONPATH": str(ROOT),
         "JOBCORD_LOG_LEVEL": "WARNING",
     }
-    from storage.apikeys import ApiKeyStore
+    from jobcord.storage.apikeys import ApiKeyStore
 
     key, record = ApiKeyStore(redis.Redis.from_url(url, decode_responses=True)).create(["bench"])
     api_port, plain_port = _port(), _port()

@@ -42,7 +42,7 @@ def _redis_url() -> str:
         redis.Redis.from_url(url, socket_timeout=1).ping()
         return url
     except (redis.ConnectionError, OSError):
-        from storage.embedded_redis import ensure_embedded_redis
+        from jobcord.storage.embedded_redis import ensure_embedded_redis
 
         return ensure_embedded_redis(Path(tempfile.mkdtemp(prefix="jobcord-bench-")))
 
@@ -123,8 +123,8 @@ class Jobcord(Engine):
         self.concurrency = threads
         os.environ["JOBCORD_REDIS_URL"] = url
         from bench import apps
-        from producers import RedisClient, set_default_client
-        from storage.settings import load_settings
+        from jobcord.producers import RedisClient, set_default_client
+        from jobcord.storage.settings import load_settings
 
         set_default_client(RedisClient(load_settings(redis_url=url)))
         self.enqueue_noop = apps.noop.async_run_remote

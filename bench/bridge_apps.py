@@ -17,7 +17,7 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 
 from jobcord.dramatiq import JobcordMiddleware
-from producers import App
+from jobcord.producers import App
 
 REDIS_URL = os.environ.get("JOBCORD_REDIS_URL", "redis://127.0.0.1:6379/12")
 BROKER_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/11")

@@ -39,8 +39,8 @@ from bench.chaos_audit import audit  # noqa: E402
 from bench.chaos_cluster import Cluster  # noqa: E402
 from bench.chaos_faults import FAULTS, Faults  # noqa: E402
 from bench.chaos_model import Audit, Fault, Submission  # noqa: E402
-from storage.keys import record_key  # noqa: E402
-from storage.statuses import TERMINAL_STATUSES  # noqa: E402
+from jobcord.storage.keys import record_key  # noqa: E402
+from jobcord.storage.statuses import TERMINAL_STATUSES  # noqa: E402
 
 __all__ = ["Profile", "run", "main"]
 
@@ -159,8 +159,8 @@ class Outcome:
 def run(profile: Profile, say: Callable[[str], None] = print) -> Outcome:
     """Start everything, run the profile, account, stop everything. Never leaves a process."""
     from bench import chaos_app
-    from producers import RedisClient
-    from storage.settings import load_settings
+    from jobcord.producers import RedisClient
+    from jobcord.storage.settings import load_settings
 
     cluster = Cluster(profile.lease_ttl_s, profile.maintenance_interval_s)
     began = time.monotonic()

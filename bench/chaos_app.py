@@ -16,7 +16,7 @@ import json
 import os
 import time
 
-from producers import App, JobContext
+from jobcord.producers import App, JobContext
 
 app = App("chaos")
 

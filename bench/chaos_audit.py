@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import redis
 
-from storage.keys import idempotency_key
+from jobcord.storage.keys import idempotency_key
 
 from .chaos_checks import (
     APP,

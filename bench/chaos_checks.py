@@ -17,10 +17,10 @@ from typing import Any
 import httpx
 import redis
 
-from storage.errors import RequestNotFound
-from storage.keys import events_key
-from storage.records import RequestRecord
-from storage.results import result_prefix
+from jobcord.storage.errors import RequestNotFound
+from jobcord.storage.keys import events_key
+from jobcord.storage.records import RequestRecord
+from jobcord.storage.results import result_prefix
 
 from .chaos_model import Audit, Fault, Submission
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 import redis
 
-from storage.embedded_redis import STREAM_NODE_MAX_BYTES, redis_server_binary
+from jobcord.storage.embedded_redis import STREAM_NODE_MAX_BYTES, redis_server_binary
 
 __all__ = ["Cluster", "Proc", "free_port"]
 

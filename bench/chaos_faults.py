@@ -20,7 +20,7 @@ from collections.abc import Callable
 import psutil
 import redis
 
-from storage.keys import record_key, running_key
+from jobcord.storage.keys import record_key, running_key
 
 from .chaos_cluster import Cluster, Proc
 from .chaos_model import Fault

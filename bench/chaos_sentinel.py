@@ -46,11 +46,11 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from producers import RedisClient, set_default_client  # noqa: E402
-from storage.errors import NotAcknowledged, RequestNotFound  # noqa: E402
-from storage.records import RequestRecord  # noqa: E402
-from storage.settings import load_settings  # noqa: E402
-from storage.statuses import Status  # noqa: E402
+from jobcord.producers import RedisClient, set_default_client  # noqa: E402
+from jobcord.storage.errors import NotAcknowledged, RequestNotFound  # noqa: E402
+from jobcord.storage.records import RequestRecord  # noqa: E402
+from jobcord.storage.settings import load_settings  # noqa: E402
+from jobcord.storage.statuses import Status  # noqa: E402
 from tests.apps import topology as jobs  # noqa: E402
 from tests.topology import NetHost, SentinelSetup  # noqa: E402
 

@@ -16,7 +16,7 @@ import dramatiq
 import redis
 from dramatiq.brokers.redis import RedisBroker
 
-from producers import App
+from jobcord.producers import App
 from tests.apps.containment import HELPER_KINDS, start_helper
 
 app = App("bench_containment")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from producers import App, JobContext, NodeSelector
+from jobcord.producers import App, JobContext, NodeSelector
 
 app = App("bench-gpu")
 # The class of the benchmark machine's GPU (bench_gpu.py sets it), so requests wait on the

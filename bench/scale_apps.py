@@ -7,7 +7,7 @@ import os
 import time
 from typing import Any
 
-from producers import App, Autoscaling, JobContext, NodeSelector
+from jobcord.producers import App, Autoscaling, JobContext, NodeSelector
 
 from .gpu_apps import pick_device
 

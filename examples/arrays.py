@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from producers import App
+from jobcord import App
 
 app = App("binary")
 

@@ -7,7 +7,7 @@ import os
 import time
 from collections.abc import Iterator
 
-from producers import App, JobContext
+from jobcord import App, JobContext
 
 app = App("demo")
 

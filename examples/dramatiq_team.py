@@ -15,8 +15,8 @@ from typing import Any
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
+from jobcord import App
 from jobcord.dramatiq import JobcordMiddleware, actor
-from producers import App
 
 # --- the GPU side: a jobcord app (its own workers, pinned to devices) ---------------------
 app = App("dqteam")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from producers import App, JobContext, NodeSelector
+from jobcord import App, JobContext, NodeSelector
 
 app = App("gpu-demo")
 

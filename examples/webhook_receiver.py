@@ -12,7 +12,7 @@ import os
 import sys
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
-from producers import WebhookVerificationError, verify_webhook
+from jobcord import WebhookVerificationError, verify_webhook
 
 
 class Receiver(BaseHTTPRequestHandler):

@@ -13,9 +13,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from storage.errors import JobcordError
-from storage.logs import configure_logging
-from storage.settings import Settings, load_settings
+from jobcord.storage.errors import JobcordError
+from jobcord.storage.logs import configure_logging
+from jobcord.storage.settings import Settings, load_settings
 
 from .health import register as register_health
 from .manage import register as register_management
@@ -121,10 +121,10 @@ def worker(
 ) -> None:
     """Consume the apps' queues that this machine's devices can serve. One app: a fixed
     set of job processes; several (or --autoscale): replicas per app by demand."""
-    from consumers.devices import discover_devices, select_devices
-    from consumers.worker import ConsumerConfig, default_concurrency, run_consumer
-    from scheduler.bounds import memory_size
-    from scheduler.metrics_server import serve_metrics
+    from jobcord.consumers.devices import discover_devices, select_devices
+    from jobcord.consumers.worker import ConsumerConfig, default_concurrency, run_consumer
+    from jobcord.scheduler.bounds import memory_size
+    from jobcord.scheduler.metrics_server import serve_metrics
 
     settings = _settings()
     if memory_limit is not None:
@@ -153,7 +153,7 @@ def worker(
         len(app_refs) > 1 or bool(overrides) or share_gpus > 1 or _declares_autoscaling(app_refs[0])
     )
     if autoscale or (autoscale is None and elastic):
-        from consumers.host import HostConfig, run_host
+        from jobcord.consumers.host import HostConfig, run_host
 
         host = HostConfig(
             app_refs,
@@ -181,7 +181,7 @@ def worker(
 
 
 def _declares_autoscaling(app_ref: str) -> bool:
-    from scheduler.loader import load_app
+    from jobcord.scheduler.loader import load_app
 
     return load_app(app_ref).autoscaling is not None
 
@@ -198,9 +198,9 @@ def api(
     """Serve the app's jobs and cords over HTTP (FastAPI + uvicorn)."""
     import uvicorn
 
-    from producers.gateway import create_app
-    from producers.gateway.connections import guarded_protocol, raise_open_files_limit
-    from scheduler.loader import load_app
+    from jobcord.producers.gateway import create_app
+    from jobcord.producers.gateway.connections import guarded_protocol, raise_open_files_limit
+    from jobcord.scheduler.loader import load_app
 
     settings = _settings()
     if no_auth:
@@ -239,8 +239,8 @@ app.add_typer(keys_app, name="keys")
 
 
 def _key_store():  # type: ignore[no-untyped-def]
-    from storage.apikeys import ApiKeyStore
-    from storage.connection import connect
+    from jobcord.storage.apikeys import ApiKeyStore
+    from jobcord.storage.connection import connect
 
     return ApiKeyStore(connect(_settings(quiet=True)))
 
@@ -298,15 +298,15 @@ def scheduler(
     import threading
     import types
 
-    from scheduler.cron import CronTicker
-    from scheduler.health import HealthPublisher
-    from scheduler.loader import load_app
-    from scheduler.maintenance import MaintenanceLoop
-    from scheduler.metrics_server import serve_metrics
-    from scheduler.webhooks.delivery import WebhookDeliverer
-    from storage.connection import connect
-    from storage.requests import RequestStore
-    from storage.results import open_result_store
+    from jobcord.scheduler.cron import CronTicker
+    from jobcord.scheduler.health import HealthPublisher
+    from jobcord.scheduler.loader import load_app
+    from jobcord.scheduler.maintenance import MaintenanceLoop
+    from jobcord.scheduler.metrics_server import serve_metrics
+    from jobcord.scheduler.webhooks.delivery import WebhookDeliverer
+    from jobcord.storage.connection import connect
+    from jobcord.storage.requests import RequestStore
+    from jobcord.storage.results import open_result_store
 
     settings = _settings()
     registries = [load_app(target) for target in apps or []]
@@ -326,7 +326,7 @@ def scheduler(
         loops.append(ticker)
     serve_metrics(metrics_host, metrics_port)
     health = HealthPublisher(store.client, settings, role="scheduler", info={"apps": apps or []})
-    from consumers.worker import stop_on_signals
+    from jobcord.consumers.worker import stop_on_signals
 
     stop = threading.Event()
     asked = types.SimpleNamespace(signalled=False)
@@ -350,8 +350,8 @@ app.add_typer(secrets_app, name="webhook-secrets")
 
 
 def _secrets():  # type: ignore[no-untyped-def]
-    from storage.connection import connect
-    from storage.webhook_secrets import WebhookSecrets
+    from jobcord.storage.connection import connect
+    from jobcord.storage.webhook_secrets import WebhookSecrets
 
     settings = _settings(quiet=True)
     return WebhookSecrets(
@@ -366,7 +366,7 @@ def secrets_add(app_name: Annotated[str, typer.Option("--app")]) -> None:
     """Add a new secret (printed once); every active secret signs until the old is retired.
     An app's first own secret: the default (JOBCORD_WEBHOOK_SECRET) keeps signing beside it
     for JOBCORD_WEBHOOK_DEFAULT_SECRET_OVERLAP_S (a day), or until `retire`."""
-    from scheduler.webhooks.signing import new_secret
+    from jobcord.scheduler.webhooks.signing import new_secret
 
     secret = new_secret()
     _secrets().add(app_name, secret)
@@ -389,7 +389,7 @@ def secrets_retire(app_name: Annotated[str, typer.Option("--app")]) -> None:
 @app.command()
 def devices() -> None:
     """List this machine's GPUs (NVML) and the GPU class jobcord gives each."""
-    from consumers.devices import discover_devices
+    from jobcord.consumers.devices import discover_devices
 
     found = discover_devices()
     table = Table("index", "uuid", "name", "memory (GiB)", "MIG", "class")
@@ -417,8 +417,8 @@ def submit(
     wait: Annotated[bool, typer.Option(help="Follow it to the end with a progress bar")] = False,
 ) -> None:
     """Queue a request for JOB and print its id (or follow it with --wait)."""
-    from producers import RemoteFunction
-    from scheduler.loader import load_app
+    from jobcord.producers import RemoteFunction
+    from jobcord.scheduler.loader import load_app
 
     from .follow import follow_request
 
@@ -451,7 +451,7 @@ def status(
 ) -> None:
     """Show a request (status, times, attempts, output or error); without one, the newest
     requests (as `jobcord list`); with --failed --app, the dead letters."""
-    from producers.client import RedisClient
+    from jobcord.producers.client import RedisClient
 
     from .follow import follow_request, print_failed, print_record
 
@@ -501,7 +501,7 @@ register_health(app, lambda: _settings(quiet=True))
 def _check_redis(settings: Any) -> None:
     """An unreachable Redis at start-up is one clear line and exit 2 (main), not a server
     that starts, fails its start-up hook and prints the traceback."""
-    from storage.connection import connect
+    from jobcord.storage.connection import connect
 
     client = connect(settings)
     try:
@@ -511,7 +511,7 @@ def _check_redis(settings: Any) -> None:
 
 
 def _redis_problem(exc: Exception) -> str:
-    from storage.connection import redacted
+    from jobcord.storage.connection import redacted
 
     url = os.environ.get("JOBCORD_REDIS_URL")
     where = f"Redis at {redacted(url)} (JOBCORD_REDIS_URL)" if url else "the embedded Redis"

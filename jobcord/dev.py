@@ -13,9 +13,9 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from storage.connection import redis_url
-from storage.embedded_redis import embedded_redis_running, stop_embedded_redis
-from storage.settings import Settings
+from jobcord.storage.connection import redis_url
+from jobcord.storage.embedded_redis import embedded_redis_running, stop_embedded_redis
+from jobcord.storage.settings import Settings
 
 __all__ = ["run_dev"]
 
@@ -36,7 +36,7 @@ def _start_worker(app_ref: str, concurrency: int, env: dict[str, str]) -> subpro
 
 
 def _demo_requests() -> list[tuple[str, object]]:
-    from scheduler.loader import load_app
+    from jobcord.scheduler.loader import load_app
 
     load_app("examples.demo:app")  # puts the current directory on sys.path, like the worker
     demo = sys.modules["examples.demo"]

@@ -10,8 +10,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from storage.records import RequestRecord
-from storage.requests import StatusEvent
+from jobcord.storage.records import RequestRecord
+from jobcord.storage.requests import StatusEvent
 
 __all__ = [
     "print_record",
@@ -150,7 +150,7 @@ def print_list(app: str, records: list[RequestRecord]) -> None:
 
 def follow_request(request_id: str, *, timeout_s: float | None = None) -> RequestRecord:
     """Stream the request's events (blocking reads) with a progress bar until it ends."""
-    from producers.client import RedisClient
+    from jobcord.producers.client import RedisClient
 
     client = RedisClient()  # the CLI talks to Redis directly
     columns = (

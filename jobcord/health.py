@@ -25,7 +25,7 @@ def _age(now: float, ts: float | None) -> str:
 def _rows(report: Any, now: float) -> list[tuple[str, ...]]:
     """``now`` is Redis's clock; each process's own times are moved onto it by how far its
     clock was from Redis's when it published (``seen_at`` - ``published_at``)."""
-    from storage.clock import seen_at
+    from jobcord.storage.clock import seen_at
 
     trouble = {(p.process, p.loop): p.reason for p in report.problems}
     rows: list[tuple[str, ...]] = []
@@ -59,9 +59,9 @@ def _rows(report: Any, now: float) -> list[tuple[str, ...]]:
 def health(settings_hook: Any) -> None:
     """Processes and their loops: last pass, errors (in a row / in all), state; exit 0 when
     healthy, 1 when degraded, 2 when Redis cannot be reached."""
-    from scheduler.health import assess
-    from storage.connection import connect
-    from storage.health import ProcessHealthStore
+    from jobcord.scheduler.health import assess
+    from jobcord.storage.connection import connect
+    from jobcord.storage.health import ProcessHealthStore
 
     settings = settings_hook()
     client = connect(settings)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from storage.statuses import Status
+from jobcord.storage.statuses import Status
 
 from .follow import console, print_attempts, print_error, print_event, print_list
 
@@ -14,7 +14,7 @@ __all__ = ["register"]
 
 
 def _client():  # type: ignore[no-untyped-def]
-    from producers.client import RedisClient
+    from jobcord.producers.client import RedisClient
 
     return RedisClient()
 

@@ -13,7 +13,7 @@ if [ -z "${JOBCORD_TEST_REDIS_URL:-}" ]; then
   else
     dir=$(mktemp -d)
     port=$("$PY" -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
-    server=$("$PY" -c "from storage.embedded_redis import redis_server_binary as b; print(b())")
+    server=$("$PY" -c "from jobcord.storage.embedded_redis import redis_server_binary as b; print(b())")
     "$server" --port "$port" --bind 127.0.0.1 --save "" --appendonly no --stream-node-max-bytes 512 --dir "$dir" \
       --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log"
     trap 'kill "$(cat "$dir/redis.pid")" 2>/dev/null; rm -rf "$dir"' EXIT
@@ -28,7 +28,7 @@ fi
 
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-.venv/bin/mypy storage scheduler producers consumers jobcord
+.venv/bin/mypy jobcord
 # Parallel workers (pytest-xdist), each on its own Redis database; most tests wait on real
 # processes rather than burn CPU, so 3 workers pay off even on 2 cores.
 "$PY" -m pytest -q -n "${JOBCORD_TEST_WORKERS:-3}" "$@"

@@ -113,7 +113,7 @@ def rds(redis_url: str) -> Iterator[redis.Redis]:
 
 
 def start_private_redis(port: int, data_dir) -> None:
-    from storage.embedded_redis import start_redis_server
+    from jobcord.storage.embedded_redis import start_redis_server
 
     start_redis_server(
         data_dir, ["--port", str(port), "--bind", "127.0.0.1", "--save", ""], appendfsync="always"
@@ -225,8 +225,8 @@ def s3_client_fixture(s3_endpoint):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def client(jobcord_env: dict[str, str]) -> Iterator[object]:
-    from producers import RedisClient, set_default_client
-    from storage.settings import load_settings
+    from jobcord.producers import RedisClient, set_default_client
+    from jobcord.storage.settings import load_settings
 
     c = RedisClient(load_settings())
     set_default_client(c)
@@ -375,7 +375,7 @@ def api_server(jobcord_env: dict[str, str]) -> Iterator[ApiServer]:
 
 @pytest.fixture
 def api_key(jobcord_env: dict[str, str]) -> str:
-    from storage.apikeys import ApiKeyStore
+    from jobcord.storage.apikeys import ApiKeyStore
 
     key, _ = ApiKeyStore(
         redis.Redis.from_url(jobcord_env["JOBCORD_REDIS_URL"], decode_responses=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import redis
 
-from storage.embedded_redis import STREAM_NODE_MAX_BYTES, redis_server_binary
+from jobcord.storage.embedded_redis import STREAM_NODE_MAX_BYTES, redis_server_binary
 
 __all__ = ["NetHost", "RedisNode", "SentinelSetup", "ClusterSetup", "server_binary"]
 
@@ -333,7 +333,7 @@ class ClusterSetup:
     replicas of the primary that serves jobcord's slot, all on loopback."""
 
     def __init__(self, directory: Path, *, replicas: int = 1, node_timeout_ms: int = 1000) -> None:
-        from storage.cluster import JOBCORD_SLOT
+        from jobcord.storage.cluster import JOBCORD_SLOT
 
         self.dir = directory
         self.primaries: list[RedisNode] = []

@@ -8,7 +8,7 @@ import time
 import redis
 from pydantic import BaseModel
 
-from producers import App, JobContext
+from jobcord.producers import App, JobContext
 
 app = App("batched")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from producers import App
+from jobcord.producers import App
 
 app = App("bounds")
 

@@ -17,7 +17,7 @@ import dramatiq
 import redis
 
 from jobcord.dramatiq import JobcordMiddleware, actor
-from producers import App
+from jobcord.producers import App
 
 QUEUE = os.environ.get("BRIDGE_QUEUE", "bridge")
 URL = os.environ.get("BRIDGE_BROKER_URL", "redis://127.0.0.1:6379/9")

@@ -14,7 +14,7 @@ import time
 
 import redis
 
-from producers import App, JobContext, NodeSelector
+from jobcord.producers import App, JobContext, NodeSelector
 
 app = App("containment")
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import redis
 from pydantic import BaseModel
 
-from producers import App, JobContext, NodeSelector, PermanentError, RetryableError
+from jobcord.producers import App, JobContext, NodeSelector, PermanentError, RetryableError
 
 app = App("lifecycle")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from producers import App, JobContext
+from jobcord.producers import App, JobContext
 
 app = App("protocol")
 

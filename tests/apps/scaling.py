@@ -9,7 +9,7 @@ import time
 
 import redis
 
-from producers import App, Autoscaling, NodeSelector
+from jobcord.producers import App, Autoscaling, NodeSelector
 
 _FAST = {"window_s": 1.0, "scale_down_delay_s": 2.0, "concurrency_target": 1.0}
 

@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from producers import App, JobContext
+from jobcord.producers import App, JobContext
 
 app = App("topology")
 
@@ -52,8 +52,8 @@ def runs(marks: Path) -> list[str]:
 # -- for the tests (not the jobs): a caller of this app during a failover -------------------
 def client(**settings: object):  # type: ignore[no-untyped-def]
     """A RedisClient with these settings, as the default for this process's jobs."""
-    from producers import RedisClient, set_default_client
-    from storage.settings import load_settings
+    from jobcord.producers import RedisClient, set_default_client
+    from jobcord.storage.settings import load_settings
 
     c = RedisClient(load_settings(**settings))
     set_default_client(c)
@@ -65,7 +65,7 @@ def submit_retrying(key: str, timeout: float = 20.0):  # type: ignore[no-untyped
     it (and acknowledges it, where asked): the key makes retrying safe."""
     import redis
 
-    from storage.errors import NotAcknowledged
+    from jobcord.storage.errors import NotAcknowledged
 
     deadline = time.monotonic() + timeout
     while True:

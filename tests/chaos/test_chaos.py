@@ -39,8 +39,8 @@ def _alive(pid: int, created: float) -> bool:
 
 @pytest.mark.slow
 def test_fault_suite_short_profile() -> None:
-    from storage.embedded_redis import redis_server_binary
-    from storage.errors import ConfigurationError
+    from jobcord.storage.embedded_redis import redis_server_binary
+    from jobcord.storage.errors import ConfigurationError
 
     try:
         redis_server_binary()

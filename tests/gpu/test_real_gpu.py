@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from consumers.devices import discover_devices
-from storage.statuses import Status
+from jobcord.consumers.devices import discover_devices
+from jobcord.storage.statuses import Status
 
 pytestmark = pytest.mark.gpu
 

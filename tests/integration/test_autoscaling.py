@@ -11,9 +11,9 @@ import time
 import httpx
 import redis
 
-from storage.keys import replicas_key
-from storage.registry import ConsumerRegistry
-from storage.statuses import Status
+from jobcord.storage.keys import replicas_key
+from jobcord.storage.registry import ConsumerRegistry
+from jobcord.storage.statuses import Status
 from tests.apps import scaling
 from tests.conftest import wait_for
 
@@ -116,7 +116,7 @@ def test_two_hosts_never_run_more_replicas_than_the_limit(client, rds, start_wor
 def test_queues_and_dashboard_show_replicas_and_the_last_decision(
     client, rds, start_worker, jobcord_env
 ):
-    from storage.apikeys import ApiKeyStore
+    from jobcord.storage.apikeys import ApiKeyStore
     from tests.conftest import ApiServer
 
     start_worker(C, "--gpus", "none", "--scale-down-delay", "30")
@@ -153,8 +153,8 @@ def test_apps_share_a_gpu_only_when_allowed(client, rds, start_worker):
 
 
 def test_the_shared_replica_count_in_redis(rds):
-    from storage.replicas import ReplicaLeases
-    from storage.scripts import Scripts
+    from jobcord.storage.replicas import ReplicaLeases
+    from jobcord.storage.scripts import Scripts
 
     leases = ReplicaLeases(Scripts(rds), ttl_s=0.5)
     app = "scale-count"

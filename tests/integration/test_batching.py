@@ -8,8 +8,8 @@ import time
 import httpx
 import pytest
 
-from producers import InputValidationError, JobFailed
-from storage.statuses import Status
+from jobcord.producers import InputValidationError, JobFailed
+from jobcord.storage.statuses import Status
 from tests.apps import batched
 from tests.conftest import ApiServer, free_port, wait_for
 

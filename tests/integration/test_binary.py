@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from examples import arrays as binary
-from storage.statuses import Status
+from jobcord.storage.statuses import Status
 
 APP = "examples.arrays:app"
 
@@ -43,7 +43,7 @@ def test_binary_input_idempotency(client, start_worker):
     assert again.request_id == first.request_id and not again.created
     import pytest
 
-    from storage.errors import IdempotencyConflict
+    from jobcord.storage.errors import IdempotencyConflict
 
     with pytest.raises(IdempotencyConflict):
         binary.scale.async_run_remote(a + 1, idempotency_key="arr-1")
@@ -54,7 +54,7 @@ def test_binary_input_idempotency(client, start_worker):
 def test_wrong_type_is_refused_before_queueing(client):
     import pytest
 
-    from producers import InputValidationError
+    from jobcord.producers import InputValidationError
 
     with pytest.raises(InputValidationError, match="a"):
         binary.scale.async_run_remote([1, 2, 3])
@@ -62,7 +62,7 @@ def test_wrong_type_is_refused_before_queueing(client):
 
 @pytest.fixture
 def binary_api(jobcord_env, rds):
-    from storage.apikeys import ApiKeyStore
+    from jobcord.storage.apikeys import ApiKeyStore
     from tests.conftest import ApiServer
 
     server = ApiServer(jobcord_env, [], app_ref=APP)
@@ -75,8 +75,8 @@ def test_msgpack_over_http_and_the_http_client(binary_api, start_worker):
     import httpx
     import msgpack
 
-    from producers import HttpClient
-    from scheduler.payloads import pack, unpack
+    from jobcord.producers import HttpClient
+    from jobcord.scheduler.payloads import pack, unpack
 
     server, key = binary_api
     start_worker(APP)
@@ -115,8 +115,8 @@ def test_msgpack_over_http_and_the_http_client(binary_api, start_worker):
 
 
 def test_large_binary_inputs_go_through_the_result_store(client, rds, start_worker):
-    from producers import RedisClient
-    from storage.settings import load_settings
+    from jobcord.producers import RedisClient
+    from jobcord.storage.settings import load_settings
 
     small_redis = RedisClient(load_settings(inline_input_max_bytes=1000))
     binary.app.client = small_redis

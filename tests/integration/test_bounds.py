@@ -12,10 +12,10 @@ import httpx
 import msgpack
 import pytest
 
-from producers import RedisClient
-from producers.errors import TooLarge
-from storage.apikeys import ApiKeyStore
-from storage.settings import load_settings
+from jobcord.producers import RedisClient
+from jobcord.producers.errors import TooLarge
+from jobcord.storage.apikeys import ApiKeyStore
+from jobcord.storage.settings import load_settings
 from tests.apps import bounds
 from tests.conftest import ApiServer
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from producers import JobFailed
-from storage.statuses import Status
+from jobcord.producers import JobFailed
+from jobcord.storage.statuses import Status
 from tests.apps import chains
 from tests.conftest import wait_for
 

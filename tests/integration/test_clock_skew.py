@@ -20,10 +20,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from scheduler.health import assess
-from storage.health import ProcessHealthStore
-from storage.registry import ConsumerRegistry, with_heartbeat_ages
-from storage.statuses import Status
+from jobcord.scheduler.health import assess
+from jobcord.storage.health import ProcessHealthStore
+from jobcord.storage.registry import ConsumerRegistry, with_heartbeat_ages
+from jobcord.storage.statuses import Status
 from tests.apps import lifecycle as jobs
 from tests.conftest import ApiServer, health_cli, wait_for
 

@@ -13,14 +13,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from producers import set_default_client, verify_webhook
-from scheduler.cron import CronTicker
-from storage import keys
-from storage.apikeys import ApiKeyStore
-from storage.connection import connect_url
-from storage.errors import NotAcknowledged
-from storage.replicas import ReplicaLeases
-from storage.statuses import Status, WebhookStatus
+from jobcord.producers import set_default_client, verify_webhook
+from jobcord.scheduler.cron import CronTicker
+from jobcord.storage import keys
+from jobcord.storage.apikeys import ApiKeyStore
+from jobcord.storage.connection import connect_url
+from jobcord.storage.errors import NotAcknowledged
+from jobcord.storage.replicas import ReplicaLeases
+from jobcord.storage.statuses import Status, WebhookStatus
 from tests.apps import lifecycle
 from tests.apps import topology as jobs
 from tests.conftest import ApiServer, setenv_all, wait_for
@@ -72,8 +72,8 @@ def _marks() -> Path:
 
 
 def test_a_cluster_url_is_refused_when_malformed():
-    from storage.cluster import parse_cluster_url
-    from storage.errors import ConfigurationError
+    from jobcord.storage.cluster import parse_cluster_url
+    from jobcord.storage.errors import ConfigurationError
 
     assert parse_cluster_url("redis://127.0.0.1:6379/0") is None
     target = parse_cluster_url("rediss+cluster://u:p%40ss@a:7000,[::1]:7001?socket_timeout=2")

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from consumers.cgroups import detect
-from storage.statuses import Status
+from jobcord.consumers.cgroups import detect
+from jobcord.storage.statuses import Status
 from tests.apps import containment as jobs
 from tests.conftest import descendants, wait_for
 

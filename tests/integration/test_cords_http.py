@@ -8,8 +8,8 @@ import time
 import httpx
 import pytest
 
-from producers import HttpClient, JobFailed, set_default_client
-from storage.statuses import Status
+from jobcord.producers import HttpClient, JobFailed, set_default_client
+from jobcord.storage.statuses import Status
 from tests.apps import lifecycle as jobs
 from tests.conftest import wait_for
 
@@ -98,7 +98,7 @@ def test_sync_cord_caller_disconnect_cancels(http, api_server, api_key, start_wo
 def rds_keys(http):
     import redis
 
-    from storage.settings import load_settings
+    from jobcord.storage.settings import load_settings
 
     r = redis.Redis.from_url(load_settings().redis_url, decode_responses=True)
     return [k.split(":")[2] for k in r.scan_iter("jobcord:req:*") if k.count(":") == 2]

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from storage.statuses import Status
+from jobcord.storage.statuses import Status
 from tests.apps import lifecycle as jobs
 from tests.conftest import service_missing
 
@@ -99,7 +99,7 @@ def test_a_cookie_change_needs_the_dashboard_header(client, api_server, api_key,
 
 
 def test_a_key_sees_only_its_apps_consumers(client, rds, api_server, start_worker):
-    from storage.apikeys import ApiKeyStore
+    from jobcord.storage.apikeys import ApiKeyStore
 
     start_worker()  # a consumer of app lifecycle
     other, _ = ApiKeyStore(rds).create(["some-other-app"])
@@ -111,7 +111,7 @@ def test_a_key_sees_only_its_apps_consumers(client, rds, api_server, start_worke
 
 
 def test_a_revoked_key_ends_its_live_stream(client, rds, api_server, start_worker):
-    from storage.apikeys import ApiKeyStore
+    from jobcord.storage.apikeys import ApiKeyStore
 
     store = ApiKeyStore(rds)
     key, record = store.create(["lifecycle"])

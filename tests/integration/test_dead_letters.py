@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from producers import JobFailed
-from storage.statuses import Status
+from jobcord.producers import JobFailed
+from jobcord.storage.statuses import Status
 from tests.apps import lifecycle as jobs
 from tests.conftest import ROOT
 

@@ -18,8 +18,8 @@ import pytest
 import redis
 from dramatiq import Message
 
-from scheduler.webhooks.actors import ActorSender
-from storage.statuses import Status, WebhookStatus
+from jobcord.scheduler.webhooks.actors import ActorSender
+from jobcord.storage.statuses import Status, WebhookStatus
 from tests.conftest import (
     ROOT,
     free_port,

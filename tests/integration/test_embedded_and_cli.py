@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from storage.embedded_redis import (
+from jobcord.storage.embedded_redis import (
     embedded_redis_running,
     ensure_embedded_redis,
     stop_embedded_redis,
@@ -233,7 +233,7 @@ def test_requests_are_managed_from_the_terminal(redis_url, rds, tmp_path):
 
 
 def test_logs_tell_a_failed_requests_story_with_its_traceback(client, start_worker, jobcord_env):
-    from producers import JobFailed
+    from jobcord.producers import JobFailed
     from tests.apps import lifecycle as jobs
 
     start_worker()
@@ -250,7 +250,7 @@ def test_logs_tell_a_failed_requests_story_with_its_traceback(client, start_work
 
 
 def test_the_embedded_redis_passes_the_start_up_config_check(tmp_path):
-    from storage.redis_config import read_redis_config, redis_config_problems
+    from jobcord.storage.redis_config import read_redis_config, redis_config_problems
 
     url = ensure_embedded_redis(tmp_path)
     try:

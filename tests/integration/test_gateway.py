@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from producers.gateway.auth import VERIFIED_FOR_S
+from jobcord.producers.gateway.auth import VERIFIED_FOR_S
 from tests.conftest import wait_for
 
 JOB = "/v1/apps/lifecycle/jobs"
@@ -297,7 +297,7 @@ def test_queues_show_counts_and_consumers(http, start_worker):
 
 
 def test_keys_are_scoped_to_apps(http, api_server, rds, start_worker):
-    from storage.apikeys import ApiKeyStore
+    from jobcord.storage.apikeys import ApiKeyStore
 
     rid = http.post(f"{JOB}/count/async_run_remote", json={"input": {"key": "s"}}).json()[
         "request_id"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 
-from storage.statuses import Status
+from jobcord.storage.statuses import Status
 from tests.apps import lifecycle as jobs
 from tests.conftest import wait_for
 

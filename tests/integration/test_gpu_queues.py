@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from storage.statuses import Status
+from jobcord.storage.statuses import Status
 from tests.apps import lifecycle as jobs
 
 FAKE_H100 = json.dumps([{"name": "NVIDIA H100 80GB HBM3", "memory_gb": 80, "uuid": "GPU-1234"}])

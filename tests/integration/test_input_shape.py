@@ -10,7 +10,7 @@ import sys
 import httpx
 import pytest
 
-from producers import InputValidationError
+from jobcord.producers import InputValidationError
 from tests.apps import lifecycle as jobs
 from tests.conftest import ROOT
 

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from producers import JobFailed, ResultTimeout
-from scheduler.errors import InputValidationError
-from storage.errors import IdempotencyConflict
-from storage.statuses import Status
+from jobcord.producers import JobFailed, ResultTimeout
+from jobcord.scheduler.errors import InputValidationError
+from jobcord.storage.errors import IdempotencyConflict
+from jobcord.storage.statuses import Status
 from tests.apps import lifecycle as jobs
 from tests.conftest import wait_for
 
@@ -162,7 +162,7 @@ def test_unknown_to_consumer_is_failed_not_retried(client, rds, start_worker):
 
 
 def _opts():
-    from producers import SubmitOptions
+    from jobcord.producers import SubmitOptions
 
     return SubmitOptions()
 
@@ -184,7 +184,7 @@ def test_bad_options_are_refused(client):
 
 
 def test_status_of_unknown_request(client):
-    from storage.errors import RequestNotFound
+    from jobcord.storage.errors import RequestNotFound
 
     with pytest.raises(RequestNotFound):
         jobs.count.handle("no-such-id").status()
@@ -207,7 +207,7 @@ def test_waiting_longer_than_redis_default_socket_timeout(client, start_worker):
 
 def test_expiry_is_visible_without_any_consumer(client, rds):
     # No consumer at all: the scheduler's maintenance pass expires it on time.
-    from scheduler.maintenance import MaintenanceLoop
+    from jobcord.scheduler.maintenance import MaintenanceLoop
 
     handle = jobs.count.async_run_remote("nobody", max_time_in_queue_seconds=0.2)
     loop = MaintenanceLoop(client.store, 0.05)
@@ -245,7 +245,7 @@ def test_bad_delay_is_refused(client):
 
 def test_a_queued_request_stores_no_event_stream_yet_reads_queued_first(client, rds):
     """The first QUEUED comes from the record: a one-entry stream would cost ~4.5 KB each."""
-    from storage.keys import events_key
+    from jobcord.storage.keys import events_key
 
     handle = jobs.echo.async_run_remote(1)
     assert not rds.exists(events_key(handle.request_id))

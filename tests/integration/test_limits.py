@@ -11,10 +11,10 @@ from contextlib import ExitStack
 import httpx
 import pytest
 
-from producers import HttpClient, RedisClient
-from storage.apikeys import ApiKeyStore
-from storage.errors import TooManyRequests
-from storage.settings import load_settings
+from jobcord.producers import HttpClient, RedisClient
+from jobcord.storage.apikeys import ApiKeyStore
+from jobcord.storage.errors import TooManyRequests
+from jobcord.storage.settings import load_settings
 from tests.apps import lifecycle as jobs
 from tests.conftest import ROOT, ApiServer, wait_for
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from producers import RedisClient, set_default_client
-from storage.settings import load_settings
-from storage.statuses import Status
+from jobcord.producers import RedisClient, set_default_client
+from jobcord.storage.settings import load_settings
+from jobcord.storage.statuses import Status
 from tests.apps import containment as jobs
 from tests.conftest import free_port, ping_redis, wait_for
 from tests.topology import NetHost
@@ -35,7 +35,7 @@ def cut_off_host() -> Iterator[NetHost]:
 @pytest.fixture
 def shared_redis(cut_off_host: NetHost, tmp_path: Path, monkeypatch, jobcord_env):
     """A redis-server both hosts reach: on loopback and on the veth's near end."""
-    from storage.embedded_redis import redis_server_binary
+    from jobcord.storage.embedded_redis import redis_server_binary
 
     port = free_port()
     subprocess.run(

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from scheduler.cron import CronTicker, previous_tick
-from storage.keys import cron_key
-from storage.statuses import Status
+from jobcord.scheduler.cron import CronTicker, previous_tick
+from jobcord.storage.keys import cron_key
+from jobcord.storage.statuses import Status
 from tests.apps import lifecycle as jobs
 
 JOB = "every_two_seconds"
@@ -49,7 +49,7 @@ def test_eta_over_http(http, start_worker):
 
 
 def test_bad_schedules_are_refused_at_declaration():
-    from producers import App, InputValidationError
+    from jobcord.producers import App, InputValidationError
 
     app = App("cron-bad")
     with pytest.raises(ValueError, match="not a valid cron"):

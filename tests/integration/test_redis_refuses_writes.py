@@ -11,10 +11,10 @@ import time
 import pytest
 import redis
 
-from producers import RedisClient, RedisUnavailable, set_default_client
-from storage.keys import record_key
-from storage.settings import load_settings
-from storage.statuses import Status
+from jobcord.producers import RedisClient, RedisUnavailable, set_default_client
+from jobcord.storage.keys import record_key
+from jobcord.storage.settings import load_settings
+from jobcord.storage.statuses import Status
 from tests.apps import lifecycle as jobs
 from tests.conftest import free_port, ping_redis, service_missing, wait_for
 

@@ -7,14 +7,14 @@ import time
 
 import redis
 
-from storage.statuses import Status
+from jobcord.storage.statuses import Status
 from tests.conftest import start_private_redis as _start_redis
 from tests.conftest import wait_for
 
 
 def test_request_survives_a_redis_restart_mid_job(own_redis, start_worker):
-    from producers import RedisClient, set_default_client
-    from storage.settings import load_settings
+    from jobcord.producers import RedisClient, set_default_client
+    from jobcord.storage.settings import load_settings
     from tests.apps import lifecycle as jobs
 
     port, url, data_dir = own_redis
@@ -51,7 +51,7 @@ def test_request_survives_a_redis_restart_mid_job(own_redis, start_worker):
 def test_api_answers_503_with_retry_after_while_redis_is_down(own_redis):
     import httpx
 
-    from storage.apikeys import ApiKeyStore
+    from jobcord.storage.apikeys import ApiKeyStore
     from tests.conftest import ApiServer, terminate
 
     port, url, _ = own_redis
@@ -77,8 +77,8 @@ def test_an_outage_longer_than_a_lease_ends_the_attempt_and_it_runs_again(own_re
     """Past a whole lease without a renewal the worker cannot tell a Redis restart from a
     partition in which recovery hands the request to another worker: it ends the attempt
     (freeing the device), and the request runs again once Redis is back, with one outcome."""
-    from producers import RedisClient, set_default_client
-    from storage.settings import load_settings
+    from jobcord.producers import RedisClient, set_default_client
+    from jobcord.storage.settings import load_settings
     from tests.apps import lifecycle as jobs
 
     port, url, data_dir = own_redis

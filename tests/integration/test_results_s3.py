@@ -7,8 +7,8 @@ import time
 import httpx
 import pytest
 
-from producers import JobFailed
-from storage.statuses import Status
+from jobcord.producers import JobFailed
+from jobcord.storage.statuses import Status
 from tests.apps import lifecycle as jobs
 
 
@@ -109,8 +109,8 @@ def test_presigned_urls_use_the_public_address(s3_env, client, start_worker, mon
     start_worker(env=s3_env)  # workers store through the internal endpoint
     handle = jobs.blob.async_run_remote(100)
     assert handle.result(timeout=20) == bytes(i % 251 for i in range(100))
-    from producers import RedisClient
-    from storage.settings import load_settings
+    from jobcord.producers import RedisClient
+    from jobcord.storage.settings import load_settings
 
     monkeypatch.setenv("JOBCORD_S3_PUBLIC_URL", "https://files.example.test")
     public = RedisClient(load_settings()).get(handle.request_id)
@@ -119,8 +119,8 @@ def test_presigned_urls_use_the_public_address(s3_env, client, start_worker, mon
 
 
 def test_s3_deletes_one_attempts_prefix_only(s3_env, s3_client_fixture):
-    from storage.s3 import S3ResultStore
-    from storage.settings import load_settings
+    from jobcord.storage.s3 import S3ResultStore
+    from jobcord.storage.settings import load_settings
 
     store = S3ResultStore(load_settings())
     for key in ("a/j/r/attempt-1/output", "a/j/r/attempt-1/files/x", "a/j/r/attempt-10/output"):

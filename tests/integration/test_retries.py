@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from producers import JobFailed
-from storage.statuses import Status
+from jobcord.producers import JobFailed
+from jobcord.storage.statuses import Status
 from tests.apps import lifecycle as jobs
 
 
@@ -54,7 +54,7 @@ def test_retry_waits_within_its_backoff_bounds(client, start_worker):
 
 def test_input_validation_errors_are_never_retried(client, rds, start_worker):
     # An input that passed submit but fails the job's model later (e.g. an older deploy).
-    from producers import SubmitOptions
+    from jobcord.producers import SubmitOptions
 
     sub = client.submit(jobs.flaky.spec, {"key": "k", "fail_times": 0}, SubmitOptions())
     rds.hset(f"jobcord:req:{sub.request_id}", "input", '{"key": "k", "fail_times": "x"}')

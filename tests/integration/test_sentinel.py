@@ -14,10 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from storage.apikeys import ApiKeyStore
-from storage.connection import connect_url
-from storage.errors import ConfigurationError, NotAcknowledged
-from storage.statuses import Status
+from jobcord.storage.apikeys import ApiKeyStore
+from jobcord.storage.connection import connect_url
+from jobcord.storage.errors import ConfigurationError, NotAcknowledged
+from jobcord.storage.statuses import Status
 from tests.apps import topology as jobs
 from tests.conftest import ApiServer, wait_for
 from tests.topology import SentinelSetup

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from storage.statuses import Status
+from jobcord.storage.statuses import Status
 from tests.apps import shared
 from tests.conftest import wait_for
 

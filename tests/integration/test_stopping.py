@@ -6,7 +6,7 @@ import os
 import signal
 import time
 
-from storage.statuses import Status
+from jobcord.storage.statuses import Status
 from tests.apps import lifecycle as jobs
 from tests.conftest import wait_for
 

@@ -7,13 +7,13 @@ import uuid
 
 import pytest
 
-from storage import NewRequest, RequestStore, Status, load_settings
-from storage.keys import delayed_key, running_key
+from jobcord.storage import NewRequest, RequestStore, Status, load_settings
+from jobcord.storage.keys import delayed_key, running_key
 
 
 @pytest.fixture
 def store(jobcord_env, rds):
-    from storage.connection import connect
+    from jobcord.storage.connection import connect
 
     settings = load_settings(lease_ttl_s=0.3, max_worker_losses=2)
     return RequestStore(connect(settings), settings)
@@ -109,7 +109,7 @@ def test_queued_request_past_its_deadline_expires_without_a_consumer(store, rds)
 
 @pytest.mark.parametrize("functions", [True, False], ids=["fcall", "evalsha"])
 def test_every_script_runs_as_a_function_library_and_as_cached_scripts(rds, functions):
-    from storage.scripts import SCRIPT_NAMES, Scripts, function_library, lua_script
+    from jobcord.storage.scripts import SCRIPT_NAMES, Scripts, function_library, lua_script
 
     for name in SCRIPT_NAMES:
         rds.script_load(lua_script(name))  # compiles: every key_* and helper it calls exists
@@ -120,7 +120,7 @@ def test_every_script_runs_as_a_function_library_and_as_cached_scripts(rds, func
 
 
 def test_a_server_without_the_library_gets_it_loaded_on_first_call(rds):
-    from storage.scripts import Scripts, function_library
+    from jobcord.storage.scripts import Scripts, function_library
 
     library = function_library()[0].split("\n", 1)[0].split("name=")[1]
     rds.execute_command("FUNCTION", "DELETE", library)
@@ -139,9 +139,9 @@ def test_a_request_whose_worker_died_goes_to_the_front_of_its_queue(store, rds):
 
 
 def _endings(store, results):
-    from consumers.endings import Endings
-    from consumers.metrics import JobCounts
-    from scheduler.jobspec import AppRegistry
+    from jobcord.consumers.endings import Endings
+    from jobcord.consumers.metrics import JobCounts
+    from jobcord.scheduler.jobspec import AppRegistry
 
     return Endings(AppRegistry("t"), store, lambda: results, store.settings, JobCounts())
 
@@ -149,8 +149,8 @@ def _endings(store, results):
 def test_a_lost_finish_reply_never_removes_the_winners_objects(store, tmp_path):
     """finish ran but its reply was lost; the retried finish finds the request ended: the
     objects the record names (this attempt's own) must stay."""
-    from consumers.endings import AttemptRef
-    from storage.results import LocalResultStore
+    from jobcord.consumers.endings import AttemptRef
+    from jobcord.storage.results import LocalResultStore
 
     results = LocalResultStore(tmp_path)
     rid = _submit(store)
@@ -163,8 +163,8 @@ def test_a_lost_finish_reply_never_removes_the_winners_objects(store, tmp_path):
 
 
 def test_the_winning_attempt_sweeps_what_dead_attempts_left(store, tmp_path):
-    from consumers.endings import AttemptRef
-    from storage.results import LocalResultStore
+    from jobcord.consumers.endings import AttemptRef
+    from jobcord.storage.results import LocalResultStore
 
     results = LocalResultStore(tmp_path)
     rid = _submit(store)

@@ -12,13 +12,13 @@ import time
 import httpx
 import pytest
 
-from consumers.leases import LeaseKeeper
-from scheduler.cron import CronTicker, previous_tick
-from scheduler.health import HealthPublisher
-from scheduler.loops import EveryInterval
-from scheduler.maintenance import MaintenanceLoop
-from storage.keys import cancels_channel, cron_key, idempotency_key
-from storage.settings import load_settings
+from jobcord.consumers.leases import LeaseKeeper
+from jobcord.scheduler.cron import CronTicker, previous_tick
+from jobcord.scheduler.health import HealthPublisher
+from jobcord.scheduler.loops import EveryInterval
+from jobcord.scheduler.maintenance import MaintenanceLoop
+from jobcord.storage.keys import cancels_channel, cron_key, idempotency_key
+from jobcord.storage.settings import load_settings
 from tests.apps import lifecycle as jobs
 from tests.conftest import ApiServer, health_cli, terminate, wait_for
 
@@ -27,7 +27,7 @@ FAST_HEALTH = {"JOBCORD_HEALTH_INTERVAL_S": "0.2", "JOBCORD_LOOP_STALE_AFTER_S":
 
 
 def test_cron_survives_a_tick_whose_key_was_taken_with_another_input(client, rds):
-    from producers import ReservedIdempotencyKey
+    from jobcord.producers import ReservedIdempotencyKey
 
     spec = jobs.app.spec(JOB)
     ticker = CronTicker([jobs.app], client.store, interval_s=0.1, grace_s=5)

@@ -11,9 +11,9 @@ import tracemalloc
 
 import pytest
 
-from scheduler.webhooks.attempt import MAX_REPLY_BYTES, post_once, webhook_http_client
-from storage.keys import record_key
-from storage.statuses import WebhookStatus
+from jobcord.scheduler.webhooks.attempt import MAX_REPLY_BYTES, post_once, webhook_http_client
+from jobcord.storage.keys import record_key
+from jobcord.storage.statuses import WebhookStatus
 from tests.apps import lifecycle as jobs
 from tests.conftest import wait_for
 from tests.integration import test_webhooks as shared

@@ -10,9 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import standardwebhooks
 
-from producers import WebhookVerificationError, verify_webhook
-from scheduler.webhooks import new_secret, sign
-from storage.statuses import Status, WebhookStatus
+from jobcord.producers import WebhookVerificationError, verify_webhook
+from jobcord.scheduler.webhooks import new_secret, sign
+from jobcord.storage.statuses import Status, WebhookStatus
 from tests.apps import lifecycle as jobs
 from tests.conftest import setenv_all, wait_for
 
@@ -85,8 +85,8 @@ def receiver():
 
 
 def _client():
-    from producers import RedisClient, set_default_client
-    from storage.settings import load_settings
+    from jobcord.producers import RedisClient, set_default_client
+    from jobcord.storage.settings import load_settings
 
     c = RedisClient(load_settings())
     set_default_client(c)
@@ -154,7 +154,7 @@ def test_receiver_body_is_never_echoed_and_redirects_are_not_followed(
 def test_rotation_signs_with_every_active_secret(
     webhook_env, start_worker, scheduler_proc, receiver, rds
 ):
-    from storage.webhook_secrets import WebhookSecrets
+    from jobcord.storage.webhook_secrets import WebhookSecrets
 
     _client()
     old, new = new_secret(), new_secret()
@@ -180,7 +180,7 @@ def test_rotation_signs_with_every_active_secret(
 def test_default_secret_keeps_signing_beside_an_apps_first_own_secret_until_retired(
     webhook_env, start_worker, scheduler_proc, receiver, rds
 ):
-    from storage.webhook_secrets import WebhookSecrets
+    from jobcord.storage.webhook_secrets import WebhookSecrets
 
     client = _client()
     own = new_secret()
@@ -249,7 +249,7 @@ def test_tampered_or_stale_deliveries_are_refused():
 def test_private_and_odd_webhook_urls_are_refused_at_submit(
     jobcord_env, monkeypatch, url, needle, rds
 ):
-    from scheduler.webhooks import WebhookTargetRefused
+    from jobcord.scheduler.webhooks import WebhookTargetRefused
 
     monkeypatch.setenv("JOBCORD_WEBHOOK_SECRET", SECRET)
     monkeypatch.setenv("JOBCORD_WEBHOOK_ALLOWED_NETWORKS", "")

@@ -6,12 +6,12 @@ import sys
 
 import pytest
 
-from scheduler.jobspec import AppRegistry
-from scheduler.loader import load_app
-from storage.errors import ConfigurationError
+from jobcord.scheduler.jobspec import AppRegistry
+from jobcord.scheduler.loader import load_app
+from jobcord.storage.errors import ConfigurationError
 
 SOURCE = """
-from producers import App
+from jobcord.producers import App
 app = App("refs-{name}")
 other = App("refs-{name}-other")
 

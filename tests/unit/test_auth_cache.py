@@ -7,8 +7,8 @@ import asyncio
 import pytest
 from fastapi import HTTPException
 
-from producers.gateway import auth
-from storage.apikeys import ApiKey
+from jobcord.producers.gateway import auth
+from jobcord.storage.apikeys import ApiKey
 
 GOOD = ApiKey("k1", frozenset({"*"}), 0.0)
 

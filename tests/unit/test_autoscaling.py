@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from scheduler.autoscaling import Autoscaling, ScaleDecider, share_devices
+from jobcord.scheduler.autoscaling import Autoscaling, ScaleDecider, share_devices
 
 
 def test_wanted_replicas_follow_in_flight_within_min_and_max():
@@ -62,8 +62,8 @@ def test_devices_are_shared_by_need_floors_first():
 
 
 def test_a_device_pool_hands_out_seats_on_distinct_gpus_emptiest_first():
-    from consumers.devices import Device
-    from consumers.scaler import DevicePool
+    from jobcord.consumers.devices import Device
+    from jobcord.consumers.scaler import DevicePool
 
     gpus = [
         Device(i, f"GPU-{i}", "NVIDIA H100 80GB HBM3", 80 * 2**30, False, "h100") for i in (0, 1)

@@ -7,12 +7,12 @@ import time
 
 import pytest
 
-from consumers.board import Board, Phase
-from consumers.metrics import JobCounts
-from consumers.protocol import Fence, LoopFailed, Ready, Stats
-from consumers.supervisor import Supervisor
-from scheduler.jobspec import AppRegistry
-from storage.settings import load_settings
+from jobcord.consumers.board import Board, Phase
+from jobcord.consumers.metrics import JobCounts
+from jobcord.consumers.protocol import Fence, LoopFailed, Ready, Stats
+from jobcord.consumers.supervisor import Supervisor
+from jobcord.scheduler.jobspec import AppRegistry
+from jobcord.storage.settings import load_settings
 
 
 def test_an_entry_reads_back_as_written_and_goes_when_cleared():

@@ -11,16 +11,16 @@ from datetime import datetime
 import pytest
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
-from producers import App, SubmitOptions
-from producers.errors import TooLarge
-from producers.gateway.bodies import job_body_model
-from producers.gateway.ops import _OnlyApp
-from producers.gateway.requests import sse
-from producers.options import RequestOptions
-from scheduler.bounds import MAX_DELAY_S, MAX_QUEUE_S, MAX_TIMEOUT_S
-from scheduler.outputs import chunk_event
-from scheduler.signatures import analyse
-from storage.ids import is_request_id, new_request_id
+from jobcord.producers import App, SubmitOptions
+from jobcord.producers.errors import TooLarge
+from jobcord.producers.gateway.bodies import job_body_model
+from jobcord.producers.gateway.ops import _OnlyApp
+from jobcord.producers.gateway.requests import sse
+from jobcord.producers.options import RequestOptions
+from jobcord.scheduler.bounds import MAX_DELAY_S, MAX_QUEUE_S, MAX_TIMEOUT_S
+from jobcord.scheduler.outputs import chunk_event
+from jobcord.scheduler.signatures import analyse
+from jobcord.storage.ids import is_request_id, new_request_id
 
 HOSTILE_DURATIONS = [math.inf, -math.inf, math.nan, -1.0, 3_000_000.0, 1e308]
 

@@ -7,9 +7,13 @@ import pytest
 from dramatiq.brokers.stub import StubBroker
 from pydantic import ValidationError
 
-from producers.options import MAX_TARGET_BYTES, RequestOptions, SubmitOptions
-from scheduler.webhooks.actors import COMPLETION_OPTION, completion_message, completion_message_id
-from storage.records import RequestRecord
+from jobcord.producers.options import MAX_TARGET_BYTES, RequestOptions, SubmitOptions
+from jobcord.scheduler.webhooks.actors import (
+    COMPLETION_OPTION,
+    completion_message,
+    completion_message_id,
+)
+from jobcord.storage.records import RequestRecord
 
 
 @pytest.fixture

@@ -128,7 +128,7 @@ def test_grafana_charts_only_metrics_jobcord_serves():
     source = "\n".join(
         p.read_text()
         for d in ("storage", "scheduler", "producers", "consumers")
-        for p in (ROOT / d).rglob("*.py")
+        for p in (ROOT / "jobcord" / d).rglob("*.py")
     )
     served = set(re.findall(r'"(jobcord_[a-z_]+)"', source))
     dashboard = json.loads((ROOT / "deploy/grafana/dashboards/jobcord.json").read_text())

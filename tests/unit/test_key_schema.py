@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from importlib.resources import files
 
-from storage import keys
+from jobcord.storage import keys
 
 #: A key spelled inside a script: a quoted literal that starts with ':' or ends with ':' (a
 #: namespace part), or a bare namespace concatenation.
@@ -14,7 +14,7 @@ _SPELLED = re.compile(r"""(ns|dq)\s*\.\.|'[^']*:'|'\.(p0|p2|msgs)'""")
 
 
 def test_no_script_spells_a_key_name():
-    lua = files("storage") / "lua"
+    lua = files("jobcord.storage") / "lua"
     offenders = {}
     for script in sorted(p for p in lua.iterdir() if p.name.endswith(".lua")):
         code = "\n".join(

@@ -3,7 +3,13 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from scheduler import NodeSelector, RetryPolicy, classify_gpu_name, placement_class, queue_name
+from jobcord.scheduler import (
+    NodeSelector,
+    RetryPolicy,
+    classify_gpu_name,
+    placement_class,
+    queue_name,
+)
 
 
 def test_cpu_when_no_selector_or_zero_gpus():
@@ -70,8 +76,8 @@ def test_retry_policy_bounds():
 def test_default_concurrency_is_one_per_gpu_group_or_one_per_usable_core():
     import os
 
-    from consumers.devices import _fake_devices
-    from consumers.worker import default_concurrency
+    from jobcord.consumers.devices import _fake_devices
+    from jobcord.consumers.worker import default_concurrency
 
     assert default_concurrency([]) == len(os.sched_getaffinity(0))
     assert default_concurrency(_fake_devices('[{"uuid": "GPU-a"}, {"uuid": "GPU-b"}]')) == 1

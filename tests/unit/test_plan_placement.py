@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from producers import App, NodeSelector
-from scheduler.placement import plan_placement
+from jobcord.producers import App, NodeSelector
+from jobcord.scheduler.placement import plan_placement
 
 
 def _app() -> App:

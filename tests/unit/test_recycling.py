@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from consumers.cuda_errors import poisons_cuda_context
-from consumers.recycling import Recycling
+from jobcord.consumers.cuda_errors import poisons_cuda_context
+from jobcord.consumers.recycling import Recycling
 
 
 def test_recycling_is_off_by_default():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from storage.redis_config import redis_config_problems
+from jobcord.storage.redis_config import redis_config_problems
 
 GOOD = {"maxmemory-policy": "noeviction", "appendonly": "yes", "stream-node-max-bytes": "512"}
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from producers.errors import JobFailed, ResultTimeout, remote_error
-from storage.records import RequestRecord
+from jobcord.producers.errors import JobFailed, ResultTimeout, remote_error
+from jobcord.storage.records import RequestRecord
 
 
 class NeedsTwo(Exception):
@@ -32,7 +32,11 @@ def _failed(module: str, kind: str) -> RequestRecord:
     ("module", "kind", "base"),
     [
         (__name__, "NeedsTwo", NeedsTwo),  # a constructor with arguments of its own
-        ("producers.errors", "ResultTimeout", ResultTimeout),  # a child's wait that timed out
+        (
+            "jobcord.producers.errors",
+            "ResultTimeout",
+            ResultTimeout,
+        ),  # a child's wait that timed out
         ("builtins", "ValueError", ValueError),
     ],
 )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from producers import App, InputValidationError, JobContext, JobFailed, run_local
-from storage.statuses import Status
+from jobcord.producers import App, InputValidationError, JobContext, JobFailed, run_local
+from jobcord.storage.statuses import Status
 from tests.apps import chains
 
 app = App("local-test")
@@ -72,7 +72,7 @@ def test_nothing_leaks_out_of_the_block():
     with run_local() as local:
         chains.leaf.run_remote(1)
     assert local.records  # it ran there, and the block is closed now
-    from producers.local import local_client
+    from jobcord.producers.local import local_client
 
     assert local_client() is None
 

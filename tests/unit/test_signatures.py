@@ -5,7 +5,7 @@ import json
 import pytest
 from pydantic import BaseModel
 
-from scheduler import (
+from jobcord.scheduler import (
     InputValidationError,
     JobContext,
     JobDefinitionError,
@@ -13,8 +13,8 @@ from scheduler import (
     analyse,
     input_hash,
 )
-from scheduler.outputs import BYTES_TYPE, JSON_TYPE, decode_output, encode_output
-from storage.records import RequestRecord
+from jobcord.scheduler.outputs import BYTES_TYPE, JSON_TYPE, decode_output, encode_output
+from jobcord.storage.records import RequestRecord
 
 
 class Box(BaseModel):
@@ -107,7 +107,7 @@ def test_a_value_of_another_type_is_refused_not_stored():
 
 
 def test_a_batched_job_is_called_with_one_item_and_validated_against_its_element_type():
-    from producers import App, run_local
+    from jobcord.producers import App, run_local
 
     app = App("batch-sig")
 
@@ -139,7 +139,7 @@ def test_a_batched_job_is_called_with_one_item_and_validated_against_its_element
     ],
 )
 def test_a_batching_declaration_that_cannot_work_is_refused_at_once(declare, error):
-    from producers import App
+    from jobcord.producers import App
 
     with pytest.raises((ValueError, JobDefinitionError), match=error):
         declare(App("batch-bad"))

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from consumers.devices import _fake_devices, pinning_env, select_devices
-from storage import LocalResultStore, RequestRecord, ResultStoreError, Status, load_settings
-from storage.keys import events_key, idempotency_key, record_key, wake_key
+from jobcord.consumers.devices import _fake_devices, pinning_env, select_devices
+from jobcord.storage import LocalResultStore, RequestRecord, ResultStoreError, Status, load_settings
+from jobcord.storage.keys import events_key, idempotency_key, record_key, wake_key
 
 
 def test_local_store_writes_atomically_and_refuses_escapes(tmp_path):

@@ -8,9 +8,9 @@ import time
 import pytest
 from prometheus_client import REGISTRY
 
-from scheduler.health import assess
-from scheduler.loops import EveryInterval
-from scheduler.supervision import LOOPS, LoopRegistry, LoopState
+from jobcord.scheduler.health import assess
+from jobcord.scheduler.loops import EveryInterval
+from jobcord.scheduler.supervision import LOOPS, LoopRegistry, LoopState
 from tests.conftest import wait_for
 
 
@@ -159,7 +159,7 @@ def test_assess_ok_stale_failing_and_silent():
 
 
 def test_overdue_webhooks_without_a_scheduler_are_a_problem():
-    from storage.health import WebhookBacklog
+    from jobcord.storage.health import WebhookBacklog
 
     now = 2000.0
     consumer = {**_proc(now - 1, [_loop("leases", now - 1)]), "role": "consumer"}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from storage.errors import ConfigurationError
-from storage.topology import parse_sentinel_url
+from jobcord.storage.errors import ConfigurationError
+from jobcord.storage.topology import parse_sentinel_url
 
 
 def test_plain_urls_are_not_sentinel_urls():

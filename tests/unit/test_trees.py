@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from consumers.cgroups import detect
-from consumers.limits import format_bytes, out_of_memory_message
-from consumers.trees import MARKER_ENV, ProcessTree, marker_of, proc_table, reap
-from scheduler.bounds import memory_size
+from jobcord.consumers.cgroups import detect
+from jobcord.consumers.limits import format_bytes, out_of_memory_message
+from jobcord.consumers.trees import MARKER_ENV, ProcessTree, marker_of, proc_table, reap
+from jobcord.scheduler.bounds import memory_size
 
 _TREE = """
 import os, subprocess, sys, time

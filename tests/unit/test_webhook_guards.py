@@ -8,7 +8,7 @@ from ipaddress import ip_address
 
 import pytest
 
-from scheduler.webhooks import (
+from jobcord.scheduler.webhooks import (
     WebhookTargetRefused,
     WebhookVerificationError,
     new_secret,
