@@ -93,6 +93,7 @@ class ChildConsumer:
             device=self.devices,
             wake_name=config.wake_name,
             aging_every=settings.priority_aging_every,
+            runs=app.runs,
         )
         self._job_index = {name: i for i, name in enumerate(app.jobs)}
         self._results: ResultStore | None = None

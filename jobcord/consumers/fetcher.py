@@ -53,8 +53,10 @@ class Fetcher:
         device: str,
         wake_name: str,
         aging_every: int,
+        runs: str = "",
     ) -> None:
         self.store = store
+        self.runs = runs  # the job versions this consumer runs (AppRegistry.runs)
         self.plan = plan
         self.worker = worker
         self.device = device
@@ -72,7 +74,7 @@ class Fetcher:
         consumer): (lease token, record fields) each."""
         queues_ages, lowest_first = self._next_fetch(queues)
         return self.store.fetch(
-            queues_ages, self.worker, self.device, n=n, lowest_first=lowest_first
+            queues_ages, self.worker, self.device, n=n, lowest_first=lowest_first, runs=self.runs
         )
 
     def finish_and_fetch(
@@ -96,6 +98,7 @@ class Fetcher:
             self.device,
             n=n,
             lowest_first=lowest_first,
+            runs=self.runs,
         )
 
     def _next_fetch(self, only: list[str] | None) -> tuple[list[tuple[str, int]], bool]:

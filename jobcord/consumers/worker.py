@@ -263,6 +263,7 @@ class Consumer:
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "app": self.app.name,
+            "versions": self.app.versions,  # the job versions it runs (rolling deploys)
             "gpu_class": self.gpu_class,
             "queues": self.plan.own,
             "fallback_queues": self.plan.fallback,

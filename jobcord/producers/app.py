@@ -21,7 +21,14 @@ from jobcord.scheduler.bounds import (
 from jobcord.scheduler.cron import check_schedule
 from jobcord.scheduler.errors import JobDefinitionError
 from jobcord.scheduler.gpu_classes import NodeSelector
-from jobcord.scheduler.jobspec import AppRegistry, Hook, JobSpec
+from jobcord.scheduler.jobspec import (
+    JOB_NAME,
+    RESERVED_JOB_NAMES,
+    AppRegistry,
+    Hook,
+    JobSpec,
+    checked_version,
+)
 from jobcord.scheduler.retry_policy import RetryPolicy
 from jobcord.scheduler.signatures import analyse
 
@@ -92,6 +99,7 @@ class App(AppRegistry):
         batch_wait_ms: float = 0.0,
         autoscaling: Autoscaling | None = None,
         memory_limit: int | str | None = None,
+        version: str | None = None,
     ) -> Callable[[Callable[..., Any]], RemoteFunction]:
         """Declare a job. ``timeout`` (s) is a hard limit: the process running it is killed.
 
@@ -123,6 +131,11 @@ class App(AppRegistry):
         ``memory_limit`` (bytes, or ``"2GiB"``) bounds the job process and its helpers while
         it runs this job (the worker's ``--memory-limit`` otherwise): past it the attempt
         ends ``out of memory: limit 2 GiB`` and is retried as the job's policy says.
+
+        ``version`` (optional): part of the job's version, beside its input and output
+        schemas. A request is run only by a consumer whose job has the same version, so in a
+        rolling deploy old workers leave the new requests to new workers (and the other way
+        round). Change it when the job's behaviour changes but not its schemas.
         """
         _check_autoscaling(autoscaling)
         memory = memory_size("memory_limit", memory_limit)
@@ -158,6 +171,7 @@ class App(AppRegistry):
                 concurrency=concurrency,
                 autoscaling=autoscaling,
                 memory_limit=memory,
+                version=checked_version(version),
                 **batch,
             )
             if schedule is not None:  # the tick's input must be valid now, not at 3 a.m.
@@ -183,12 +197,13 @@ class App(AppRegistry):
         batch_wait_ms: float = 0.0,
         autoscaling: Autoscaling | None = None,
         memory_limit: int | str | None = None,
+        version: str | None = None,
     ) -> Callable[[Callable[..., Any]], RemoteFunction]:
         """A request/response endpoint at ``/apps/{app}{public_api_path}``, run through the
         queue on a consumer; with ``stream=True`` the function yields chunks (sent as
         server-sent events). Cords are not retried: their caller is waiting.
         ``concurrency``, ``max_batch_size``, ``batch_wait_ms``, ``autoscaling``,
-        ``memory_limit``: as for :meth:`job`."""
+        ``memory_limit``, ``version``: as for :meth:`job`."""
         _check_autoscaling(autoscaling)
         memory = memory_size("memory_limit", memory_limit)
         timeout = checked("timeout", TimeoutSeconds | None, timeout)
@@ -218,6 +233,7 @@ class App(AppRegistry):
                 concurrency=concurrency,
                 autoscaling=autoscaling,
                 memory_limit=memory,
+                version=checked_version(version),
                 **batch,
             )
 
@@ -227,6 +243,11 @@ class App(AppRegistry):
         self, fn: Callable[..., Any], *, name: str | None, **fields: Any
     ) -> RemoteFunction:
         job_name = name or fn.__name__
+        if not JOB_NAME.fullmatch(job_name) or job_name in RESERVED_JOB_NAMES:
+            raise ValueError(
+                f"job name {job_name!r} must be 1-100 letters, digits, '_' or '-', and not "
+                f"one of {', '.join(sorted(RESERVED_JOB_NAMES))} (names of queue lists)"
+            )
         if job_name in self.jobs:
             raise ValueError(f"app {self.name!r} already has a job named {job_name!r}")
         spec = JobSpec(

@@ -17,7 +17,15 @@ from typing import Any
 import redis
 
 from jobcord.storage.clock import redis_now
-from jobcord.storage.keys import delayed_key, enqueued_at, queue_key, record_key, running_key
+from jobcord.storage.keys import (
+    delayed_key,
+    enqueued_at,
+    parked_index_key,
+    parked_key,
+    queue_key,
+    record_key,
+    running_key,
+)
 
 from .jobspec import JobSpec
 
@@ -40,6 +48,10 @@ class QueueCapacity:
     slots: int
     desired_consumers: int
     consumers: list[dict[str, Any]] = field(default_factory=list)
+    #: Per job of the queue: the version this API submits, the versions the live consumers
+    #: run (with their count), and requests set aside for each version no consumer here
+    #: took yet (a rolling deploy in progress, or a version nobody runs any more).
+    versions: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,6 +72,8 @@ def queue_capacity(
     out = []
     for queue, spec in sorted(queues.items()):
         waiting, oldest = _waiting(client, queue, now)
+        parked = _parked(client, queue)
+        waiting += sum(parked.values())
         in_progress = owners["running"].count(queue)
         serving = [c for c in consumers if queue in c.get("queues", [])]
         out.append(
@@ -75,7 +89,43 @@ def queue_capacity(
                 slots=sum(int(c.get("slots", 0)) for c in serving),
                 desired_consumers=math.ceil((waiting + in_progress) / concurrency_target),
                 consumers=serving,
+                versions=_versions([s for s in specs if s.queue == queue], serving, parked),
             )
+        )
+    return out
+
+
+def _parked(client: redis.Redis, queue: str) -> dict[str, int]:
+    """``job@version`` -> messages set aside on the queue for consumers of that version."""
+    members: Any = client.smembers(parked_index_key(queue))
+    pipe = client.pipeline(transaction=False)
+    for member in sorted(members):
+        pipe.llen(parked_key(queue, member))
+    return {m: int(n) for m, n in zip(sorted(members), pipe.execute(), strict=True) if n}
+
+
+def _versions(
+    specs: list[JobSpec], serving: list[dict[str, Any]], parked: dict[str, int]
+) -> list[dict[str, Any]]:
+    out = []
+    for spec in sorted(specs, key=lambda s: s.name):
+        running: dict[str, int] = {}
+        for consumer in serving:
+            version = consumer.get("versions", {}).get(spec.name)
+            if version is not None:
+                running[version] = running.get(version, 0) + 1
+        waiting = {
+            member.rpartition("@")[2]: n
+            for member, n in parked.items()
+            if member.rpartition("@")[0] == spec.name
+        }
+        out.append(
+            {
+                "job": spec.name,
+                "submitted_version": spec.job_version,
+                "consumer_versions": running,
+                "waiting_for_version": waiting,
+            }
         )
     return out
 

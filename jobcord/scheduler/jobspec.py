@@ -6,9 +6,12 @@ consumers load an app module and read the registry without importing producers.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from jobcord.storage.ids import new_request_id
@@ -21,7 +24,20 @@ from .queues import placement_class, queue_name
 from .retry_policy import RetryPolicy
 from .signatures import JobSignature, input_hash
 
-__all__ = ["JobSpec", "AppRegistry", "Hook"]
+__all__ = ["JobSpec", "AppRegistry", "Hook", "JOB_NAME", "RESERVED_JOB_NAMES", "checked_version"]
+
+#: A job's name: in URLs, queue names and the versions a consumer sends with each fetch.
+JOB_NAME = re.compile(r"[A-Za-z0-9_-]{1,100}")
+#: A job with a queue of its own waits on ``{app queue}.{name}``: these would be the app
+#: queue's own lists (priority levels, parked messages).
+RESERVED_JOB_NAMES = frozenset({"p0", "p2", "msgs", "parked"})
+_VERSION = re.compile(r"[A-Za-z0-9_.+-]{1,64}")
+
+
+def checked_version(version: str | None) -> str | None:
+    if version is not None and not (isinstance(version, str) and _VERSION.fullmatch(version)):
+        raise ValueError("version must be 1-64 letters, digits or '_.+-'")
+    return version
 
 
 @dataclass(frozen=True)
@@ -57,6 +73,33 @@ class JobSpec:
     autoscaling: Any = None
     #: Bytes the job process may use while it runs this job (None: the worker's default).
     memory_limit: int | None = None
+    #: The declared part of the job's version (``@app.job(version=...)``).
+    version: str | None = None
+
+    @cached_property
+    def job_version(self) -> str:
+        """What a consumer must run to take this job's requests: 12 hex of a hash over the
+        input and output schemas, the call's shape and the declared ``version``. Code that
+        changes neither runs requests of either build, so a rolling deploy drains freely."""
+        shape = {
+            "kind": self.kind,
+            "input": _schema(
+                lambda: self.signature.public_model.model_json_schema(),
+                lambda: [
+                    (p.name, str(p.annotation))
+                    for p in self.signature.inspected.parameters.values()
+                ],
+            ),
+            "output": _schema(
+                lambda: self.signature.output_adapter.json_schema(),
+                lambda: str(self.signature.output_type),
+            ),
+            "stream": self.stream,
+            "batched": self.batched,
+            "version": self.version,
+        }
+        text = json.dumps(shape, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     @property
     def gpu_class(self) -> str:
@@ -105,8 +148,18 @@ class JobSpec:
             input_bin=pack(input_json) if binary else None,
             # Only an idempotency key compares inputs (the hash lives in the key's value).
             input_hash=input_hash(self.name, input_json) if fields.get("idempotency_key") else "",
+            job_version=self.job_version,
             **fields,
         )
+
+
+def _schema(make: Callable[[], Any], names: Callable[[], Any]) -> Any:
+    """The JSON schema, or for a type pydantic cannot describe the annotations' names (never
+    a default's repr: an address in it would differ in every process)."""
+    try:
+        return make()
+    except Exception:  # noqa: BLE001 - any type may refuse a schema
+        return names()
 
 
 @dataclass(frozen=True)
@@ -131,6 +184,17 @@ class AppRegistry:
         self.shutdown_hooks: list[Hook] = []
         #: scheduler.autoscaling.Autoscaling, or None (the worker's defaults)
         self.autoscaling: Any = None
+
+    @property
+    def runs(self) -> str:
+        """``job=version,...`` for every job: what a consumer of this app sends with each
+        fetch, so that it takes only requests of the job versions it has."""
+        return ",".join(f"{name}={spec.job_version}" for name, spec in sorted(self.jobs.items()))
+
+    @property
+    def versions(self) -> dict[str, str]:
+        """Each job's version (``JobSpec.job_version``), by name."""
+        return {name: spec.job_version for name, spec in sorted(self.jobs.items())}
 
     @staticmethod
     def named(name: str) -> AppRegistry | None:

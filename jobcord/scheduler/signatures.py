@@ -65,6 +65,11 @@ class JobSignature:
             return obj[self.model_param]
         return obj
 
+    @property
+    def inspected(self) -> inspect.Signature:
+        """The input parameters as ``inspect`` sees them (context parameter left out)."""
+        return self._signature
+
     def parameters_of(self, obj: Any) -> Any:
         """An input object (already unwrapped) -> the job's parameters by name."""
         return obj if self.model_param is None else {self.model_param: obj}

@@ -39,6 +39,9 @@ key jobcord writes in one slot, so each script stays single-slot (storage/cluste
 | ``{dq}:{queue}``                 | list   | messages waiting on a queue at priority 1         |
 | ``{dq}:{queue}.p0`` / ``.p2``    | list   | messages waiting at priority 0 / 2                |
 | ``{dq}:{queue}.msgs``            | hash   | before 0.2 only: dramatiq's encoded messages      |
+| ``{dq}:{queue}.parked:{job@ver}``| list   | messages of job version ``ver`` that a consumer of|
+|                                  |        | another version took and set aside (rolling deploy)|
+| ``{dq}:{queue}.parked``          | set    | the ``job@ver`` whose parked list is not empty    |
 
 A message is ``{request id}.{attempt}.{enqueued at, ms}``: the record is the source of truth,
 so a message needs nothing else. The fetch script pops it and starts its attempt in one step
@@ -74,6 +77,8 @@ __all__ = [
     "input_key",
     "idempotency_key",
     "wake_key",
+    "parked_key",
+    "parked_index_key",
     "child_wake_key",
     "failed_key",
     "rate_key",
@@ -187,6 +192,10 @@ TEMPLATES: dict[str, str] = {
     "queue_p2": "{dq}:{}.p2",
     # Before 0.2 a message also lived in dramatiq's hash: fetch removes what is left there.
     "queue_msgs": "{dq}:{}.msgs",
+    # Rolling deploys: messages a consumer could not run (another version of their job),
+    # set aside per job version for the consumers that run it, and the index of those sets.
+    "queue_parked": "{dq}:{}.parked:{}",
+    "queue_parked_index": "{dq}:{}.parked",
 }
 
 
@@ -298,6 +307,15 @@ def recent_key(app: str) -> str:
 
 def wake_key(queue: str) -> str:
     return _fill("wake", queue)
+
+
+def parked_key(queue: str, job_version: str) -> str:
+    """``job_version`` is ``{job}@{version}``."""
+    return _fill("queue_parked", queue, job_version)
+
+
+def parked_index_key(queue: str) -> str:
+    return _fill("queue_parked_index", queue)
 
 
 def child_wake_key(child: str) -> str:

@@ -94,6 +94,11 @@ class RequestRecord(BaseModel):
     device: str | None = None
     cancel_requested: bool = False
     parent_id: str | None = Field(default=None, description="The request whose job made this.")
+    job_version: str | None = Field(
+        default=None,
+        description="The job version it needs (a hash of its schemas and declared version): "
+        "only consumers running that version take it.",
+    )
     child_count: int = Field(default=0, description="Requests this one's job made.")
     children: list[dict[str, Any]] = Field(
         default_factory=list,

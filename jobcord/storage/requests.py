@@ -75,6 +75,8 @@ class NewRequest:
     max_in_flight: int = 0
     #: The request whose job submitted this one: linked both ways, canceled with it.
     parent_id: str | None = None
+    #: Only a consumer running this version of the job takes it (JobSpec.job_version).
+    job_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,7 @@ class RequestStore:
             "metadata": json.dumps(req.metadata) if req.metadata is not None else None,
             "parent_id": req.parent_id,
             "input_ref": req.input_ref,
+            "job_version": req.job_version,
         }
         fields.update({k: v for k, v in optional.items() if v is not None})
         return fields
@@ -376,11 +379,14 @@ class RequestStore:
         *,
         n: int = 1,
         lowest_first: bool = False,
+        runs: str = "",
     ) -> list[tuple[str, dict[str, str]]]:
         """Take up to ``n`` messages from ``queues`` ((name, min age in ms) in order) and start
         their attempts, in one script, on ``worker`` and its ``device`` (GPU UUIDs, "" for
-        CPU). Returns (lease token, record fields) per attempt."""
-        args = self._fetch_args(queues, worker, device, n, lowest_first)
+        CPU). ``runs`` (``"job=version,..."``, see ``AppRegistry.runs``): a request of another
+        version of its job is set aside for the consumers that run that one, not started.
+        Returns (lease token, record fields) per attempt."""
+        args = self._fetch_args(queues, worker, device, n, lowest_first, runs)
         reply, acked = self._run_confirmed("fetch", self._retention, *args)
         claims = [(flat[0], _claimed(flat[2:], worker, flat[0], device)) for flat in reply]
         held = self._unconfirmed(claims, acked)
@@ -432,6 +438,7 @@ class RequestStore:
         *,
         n: int = 1,
         lowest_first: bool = False,
+        runs: str = "",
     ) -> tuple[bool, list[tuple[str, dict[str, str]]]]:
         """:meth:`finish`, then :meth:`fetch`, in one round trip (a consumer's steady state).
         Returns (finished, claims)."""
@@ -444,7 +451,7 @@ class RequestStore:
             status.value,
             len(flat),
             *flat,
-            *self._fetch_args(queues, worker, device, n, lowest_first),
+            *self._fetch_args(queues, worker, device, n, lowest_first, runs),
         )
         got = [(c[0], _claimed(c[2:], worker, c[0], device)) for c in claims]
         if self._unconfirmed(got, acked) is not None:
@@ -458,6 +465,7 @@ class RequestStore:
         device: str,
         n: int,
         lowest_first: bool,
+        runs: str,
     ) -> list[Any]:
         return [
             worker,
@@ -466,6 +474,7 @@ class RequestStore:
             self.settings.lease_ttl_s,
             n,
             "1" if lowest_first else "0",
+            runs,
             *(x for queue, min_age_ms in queues for x in (queue, min_age_ms)),
         ]
 

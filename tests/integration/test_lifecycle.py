@@ -153,9 +153,12 @@ def test_retries_exhausted_end_failed(client, rds, start_worker):
 
 
 def test_unknown_to_consumer_is_failed_not_retried(client, rds, start_worker):
-    # A request whose job this consumer does not know (e.g. an older deploy) fails clearly.
+    # A request of an older producer (no job version: it could be anyone's) whose job this
+    # consumer does not know fails clearly. (One with a version waits for a consumer that
+    # runs it: tests/integration/test_rolling_deploy.py.)
     sub = client.submit(jobs.count.spec, {"key": "x", "sleep_s": 0.0}, _opts())
     rds.hset(f"jobcord:req:{sub.request_id}", "job", "vanished")
+    rds.hdel(f"jobcord:req:{sub.request_id}", "job_version")
     start_worker()
     rec = client.wait(sub.request_id, 20)
     assert rec.status is Status.FAILED and rec.error.type == "UnknownJob"

@@ -185,18 +185,23 @@ end
 -- with lease `token`, on `worker` and its `device`s, '' for none); expire it when its queue deadline has passed. Returns 'claimed' and
 -- the record as it was before the claim (HGETALL), or 'expired', 'stale' or 'missing'. Used
 -- by claim and by fetch (which claims as it takes).
-local function claim_attempt(rid, attempt, worker, device, token, lease_ttl, retention)
+local function claim_attempt(rid, attempt, worker, device, token, lease_ttl, retention, runs)
   local rk = rec_key(rid)
   local rec = redis.call('HGETALL', rk)
   if #rec == 0 then return 'missing' end
-  local status, current, deadline
+  local status, current, deadline, job, version
   for i = 1, #rec, 2 do
     local k = rec[i]
     if k == 'status' then status = rec[i + 1]
     elseif k == 'attempt' then current = rec[i + 1]
-    elseif k == 'queue_deadline' then deadline = rec[i + 1] end
+    elseif k == 'queue_deadline' then deadline = rec[i + 1]
+    elseif k == 'job' then job = rec[i + 1]
+    elseif k == 'job_version' then version = rec[i + 1] end
   end
   if status ~= 'QUEUED' or current ~= tostring(attempt) then return 'stale' end
+  -- Another version of the job (or a job this consumer lacks): not ours to run, nor to fail.
+  -- A record without a version (an older producer) runs anywhere, as before.
+  if runs and version and runs[job] ~= version then return 'unfit', job .. '@' .. version end
   if deadline and deadline ~= '' then
     if tonumber(deadline) < now then
       terminate(rid, 'EXPIRED', retention, {'error', cjson.encode({type = 'Expired',
@@ -217,19 +222,79 @@ local function claim_attempt(rid, attempt, worker, device, token, lease_ttl, ret
   return 'claimed', rec
 end
 
+-- 'job=version,job=version' -> {job = version}; '' -> nil (a consumer that runs any version).
+local function parse_runs(spec)
+  if spec == nil or spec == '' then return nil end
+  local runs = {}
+  for job, version in string.gmatch(spec, '([^=,]+)=([^,]+)') do runs[job] = version end
+  return runs
+end
+
 -- Take up to n messages and claim each one's attempt (see fetch.lua). argv[i..]: worker,
--- device, token_prefix, lease_ttl_s, n, lowest_first, then queue, min_age_ms pairs.
+-- device, token_prefix, lease_ttl_s, n, lowest_first, runs ('job=version,...': the job
+-- versions this consumer runs; '' any), then queue, min_age_ms pairs.
 local function fetch_claims(argv, i, retention)
   local worker, device, token_prefix = argv[i], argv[i + 1], argv[i + 2]
   local lease_ttl, n = tonumber(argv[i + 3]), tonumber(argv[i + 4])
   local lowest_first = argv[i + 5] == '1'
+  local runs = parse_runs(argv[i + 6])
+  local first_queue = i + 7
   local now_ms = now * 1000
   local claims = {}
   local dropped, max_dropped = 0, 1000  -- stale messages dropped in one call, at most
+  local parked_in = {}  -- queues where this call set a message aside for another version
+
+  local function take(queue, id)
+    -- '<request id>.<attempt>.<enqueued at ms>' (see enqueue); before 0.2 the third part
+    -- was a sequence number and the message also lived in dramatiq's hash: drop it there.
+    local rid, attempt, third = string.match(id, '^(%x+)%.(%d+)%.(%d+)$')
+    if third and tonumber(third) < 1000000000000 then
+      redis.call('HDEL', key_queue_msgs(queue), id)
+    end
+    local token = token_prefix .. '-' .. (#claims + 1)
+    local outcome, rec = 'missing', nil
+    if rid then
+      outcome, rec = claim_attempt(rid, attempt, worker, device, token, lease_ttl, retention, runs)
+    end
+    if outcome == 'claimed' then
+      table.insert(rec, 1, id)
+      table.insert(rec, 1, token)
+      claims[#claims + 1] = rec
+    elseif outcome == 'unfit' then  -- rec is 'job@version': aside for its consumers
+      redis.call('RPUSH', key_queue_parked(queue, rec), id)
+      redis.call('SADD', key_queue_parked_index(queue), rec)
+      parked_in[queue] = true
+      dropped = dropped + 1
+    else
+      dropped = dropped + 1
+    end
+  end
+
+  -- First what consumers of another version set aside for ours (it has waited longest).
+  if runs then
+    for q = first_queue, #argv - 1, 2 do
+      local index = key_queue_parked_index(argv[q])
+      if argv[q + 1] == '0' and redis.call('EXISTS', index) == 1 then
+        for _, member in ipairs(redis.call('SMEMBERS', index)) do
+          local job, version = string.match(member, '^(.*)@([^@]*)$')
+          if job and runs[job] == version then
+            local list = key_queue_parked(argv[q], member)
+            while #claims < n and dropped < max_dropped do
+              local id = redis.call('LPOP', list)
+              if not id then break end
+              take(argv[q], id)
+            end
+            if redis.call('EXISTS', list) == 0 then redis.call('SREM', index, member) end
+          end
+        end
+      end
+    end
+  end
+
   local levels = {key_queue_p0, key_queue_list, key_queue_p2}
   if lowest_first then levels = {key_queue_p2, key_queue_list, key_queue_p0} end
   for _, level in ipairs(levels) do
-    for q = i + 6, #argv - 1, 2 do
+    for q = first_queue, #argv - 1, 2 do
       local list, min_age_ms = level(argv[q]), tonumber(argv[q + 1])
       while #claims < n and dropped < max_dropped do
         if min_age_ms > 0 then
@@ -240,24 +305,7 @@ local function fetch_claims(argv, i, retention)
         end
         local id = redis.call('LPOP', list)
         if not id then break end
-        -- '<request id>.<attempt>.<enqueued at ms>' (see enqueue); before 0.2 the third part
-        -- was a sequence number and the message also lived in dramatiq's hash: drop it there.
-        local rid, attempt, third = string.match(id, '^(%x+)%.(%d+)%.(%d+)$')
-        if third and tonumber(third) < 1000000000000 then
-          redis.call('HDEL', key_queue_msgs(argv[q]), id)
-        end
-        local token = token_prefix .. '-' .. (#claims + 1)
-        local outcome, rec = 'missing', nil
-        if rid then
-          outcome, rec = claim_attempt(rid, attempt, worker, device, token, lease_ttl, retention)
-        end
-        if outcome == 'claimed' then
-          table.insert(rec, 1, id)
-          table.insert(rec, 1, token)
-          claims[#claims + 1] = rec
-        else
-          dropped = dropped + 1
-        end
+        take(argv[q], id)
       end
     end
   end
@@ -265,10 +313,13 @@ local function fetch_claims(argv, i, retention)
   -- stale now (each stands for a message taken); left there, each would cost an idle
   -- consumer a wake-up and an empty fetch.
   if #claims < n and dropped < max_dropped then
-    for q = i + 6, #argv - 1, 2 do
+    for q = first_queue, #argv - 1, 2 do
       if argv[q + 1] == '0' then redis.call('DEL', key_wake(argv[q])) end
     end
   end
+  -- What was set aside here waits for a consumer of its version: wake one (the longest
+  -- idle, which is not this one: it is busy in this call).
+  for queue in pairs(parked_in) do redis.call('LPUSH', key_wake(queue), 'parked') end
   return claims
 end
 
