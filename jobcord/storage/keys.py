@@ -42,6 +42,8 @@ key jobcord writes in one slot, so each script stays single-slot (storage/cluste
 | ``{dq}:{queue}.parked:{job@ver}``| list   | messages of job version ``ver`` that a consumer of|
 |                                  |        | another version took and set aside (rolling deploy)|
 | ``{dq}:{queue}.parked``          | set    | the ``job@ver`` whose parked list is not empty    |
+| ``{ns}:parked-queues``           | set    | queues with parked messages (maintenance prunes   |
+|                                  |        | those whose request ended meanwhile)              |
 
 A message is ``{request id}.{attempt}.{enqueued at, ms}``: the record is the source of truth,
 so a message needs nothing else. The fetch script pops it and starts its attempt in one step
@@ -79,6 +81,7 @@ __all__ = [
     "wake_key",
     "parked_key",
     "parked_index_key",
+    "parked_queues_key",
     "child_wake_key",
     "failed_key",
     "rate_key",
@@ -196,6 +199,7 @@ TEMPLATES: dict[str, str] = {
     # set aside per job version for the consumers that run it, and the index of those sets.
     "queue_parked": "{dq}:{}.parked:{}",
     "queue_parked_index": "{dq}:{}.parked",
+    "parked_queues": "{ns}:parked-queues",
 }
 
 
@@ -316,6 +320,10 @@ def parked_key(queue: str, job_version: str) -> str:
 
 def parked_index_key(queue: str) -> str:
     return _fill("queue_parked_index", queue)
+
+
+def parked_queues_key() -> str:
+    return _fill("parked_queues")
 
 
 def child_wake_key(child: str) -> str:

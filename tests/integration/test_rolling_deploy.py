@@ -86,6 +86,9 @@ def test_two_builds_share_a_queue_and_each_runs_only_its_own(client, rds, start_
     old.stop()  # the old workers go; an old API's request now waits for a build-1 consumer
     late = v1.changed.async_run_remote(1, max_time_in_queue_seconds=2.0)
     assert late.wait(20).status is Status.EXPIRED  # never run by build 2 with the wrong input
+    # Maintenance drops its set-aside message: nothing shows as waiting for build 1 any more.
+    wait_for(lambda: not _versions(rds)["changed"]["waiting_for_version"], 15, "pruned")
+    assert not rds.exists(f"jobcord.dq:{v1.changed.spec.queue}.parked")
     assert v2.stable.async_run_remote(6).result(timeout=20) == {"x": 6, "build": 2}
 
 

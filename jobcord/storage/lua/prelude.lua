@@ -263,6 +263,7 @@ local function fetch_claims(argv, i, retention)
     elseif outcome == 'unfit' then  -- rec is 'job@version': aside for its consumers
       redis.call('RPUSH', key_queue_parked(queue, rec), id)
       redis.call('SADD', key_queue_parked_index(queue), rec)
+      redis.call('SADD', key_parked_queues(), queue)
       parked_in[queue] = true
       dropped = dropped + 1
     else
