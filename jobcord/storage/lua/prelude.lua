@@ -271,11 +271,12 @@ local function fetch_claims(argv, i, retention)
     end
   end
 
-  -- First what consumers of another version set aside for ours (it has waited longest).
+  -- First what consumers of another version set aside for ours (it has waited longest; on
+  -- a fallback queue too, whose own class may have no consumer of that version).
   if runs then
     for q = first_queue, #argv - 1, 2 do
       local index = key_queue_parked_index(argv[q])
-      if argv[q + 1] == '0' and redis.call('EXISTS', index) == 1 then
+      if redis.call('EXISTS', index) == 1 then
         for _, member in ipairs(redis.call('SMEMBERS', index)) do
           local job, version = string.match(member, '^(.*)@([^@]*)$')
           if job and runs[job] == version then
