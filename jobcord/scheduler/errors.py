@@ -32,8 +32,7 @@ class InputValidationError(JobcordError, ValueError):
     def __init__(self, job: str, problems: list[dict[str, str]]) -> None:
         self.job = job
         self.problems = problems
-        detail = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
-        super().__init__(f"invalid input for job {job!r}: {detail}")
+        super().__init__(f"invalid input for job {job!r}: {_detail(problems)}")
 
 
 class OutputValidationError(JobcordError, TypeError):
@@ -44,10 +43,14 @@ class OutputValidationError(JobcordError, TypeError):
     def __init__(self, job: str, problems: list[dict[str, str]]) -> None:
         self.job = job
         self.problems = problems
-        detail = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
         super().__init__(
-            f"job {job!r} returned a value that does not match its return type: {detail}"
+            f"job {job!r} returned a value that does not match its return type: "
+            + _detail(problems)
         )
+
+
+def _detail(problems: list[dict[str, str]]) -> str:
+    return "; ".join(f"{p['field']}: {p['message']}" for p in problems)
 
 
 class UnknownJob(JobcordError, LookupError):
