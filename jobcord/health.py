@@ -1,7 +1,8 @@
 """``jobcord health``: the supervised loops of every live scheduler and consumer process.
 
-Exit status: 0 healthy, 1 degraded (a stale loop or a silent process), 2 Redis unreachable
-(one line, from the CLI's error handling).
+Exit status: 0 healthy, 1 degraded (a stale loop, a silent process, or a problem a process
+reports: a consumer whose job processes cannot start), 2 Redis unreachable (one line, from
+the CLI's error handling).
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ def _rows(report: Any, now: float) -> list[tuple[str, ...]]:
                     why or (loop.get("last_error") or ""),
                 )
             )
+        for problem in proc.get("problems", []):  # not a loop: what the process says is wrong
+            rows.append((where, problem["name"], "-", "-", "[red]DEGRADED[/]", problem["reason"]))
     return rows
 
 
@@ -91,5 +94,6 @@ def register(app: typer.Typer, settings_hook: Any) -> None:
     @app.command("health")
     def health_command() -> None:
         """Health of the supervised loops of live schedulers and consumers: exit 0 healthy,
-        1 degraded (a loop stale or failing, a process silent), 2 Redis unreachable."""
+        1 degraded (a loop stale or failing, a process silent, a consumer's job processes
+        that cannot start), 2 Redis unreachable."""
         health(settings_hook)

@@ -33,6 +33,7 @@ from .child import ChildConfig, child_main
 from .containment import Keeper
 from .limits import MemoryLimit
 from .protocol import Fence, Stats
+from .startups import StartFailures
 from .trees import MARKER_ENV, ProcessTree
 
 __all__ = ["ChildProcess", "Life", "StopReason"]
@@ -118,6 +119,10 @@ class ChildProcess:
         self.clear_next_at = 0.0  # the next look at a tree that is slow to go
         #: Every pid seen in the last tree, kept after it is gone (the GPU check reads it).
         self.last_known: set[int] = set()
+        #: Start-ups of this place that failed in a row (``jobcord.consumers.startups``), and
+        #: why the current process failed its start-up, once known (its exit says the rest).
+        self.start_failures = StartFailures()
+        self.start_error: str | None = None
 
     @property
     def devices(self) -> str:
@@ -196,6 +201,12 @@ class ChildProcess:
         self.stats = Stats()
         self.pending_start = None
         self.clearing_since = None
+        self.start_error = None
+
+    @property
+    def ready(self) -> bool:
+        """Serving capacity: said Ready and not asked to go."""
+        return self.life is Life.READY and not self.retiring
 
     @property
     def exit_handle(self) -> Any:

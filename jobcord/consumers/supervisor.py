@@ -16,7 +16,10 @@ watches the board and the children's exits, in one supervised loop:
   no process of it holding device memory: ``jobcord.consumers.gpu_leftovers``);
 - a lease cannot be renewed for a whole TTL (Redis unreachable: a partition): the attempt
   is ended here (self-fencing), about when recovery hands the request to another worker;
-- a job waits on its own children's requests: its slot is lent (one more child like it).
+- a job waits on its own children's requests: its slot is lent (one more child like it);
+- a child fails its start-up: on the consumer's first start that ends the consumer with the
+  error; later (a crash loop) the place is tried again after a back-off, counts no slot
+  meanwhile, and health says why (``jobcord.consumers.startups``).
 
 The parent's writes go through a small thread pool, so a slow Redis never delays a kill.
 """
@@ -49,6 +52,7 @@ from .gpu_leftovers import LeftoverCheck
 from .limits import memory_limit_for, out_of_memory_message
 from .metrics import CHILD_RESTARTS, SELF_FENCED, JobCounts
 from .protocol import Fence, LoopFailed, Ready, StartupFailed, Stats, Waiting
+from .startups import children_problem, exit_reason, startup_failed_reason
 
 __all__ = ["Supervisor", "StartupError", "Place"]
 
@@ -63,8 +67,6 @@ _LOST_GRACE_S = 1.0
 _SIGNAL_AFTER_S = 1.0
 #: A borrowed child no waiting job needs is kept this long, for the next wait.
 _LEND_LINGER_S = 5.0
-#: A place whose child failed to start is tried again after this long (doubling, capped).
-_RESTART_BACKOFF_S = (1.0, 60.0)
 
 
 class StartupError(JobcordError):
@@ -131,7 +133,8 @@ class Supervisor:
         self._spare_since: float | None = None  # since when more are borrowed than needed
         self._lost: dict[tuple[int, int], float] = {}  # (place, entry seq) -> kill after
         self._pending: dict[str, str] = {}  # stopped attempts whose outcome is being written
-        self._restart_at: dict[int, tuple[float, float]] = {}  # place -> (when, backoff)
+        #: place -> when its next try is due, after a failed start-up (``startups.BACKOFF_S``)
+        self._restart_at: dict[int, float] = {}
         self._gone = Stats()  # totals of children that exited
         self._gone_counts = JobCounts()
         self._shutting_down = False
@@ -141,34 +144,47 @@ class Supervisor:
         self._fetch_seen: dict[int, float] = {}
         self._thread = threading.Thread(target=self._loop, name="jobcord-supervisor", daemon=True)
         self._startup_failure: str | None = None
+        #: Until :meth:`start` returns: a start-up that fails now ends the consumer.
+        self._warming = True
 
     # -- start and stop ----------------------------------------------------------------------
-    def start(self) -> None:
-        """Start every child and wait until all are warm (startup hooks done)."""
+    def start(self, stopping: Callable[[], bool] = lambda: False) -> bool:
+        """Start every child and wait until all are warm (startup hooks done): True then;
+        False as soon as ``stopping()`` says so (SIGTERM while a start-up hangs: the caller's
+        :meth:`close` kills what started). A start-up that fails raises StartupError."""
         LOOPS.add(self.state)
         LOOPS.add(self.fetch_state)
-        with self._lock:
-            for child in self.children:
-                child.start()
-        self._thread.start()
-        deadline = time.monotonic() + self.settings.child_startup_timeout_s + 5
-        while time.monotonic() < deadline:
+        try:
             with self._lock:
-                if self._startup_failure is not None:
-                    raise StartupError(self._startup_failure)
-                if all(c.life is Life.READY for c in self.children):
-                    return
-            time.sleep(0.02)
-        raise StartupError("children did not become ready in time")
+                for child in self.children:
+                    child.start()
+            self._thread.start()
+            deadline = time.monotonic() + self.settings.child_startup_timeout_s + 5
+            while time.monotonic() < deadline:
+                with self._lock:
+                    if self._startup_failure is not None:
+                        raise StartupError(self._startup_failure)
+                    if all(c.life is Life.READY for c in self.children):
+                        return True
+                if stopping():
+                    return False
+                time.sleep(0.02)
+            raise StartupError("children did not become ready in time")
+        finally:
+            with self._lock:
+                self._warming = False
 
     def drain(self, drain_s: float) -> None:
         """Take no more work; running attempts get ``drain_s`` to end, then are handed back
         (uncounted) and their processes killed; idle children run their shutdown hooks."""
         with self._lock:
             self._shutting_down = True
+            self._restart_at.clear()
             for child in self.children:
                 child.retiring = True
                 child.board.ask_stop()
+                if child.life is Life.STARTING:
+                    child.signal_stop()  # a start-up (it may hang) is not waited for
                 self._wake(child)
         deadline = time.monotonic() + drain_s
         while time.monotonic() < deadline and self._busy():
@@ -305,10 +321,25 @@ class Supervisor:
                     "running_jobs": [self._job_name(e.job) for e in entries],
                     "jobs_done": child.board.jobs_done if child.alive else 0,
                     "restarts": child.restarts,
+                    "failed_starts": child.start_failures.count,
                     "retiring": child.retiring,
                 }
             )
         return out
+
+    def ready_slots(self) -> int:
+        """Serving capacity: this consumer's own places whose process is ready (a place
+        starting, restarting or failing its start-up serves nothing)."""
+        return sum(1 for c in list(self.children) if c.ready and not c.borrowed)
+
+    def problems(self) -> dict[str, str]:
+        """What the consumer's health report says is wrong, by name: ``children`` while
+        places of its own fail their start-up (a crash loop). Read without the lock, as
+        :meth:`held` is: the heartbeat that asks must never wait on a spawn."""
+        own = [c for c in list(self.children) if not (c.borrowed or c.elastic or c.retiring)]
+        failing = [c.start_failures for c in own if c.start_failures.count and not c.ready]
+        why = children_problem(failing, len(own), time.monotonic())
+        return {"children": why} if why else {}
 
     def child_stats(self) -> list[Stats]:
         with self._lock:
@@ -360,10 +391,19 @@ class Supervisor:
             child.life = Life.READY
             child.was_ready = True
             self._restart_at.pop(child.config.place, None)
-            log.info("child ready", child=child.name, pid=msg.pid, devices=child.devices or None)
+            failed = child.start_failures.count
+            child.start_failures.cleared()
+            log.info(
+                "child ready",
+                child=child.name,
+                pid=msg.pid,
+                devices=child.devices or None,
+                **({"after_failed_starts": failed} if failed else {}),
+            )
         elif isinstance(msg, StartupFailed):
             log.error("child startup failed", child=child.name, traceback=msg.traceback)
-            if self._startup_failure is None and child.restarts == 0 and not child.borrowed:
+            child.start_error = startup_failed_reason(msg.traceback)
+            if self._startup_failure is None and self._ends_consumer(child):
                 self._startup_failure = f"{child.name}: on_startup failed:\n{msg.traceback}"
             child.signal_stop()
         elif isinstance(msg, Waiting):
@@ -382,16 +422,16 @@ class Supervisor:
                 self._start_when_clear(child, now)
                 return
             when = self._restart_at.get(place)
-            if when is not None and now >= when[0] and not self._shutting_down:
+            if when is not None and now >= when and not self._shutting_down:
+                del self._restart_at[place]
                 child.pending_start, child.clearing_since = "startup failed", now
                 self._start_when_clear(child, now)
             return
         if child.life is Life.STARTING and now > child.startup_deadline:
             log.error("child startup timed out", child=child.name)
-            if self._startup_failure is None and child.restarts == 0 and not child.borrowed:
-                self._startup_failure = (
-                    f"{child.name}: startup took longer than {child.startup_timeout_s} s"
-                )
+            child.start_error = f"start-up took longer than {child.startup_timeout_s:g} s"
+            if self._startup_failure is None and self._ends_consumer(child):
+                self._startup_failure = f"{child.name}: {child.start_error}"
             child.signal_stop()
         if child.signal_at is not None and now >= child.signal_at:
             child.signal_at = None
@@ -539,14 +579,13 @@ class Supervisor:
                 self._on_gone(child)
             return
         if never_ready and child.replace_reason is None:
-            # Its startup failed: try again after a pause that doubles, not in a tight loop.
-            place = child.config.place
-            _when, backoff = self._restart_at.get(place, (0.0, _RESTART_BACKOFF_S[0]))
-            self._restart_at[place] = (
-                time.monotonic() + backoff,
-                min(backoff * 2, _RESTART_BACKOFF_S[1]),
-            )
-            log.error("child failed to start", child=child.name, retry_in_s=backoff)
+            # Its startup failed: on the consumer's first start that ends the consumer with
+            # the error; later (a crash loop), try again after a pause that doubles, not in
+            # a tight loop, and say so in health (``problems``).
+            why = child.start_error or exit_reason(code)
+            if self._startup_failure is None and self._ends_consumer(child):
+                self._startup_failure = f"{child.name}: {why}"
+            self._failed_start(child, why)
             return
         if code == EXIT_POISONED:
             why = "cuda context poisoned"
@@ -590,16 +629,28 @@ class Supervisor:
         CHILD_RESTARTS.labels(child.name, why.split(" ")[0]).inc()
         log.info("child replaced", child=child.name, reason=why)
         child.replace_reason = None
-        place = child.config.place
         try:
             child.start()
         except Exception as exc:  # noqa: BLE001 - try again later, never take the loop down
-            _when, backoff = self._restart_at.get(place, (0.0, _RESTART_BACKOFF_S[0]))
-            self._restart_at[place] = (
-                time.monotonic() + backoff,
-                min(backoff * 2, _RESTART_BACKOFF_S[1]),
-            )
-            log.error("child could not start", child=child.name, error=str(exc))
+            self._failed_start(child, f"could not spawn the job process: {exc}")
+
+    def _failed_start(self, child: ChildProcess, why: str) -> None:
+        """Count a failed start-up of ``child``'s place, and try again after the back-off."""
+        now = time.monotonic()
+        backoff = child.start_failures.failed(why, now)
+        self._restart_at[child.config.place] = now + backoff
+        log.error(
+            "child failed to start",
+            child=child.name,
+            reason=why,
+            failures_in_a_row=child.start_failures.count,
+            retry_in_s=backoff,
+        )
+
+    def _ends_consumer(self, child: ChildProcess) -> bool:
+        """Whether ``child``'s failed start-up ends the consumer: one of its own places,
+        on its first start (later, a place that fails is retried: a crash loop)."""
+        return self._warming and not (child.borrowed or child.elastic)
 
     # -- lending: a job waiting on its children does not hold the slot they need -------------
     def _waiting(self, child: ChildProcess, fence: Fence, on: bool) -> None:
@@ -676,7 +727,9 @@ class Supervisor:
         """The fetch loops run in the children: healthy while any passes or works (or is
         still starting: a model that loads for minutes is no failed loop)."""
         for child in self.children:
-            if child.life is Life.STARTING:
+            # Still starting (a model that loads for minutes), or failing its start-up
+            # (health says so as the consumer's ``children`` problem, not as a stale loop).
+            if child.life is Life.STARTING or child.start_failures.count:
                 self.fetch_state.passed()
                 return
             if child.life is not Life.READY:

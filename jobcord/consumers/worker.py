@@ -63,7 +63,8 @@ log = structlog.get_logger("jobcord.worker")
 
 
 class StartupFailed(JobcordError):
-    """A child could not start (its on_startup raised, or took too long)."""
+    """A child could not start on the consumer's first start (its on_startup raised, it
+    exited before it was ready, or it took too long)."""
 
 
 @dataclass
@@ -267,7 +268,7 @@ class Consumer:
             "gpu_class": self.gpu_class,
             "queues": self.plan.own,
             "fallback_queues": self.plan.fallback,
-            "slots": len(places),
+            "slots_configured": len(places),
             "elastic": self.config.elastic,
             "gpus_per_child": self.plan.gpus_per_child,
             "devices": [d.uuid for d in self.config.devices],
@@ -285,6 +286,10 @@ class Consumer:
                 "heartbeat_every_s": self.settings.lease_ttl_s / 3,
                 "children": children,
                 "gpus": [r.as_dict() for r in gpus.latest()],
+                # Serving capacity is the children ready now: none while they start, restart
+                # or fail their start-up (a crash loop, whose reason is told here too).
+                "slots": supervisor.ready_slots(),
+                "degraded": supervisor.problems().get("children"),
             }
             if self.config.elastic:  # its slots are the warm children it has now
                 live["slots"] = sum(1 for c in children if c["state"] == "ready")
@@ -315,7 +320,11 @@ class Consumer:
         loops: list[MaintenanceLoop | HealthPublisher] = []
         try:
             try:
-                supervisor.start()  # every child warm (startup hooks run) before serving
+                # Every child warm (startup hooks run) before serving; SIGTERM meanwhile
+                # ends the consumer now, its starting children killed (``finally``).
+                if not supervisor.start(lambda: self.signalled or self._stop.is_set()):
+                    log.info("consumer stopped while its job processes started")
+                    return
             except StartupError as exc:
                 raise StartupFailed(str(exc)) from None
             heartbeat()
@@ -327,6 +336,7 @@ class Consumer:
                 role="consumer",
                 process_id=self.worker_id,
                 info={"app": self.app.name, "gpu_class": self.gpu_class},
+                problems=supervisor.problems,
             )
             loops = [maintenance, health]
             maintenance.start()

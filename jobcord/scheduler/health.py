@@ -3,7 +3,9 @@
 
 A loop is **stale** when its last completed pass (or its start, before the first) is older
 than ``max(3 x its interval, loop_stale_after_s)`` at the moment its process reported, or
-when its latest pass raised (consecutive errors). A process is **silent** when its latest
+when its latest pass raised (consecutive errors). A process may report **problems** of its
+own besides its loops (a consumer whose job processes cannot start: ``children``). A process
+is **silent** when its latest
 report is older than ``max(3 x health_interval_s, loop_stale_after_s)``: it is stuck, or died
 without removing its report (which then expires after twice that). Either makes the whole
 deployment ``degraded``.
@@ -20,6 +22,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -51,7 +54,8 @@ def silent_after_s(health_interval_s: float, stale_after_s: float) -> float:
 
 
 class HealthPublisher(EveryInterval):
-    """Publishes this process's loops every ``health_interval_s`` (itself one of them)."""
+    """Publishes this process's loops every ``health_interval_s`` (itself one of them), and
+    what ``problems()`` says is wrong with it besides (name -> reason; none: healthy)."""
 
     def __init__(
         self,
@@ -61,8 +65,10 @@ class HealthPublisher(EveryInterval):
         role: str,
         process_id: str | None = None,
         info: dict[str, Any] | None = None,
+        problems: Callable[[], dict[str, str]] | None = None,
     ) -> None:
         super().__init__("health", settings.health_interval_s)
+        self.problems = problems
         self.store = ProcessHealthStore(client, functions=settings.redis_functions)
         self.process_id = process_id or new_process_id(role)
         self.role = role
@@ -83,6 +89,10 @@ class HealthPublisher(EveryInterval):
             "published_at": time.time(),
             "publish_interval_s": self.interval_s,
             "loops": [h.as_dict() for h in LOOPS.snapshot()],
+            "problems": [
+                {"name": name, "reason": reason}
+                for name, reason in (self.problems() if self.problems else {}).items()
+            ],
         }
 
     def run_once(self) -> None:
@@ -106,7 +116,9 @@ class HealthPublisher(EveryInterval):
 class Problem:
     process: str
     role: str
-    loop: str | None  # None: the whole process is silent
+    #: None: the whole process is silent; else one of its loops, or a problem it reported
+    #: (``children``: a consumer's job processes cannot start).
+    loop: str | None
     reason: str
 
     def as_dict(self) -> dict[str, Any]:
@@ -188,4 +200,6 @@ def assess(
             why = loop_problem(loop, float(proc["published_at"]), stale_after_s)
             if why is not None:
                 report.problems.append(Problem(pid, role, loop["name"], why))
+        for problem in proc.get("problems", []):
+            report.problems.append(Problem(pid, role, problem["name"], problem["reason"]))
     return report

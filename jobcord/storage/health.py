@@ -1,4 +1,4 @@
-"""Loop health of live jobcord processes, one expiring key per process.
+"""Loop health (and reported problems) of live jobcord processes, one expiring key each.
 
 Each scheduler and consumer process writes its report (``jobcord.scheduler.health``) every
 ``health_interval_s``; a process that stops cleanly removes it, one that dies leaves it to

@@ -97,6 +97,10 @@ def queue_unserved_reason(app: str, queue: str, consumers: list[dict[str, Any]])
         for c in consumers
         if queue in c.get("queues", []) or queue in c.get("fallback_queues", [])
     ]
+    # Consumers whose job processes cannot start (a crash loop) count no slots and say why.
+    broken = [c for c in serving if not c.get("elastic") and c.get("degraded")]
+    if broken and not any(c.get("slots") for c in serving):
+        return f"no job process serving queue {queue} can start: {broken[0]['degraded']}"
     if serving and not any(c.get("elastic") and not c.get("slots") for c in serving):
         return None
     if serving and not any(c.get("slots") for c in serving):  # only autoscaled, all at zero
