@@ -273,7 +273,8 @@ local function fetch_claims(argv, i, retention)
 
   -- First what consumers of another version set aside for ours (it has waited longest; on
   -- a fallback queue too, whose own class may have no consumer of that version).
-  if runs then
+  -- (One EXISTS per fetch in the usual case: no rolling deploy, nothing set aside.)
+  if runs and redis.call('EXISTS', key_parked_queues()) == 1 then
     for q = first_queue, #argv - 1, 2 do
       local index = key_queue_parked_index(argv[q])
       if redis.call('EXISTS', index) == 1 then
