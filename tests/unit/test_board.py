@@ -10,6 +10,7 @@ import pytest
 from jobcord.consumers.board import Board, Phase
 from jobcord.consumers.metrics import JobCounts
 from jobcord.consumers.protocol import Fence, LoopFailed, Ready, Stats
+from jobcord.consumers.startups import StartFailures
 from jobcord.consumers.supervisor import Supervisor
 from jobcord.scheduler.jobspec import AppRegistry
 from jobcord.storage.settings import load_settings
@@ -70,6 +71,7 @@ class _FakeChild:
         self.name, self.restarts, self.borrowed, self.devices = "cpu-0", 0, False, ""
         self.life, self.stats, self.replace_reason = None, Stats(), None
         self.stopped_with: list[str] = []
+        self.was_ready, self.start_failures = False, StartFailures()
 
     def signal_stop(self) -> None:
         self.stopped_with.append(self.replace_reason or "")
