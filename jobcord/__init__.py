@@ -38,6 +38,7 @@ __all__: list[str] = [  # the same as jobcord.producers.__all__ (a test keeps th
     "SubmitOptions",
     "TooLarge",
     "WebhookVerificationError",
+    "aclose",
     "default_client",
     "run_local",
     "set_default_client",

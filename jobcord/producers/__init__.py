@@ -14,6 +14,7 @@ from jobcord.scheduler.webhooks.signing import WebhookVerificationError, verify_
 from jobcord.storage.errors import RedisUnavailable
 
 from .app import App
+from .async_client import aclose
 from .client import Client, RedisClient, SubmitOptions, default_client, set_default_client
 from .errors import (
     JobCanceled,
@@ -60,4 +61,5 @@ __all__ = [
     "run_local",
     "verify_webhook",
     "WebhookVerificationError",
+    "aclose",
 ]

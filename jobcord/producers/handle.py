@@ -13,6 +13,7 @@ from jobcord.scheduler.signatures import JobSignature
 from jobcord.storage.records import RequestRecord
 from jobcord.storage.statuses import Status
 
+from .async_client import async_twin
 from .client import CANCEL_WAIT_S
 from .errors import remote_error
 
@@ -73,8 +74,35 @@ class RequestHandle:
         return decode_output(self._signature, got, self._client.fetch)
 
     async def aresult(self, timeout: float | None = None) -> Any:
-        """``result`` for ``async def`` code (waits on a thread; the event loop stays free)."""
-        return await asyncio.to_thread(self.result, timeout)
+        """``result`` for ``async def`` code: an XREAD BLOCK on redis.asyncio, on this event
+        loop (no thread, no polling), so any number of waits end each within its own
+        ``timeout`` (ResultTimeout past it; the request goes on). A stored output (S3, the
+        local result directory) is read on a thread. Inside a running job, its slot is lent
+        meanwhile, as for ``result``."""
+        twin = async_twin(self._client)
+        if twin is None:  # an HTTP or in-process client: its sync wait, on a thread
+            return await asyncio.to_thread(self.result, timeout)
+        parent = current_job()
+        with parent.waiting() if parent is not None else nullcontext():
+            got = await twin.wait_output(self.request_id, timeout)
+        if isinstance(got, RequestRecord) and got.status is Status.SUCCEEDED and got.result:
+            return await asyncio.to_thread(self.output_of, got)
+        return self.output_of(got)
+
+    async def astatus(self) -> RequestRecord:
+        """``status`` for ``async def`` code (what only the sync client reads, such as the
+        download URLs of a stored result, is read on a thread)."""
+        twin = async_twin(self._client)
+        if twin is None:
+            return await asyncio.to_thread(self.status)
+        return await twin.get(self.request_id)
+
+    async def acancel(self, wait: float = CANCEL_WAIT_S) -> Status:
+        """``cancel`` for ``async def`` code: the status it led to."""
+        twin = async_twin(self._client)
+        if twin is None:
+            return await asyncio.to_thread(self.cancel, wait)
+        return await twin.cancel(self.request_id, wait)
 
     def tree(self) -> dict[str, Any]:
         """This request and the requests its job made, recursively, with their statuses."""
