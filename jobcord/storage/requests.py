@@ -327,14 +327,16 @@ class RequestStore:
         # Nothing stored yet means QUEUED: the first QUEUED event is never stored.
         stream, after, last = keys.events_key(request_id), "0-0", Status.QUEUED
         entries: list[tuple[str, dict[str, str]]] = []
+        looked = False  # timeout 0 (or one that ran out on the way) still looks once
         while True:
             if not entries:
                 block_s = 5.0 if deadline is None else min(5.0, deadline - time.monotonic())
-                if block_s <= 0:
+                if block_s <= 0 and looked:
                     return None, last
-                block = max(1, int(block_s * 1000))
+                looked = True
+                wait = ("BLOCK", max(1, int(block_s * 1000))) if block_s > 0 else ()
                 entries = stream_entries(
-                    self.scripts.direct("XREAD", "BLOCK", block, "STREAMS", stream, after)
+                    self.scripts.direct("XREAD", *wait, "STREAMS", stream, after)
                 )
                 if not entries:
                     if not self.client.exists(keys.record_key(request_id)):

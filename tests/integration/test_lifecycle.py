@@ -293,3 +293,15 @@ def test_many_threads_wait_on_results_at_once(client, start_worker):
         time.sleep(0.5)  # every thread is blocked on its result before any can arrive
         start_worker()
         assert [w.result()["x"] for w in waits] == list(range(150))
+
+
+def test_result_with_timeout_zero_reads_a_finished_request_once(client, start_worker):
+    from jobcord.producers import ResultTimeout
+
+    start_worker()
+    queued = jobs.count.async_run_remote("zero-wait", sleep_s=5.0)
+    with pytest.raises(ResultTimeout):
+        queued.result(timeout=0)  # not finished: no wait at all
+    done = jobs.echo.async_run_remote(4)
+    done.wait(20)
+    assert done.result(timeout=0)["x"] == 4  # finished: timeout 0 still looks
