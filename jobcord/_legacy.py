@@ -28,10 +28,14 @@ class _AliasLoader(importlib.abc.Loader):
         self.real = real
 
     def create_module(self, spec: ModuleSpec) -> ModuleType:
-        return importlib.import_module(self.real)
+        module = importlib.import_module(self.real)
+        self.real_spec = module.__spec__
+        return module
 
     def exec_module(self, module: ModuleType) -> None:
-        """Already run under its real name."""
+        """Already run under its real name; the import system set the alias's spec on it:
+        give it back its own (importlib.resources and reload read it)."""
+        module.__spec__ = self.real_spec
 
 
 class _AliasFinder(importlib.abc.MetaPathFinder):

@@ -86,13 +86,13 @@ class JobSpec:
             "input": _schema(
                 lambda: self.signature.public_model.model_json_schema(),
                 lambda: [
-                    (p.name, str(p.annotation))
+                    (p.name, _type_name(p.annotation))
                     for p in self.signature.inspected.parameters.values()
                 ],
             ),
             "output": _schema(
                 lambda: self.signature.output_adapter.json_schema(),
-                lambda: str(self.signature.output_type),
+                lambda: _type_name(self.signature.output_type),
             ),
             "stream": self.stream,
             "batched": self.batched,
@@ -154,12 +154,37 @@ class JobSpec:
 
 
 def _schema(make: Callable[[], Any], names: Callable[[], Any]) -> Any:
-    """The JSON schema, or for a type pydantic cannot describe the annotations' names (never
-    a default's repr: an address in it would differ in every process)."""
+    """The JSON schema without what may differ between the API and a worker of one build
+    (defaults computed from the environment, titles, descriptions), or for a type pydantic
+    cannot describe, the annotations' names."""
     try:
-        return make()
+        return _shape_only(make())
     except Exception:  # noqa: BLE001 - any type may refuse a schema
         return names()
+
+
+_NOT_SHAPE = frozenset({"default", "title", "description", "examples"})
+
+
+def _shape_only(schema: Any) -> Any:
+    if isinstance(schema, list):
+        return [_shape_only(v) for v in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {}
+    for key, value in schema.items():
+        if key in ("properties", "$defs") and isinstance(value, dict):  # names, not keywords
+            out[key] = {name: _shape_only(v) for name, v in value.items()}
+        elif key not in _NOT_SHAPE:
+            out[key] = _shape_only(value)
+    return out
+
+
+def _type_name(annotation: Any) -> str:
+    """An annotation's text with no memory address and no module path (a module is named
+    differently by ``pkg.app`` and ``app`` references to one file)."""
+    text = re.sub(r" at 0x[0-9a-fA-F]+", "", str(annotation))
+    return re.sub(r"\b(?:\w+\.)+(\w+)", r"\1", text)
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,8 @@ class EncodedOutput:
 def encode_output(signature: JobSignature, value: Any) -> EncodedOutput:
     """bytes stay raw; outputs holding bytes or arrays become msgpack; the rest JSON. A value
     that is not of the job's return type raises OutputValidationError."""
+    if isinstance(value, memoryview):  # bytes-like, but not something pydantic calls bytes
+        value = bytes(value)
     value = signature.checked_output(value)
     if isinstance(value, bytes | bytearray | memoryview):
         return EncodedOutput(BYTES_TYPE, bytes(value))

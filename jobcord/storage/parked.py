@@ -30,11 +30,24 @@ def prune_parked(client: redis.Redis) -> int:
         members: Any = client.smembers(parked_index_key(queue))
         for member in members:
             removed += _prune_list(client, parked_key(queue, member))
-            if not client.exists(parked_key(queue, member)):
-                client.srem(parked_index_key(queue), member)
-        if not client.exists(parked_index_key(queue)):
-            client.srem(parked_queues_key(), queue)
+            _forget_if_empty(client, parked_key(queue, member), parked_index_key(queue), member)
+        _forget_if_empty(client, parked_index_key(queue), parked_queues_key(), queue)
     return removed
+
+
+def _forget_if_empty(client: redis.Redis, key: str, index: str, member: str) -> None:
+    """SREM ``member`` from ``index`` if ``key`` is empty, unless a fetch parked something
+    meanwhile (WATCH: its script's write aborts this), which would hide it from every fetch."""
+    with client.pipeline() as pipe:
+        try:
+            pipe.watch(key, index)
+            if pipe.exists(key):
+                return
+            pipe.multi()
+            pipe.srem(index, member)
+            pipe.execute()
+        except redis.WatchError:
+            return
 
 
 def _prune_list(client: redis.Redis, key: str) -> int:

@@ -6,9 +6,12 @@ a job the builds agree on runs on either."""
 from __future__ import annotations
 
 import time
+from typing import Annotated
 
 import redis
+from pydantic import BeforeValidator
 
+from jobcord import App
 from jobcord.scheduler.capacity import queue_capacity
 from jobcord.storage.registry import ConsumerRegistry
 from jobcord.storage.statuses import Status
@@ -48,6 +51,25 @@ def test_versions_follow_schemas_not_code():
     assert v1.app.runs == (
         f"changed={v1.changed.spec.job_version},stable={v1.stable.spec.job_version}"
     )
+
+
+def test_what_differs_between_processes_of_one_build_is_not_the_version():
+    # A default computed from the environment (the API has no GPU, the worker does) or a
+    # title is not the job's shape: the API and its workers must agree.
+    def versions(device: str, note: str) -> tuple[str, str]:
+        app = App(f"envdefault-{device}")
+
+        @app.job(name="infer")
+        def infer(x: int, device: str = device) -> int:  # noqa: ARG001
+            return x
+
+        @app.job(name="loose")
+        def loose(x: Annotated[int, BeforeValidator(lambda v: v)]) -> object:
+            return x
+
+        return infer.spec.job_version, loose.spec.job_version
+
+    assert versions("cuda", "on the GPU") == versions("cpu", "anywhere")
 
 
 def test_two_builds_share_a_queue_and_each_runs_only_its_own(client, rds, start_worker):

@@ -90,6 +90,7 @@ def test_outputs_round_trip_inline_and_stored():
 
     raw = encode_output(analyse(image, "image"), b"\x00\x01")
     assert raw.content_type == BYTES_TYPE
+    assert encode_output(analyse(image, "image"), memoryview(b"\x02")).data == b"\x02"
     blob = _record(result={"name": "output", "key": "k", "size": 2, "content_type": BYTES_TYPE})
     assert decode_output(sig, blob, lambda r: b"\x00\x01") == b"\x00\x01"
 

@@ -44,7 +44,7 @@ async def _until_done_or_gone(gw: Gateway, request: Request, request_id: str, li
         while not waiter.done():
             if await request.is_disconnected():
                 waiter.cancel()
-                await run_in_threadpool(gw.client.cancel, request_id)
+                await run_in_threadpool(gw.client.cancel, request_id, 0)  # no wait: told
                 return None
             await asyncio.wait({waiter}, timeout=0.25)
         return waiter.result()
@@ -102,7 +102,7 @@ def _add_cord(router: APIRouter, gw: Gateway, spec: JobSpec) -> None:
     async def finish(request: Request, request_id: str) -> Response:
         status = await _until_done_or_gone(gw, request, request_id, limit_s)
         if status is None:
-            await run_in_threadpool(gw.client.cancel, request_id)
+            await run_in_threadpool(gw.client.cancel, request_id, 0)
             return JSONResponse(
                 {"detail": f"cord did not finish within {limit_s} s", "request_id": request_id},
                 504,
@@ -161,7 +161,7 @@ async def _relay(gw: Gateway, spec: JobSpec, request_id: str) -> AsyncIterator[s
     finally:
         if not finished:  # the caller went away: stop the work it asked for
             # A plain call: in a cancelled anyio scope every further await is cancelled too.
-            gw.client.cancel(request_id)
+            gw.client.cancel(request_id, 0)  # on the loop: never wait here
 
 
 def cord_router(gw: Gateway) -> APIRouter:

@@ -199,15 +199,17 @@ local function claim_attempt(rid, attempt, worker, device, token, lease_ttl, ret
     elseif k == 'job_version' then version = rec[i + 1] end
   end
   if status ~= 'QUEUED' or current ~= tostring(attempt) then return 'stale' end
+  if deadline and deadline ~= '' and tonumber(deadline) and tonumber(deadline) < now then
+    terminate(rid, 'EXPIRED', retention, {'error', cjson.encode({type = 'Expired',
+      message = 'not started before max_time_in_queue_seconds'})}, read_head(rk))
+    return 'expired'
+  end
   -- Another version of the job (or a job this consumer lacks): not ours to run, nor to fail.
   -- A record without a version (an older producer) runs anywhere, as before.
-  if runs and version and runs[job] ~= version then return 'unfit', job .. '@' .. version end
+  if runs and job and version and version ~= '' and runs[job] ~= version then
+    return 'unfit', job .. '@' .. version
+  end
   if deadline and deadline ~= '' then
-    if tonumber(deadline) < now then
-      terminate(rid, 'EXPIRED', retention, {'error', cjson.encode({type = 'Expired',
-        message = 'not started before max_time_in_queue_seconds'})}, read_head(rk))
-      return 'expired'
-    end
     redis.call('ZREM', key_deadlines(), rid)  -- started: the queue deadline no longer applies
   end
   if device ~= '' then
